@@ -1,0 +1,313 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/engine/enginetest"
+	"github.com/vserve/vserve/scheduler"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newEngine(t *testing.T, cfg engine.Config, exec *enginetest.FakeExecutor) (*engine.Engine, *enginetest.SimpleScheduler) {
+	t.Helper()
+	s := &enginetest.SimpleScheduler{MaxSeqs: 8}
+	e := engine.New(cfg, s, exec)
+	t.Cleanup(func() { require.NoError(t, e.Shutdown(context.Background())) })
+	return e, s
+}
+
+func req(id string, maxTokens int) *engine.Request {
+	return &engine.Request{ID: id, PromptTokenIDs: []int32{1, 2, 3}, Params: scheduler.DefaultSamplingParams(maxTokens), EOSTokenIDs: []int32{2}}
+}
+
+func TestGenerateToLength(t *testing.T) {
+	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	st, err := e.Add(context.Background(), req("a", 5))
+	require.NoError(t, err)
+	defer st.Close()
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, []int32{100, 101, 102, 103, 104}, out.TokenIDs)
+	assert.Equal(t, scheduler.FinishLength, out.Finish)
+	assert.False(t, out.Times.FirstToken.IsZero())
+	assert.False(t, out.Times.Scheduled.IsZero())
+	_, err = st.Next(context.Background())
+	assert.ErrorIs(t, err, io.EOF)
+}
+
+func TestStopConditions(t *testing.T) {
+	tests := []struct {
+		name   string
+		params func(*scheduler.SamplingParams)
+		want   []int32
+		finish scheduler.FinishReason
+	}{
+		{"stop token id", func(p *scheduler.SamplingParams) { p.StopTokenIDs = []int32{102} }, []int32{100, 101, 102}, scheduler.FinishStop},
+		{"min tokens masks stop id", func(p *scheduler.SamplingParams) { p.StopTokenIDs = []int32{100, 102}; p.MinTokens = 2 }, []int32{100, 101, 102}, scheduler.FinishStop},
+		{"max tokens", func(p *scheduler.SamplingParams) {}, []int32{100, 101, 102, 103}, scheduler.FinishLength},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+			r := req("x", 4)
+			tc.params(&r.Params)
+			st, err := e.Add(context.Background(), r)
+			require.NoError(t, err)
+			defer st.Close()
+			out, err := st.Collect(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, out.TokenIDs)
+			assert.Equal(t, tc.finish, out.Finish)
+		})
+	}
+}
+
+func TestHooksSeeEveryStepAndRequest(t *testing.T) {
+	var mu sync.Mutex
+	var steps []uint64
+	starts, ends := map[string]int{}, map[string]engine.RequestEnd{}
+	cfg := engine.Config{Hooks: engine.Hooks{
+		OnStep: func(r *engine.StepRecord) {
+			mu.Lock()
+			steps = append(steps, r.Step)
+			mu.Unlock()
+		},
+		OnRequestStart: func(r engine.RequestStart) { mu.Lock(); starts[r.ID]++; mu.Unlock() },
+		OnRequestEnd:   func(r engine.RequestEnd) { mu.Lock(); ends[r.ID] = r; mu.Unlock() },
+	}}
+	e, _ := newEngine(t, cfg, &enginetest.FakeExecutor{})
+	for i := range 3 {
+		r := req(fmt.Sprint(i), 3)
+		r.TraceHeaders = map[string]string{"traceparent": "x"}
+		st, err := e.Add(context.Background(), r)
+		require.NoError(t, err)
+		_, err = st.Collect(context.Background())
+		require.NoError(t, err)
+		st.Close()
+	}
+	require.NoError(t, e.Shutdown(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, steps)
+	for i := 1; i < len(steps); i++ {
+		assert.Greater(t, steps[i], steps[i-1], "steps increase")
+	}
+	assert.Len(t, starts, 3)
+	for id, end := range ends {
+		assert.Equal(t, 1, starts[id])
+		assert.Equal(t, scheduler.FinishLength, end.Reason)
+		assert.Equal(t, 3, end.NumOutputTokens)
+		assert.Equal(t, "x", end.TraceHeaders["traceparent"])
+	}
+	assert.Equal(t, uint64(len(steps)), e.Snapshot().Steps)
+}
+
+// blockingExec holds every step until released, so tests can act between
+// steps deterministically.
+type blockingExec struct {
+	enginetest.FakeExecutor
+	gate chan struct{}
+}
+
+func (b *blockingExec) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	<-b.gate
+	return b.FakeExecutor.Execute(out)
+}
+
+func TestAbortEndsRequestAndReleasesState(t *testing.T) {
+	ex := &blockingExec{gate: make(chan struct{})}
+	s := &enginetest.SimpleScheduler{}
+	e := engine.New(engine.Config{}, s, ex)
+	defer e.Shutdown(context.Background())
+	st, err := e.Add(context.Background(), req("a", 1000))
+	require.NoError(t, err)
+	ex.gate <- struct{}{} // step 1 runs
+	o, err := st.Next(context.Background())
+	require.NoError(t, err)
+	require.Len(t, o.TokenIDs, 1)
+	st.Close()
+	close(ex.gate) // let the loop run freely
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishAbort, out.Finish)
+	assert.Equal(t, engine.CauseClientDisconnect, out.AbortCause)
+	require.NoError(t, e.Shutdown(context.Background()))
+	assert.False(t, s.HasUnfinished())
+	assert.Zero(t, e.Snapshot().NumActive)
+	assert.Zero(t, ex.NumLive(), "the executor dropped the request's state")
+}
+
+func TestStopRequestFinishesWithStop(t *testing.T) {
+	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	st, err := e.Add(context.Background(), req("a", 1<<20))
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.Next(context.Background())
+	require.NoError(t, err)
+	st.Stop()
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishStop, out.Finish)
+	assert.Equal(t, engine.CauseStopString, out.AbortCause)
+}
+
+func TestDeadlineAborts(t *testing.T) {
+	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	r := req("a", 1<<30)
+	r.Deadline = time.Now() // already passed: aborted at the next iteration
+	st, err := e.Add(context.Background(), r)
+	require.NoError(t, err)
+	defer st.Close()
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishAbort, out.Finish)
+	assert.Equal(t, engine.CauseTimeout, out.AbortCause)
+}
+
+func TestSlowReaderDoesNotBlockLoop(t *testing.T) {
+	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	slow, err := e.Add(context.Background(), req("slow", 500))
+	require.NoError(t, err)
+	defer slow.Close()
+	fast, err := e.Add(context.Background(), req("fast", 50))
+	require.NoError(t, err)
+	defer fast.Close()
+	out, err := fast.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, out.TokenIDs, 50)
+	// The slow stream was never read; it coalesced everything.
+	all, err := slow.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, all.TokenIDs, 500)
+}
+
+func TestExecutorErrorFailsBatch(t *testing.T) {
+	boom := errors.New("boom")
+	ex := &enginetest.FakeExecutor{Fail: func(step uint64) error {
+		if step == 2 {
+			return boom
+		}
+		return nil
+	}}
+	e, s := newEngine(t, engine.Config{}, ex)
+	st, err := e.Add(context.Background(), req("a", 10))
+	require.NoError(t, err)
+	defer st.Close()
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishError, out.Finish)
+	assert.ErrorIs(t, out.Err, boom)
+	require.NoError(t, e.Shutdown(context.Background()))
+	assert.False(t, s.HasUnfinished())
+}
+
+func TestAdmission(t *testing.T) {
+	ex := &blockingExec{gate: make(chan struct{})}
+	s := &enginetest.SimpleScheduler{MaxSeqs: 1}
+	e := engine.New(engine.Config{MaxQueuedRequests: 2, MaxQueuedTokens: 5}, s, ex)
+	ctx := context.Background()
+	_, err := e.Add(ctx, &engine.Request{ID: "bad"})
+	assert.ErrorIs(t, err, engine.ErrInvalid)
+	a, err := e.Add(ctx, req("a", 3)) // 3 tokens queued
+	require.NoError(t, err)
+	_, err = e.Add(ctx, req("a", 3))
+	assert.ErrorIs(t, err, engine.ErrDuplicateID)
+	_, err = e.Add(ctx, req("b", 3)) // 6 tokens > 5
+	assert.ErrorIs(t, err, engine.ErrQueueFull)
+	small := req("c", 3)
+	small.PromptTokenIDs = []int32{1, 2}
+	c, err := e.Add(ctx, small) // 5 tokens, 2 requests
+	require.NoError(t, err)
+	_, err = e.Add(ctx, &engine.Request{ID: "d", PromptTokenIDs: []int32{1}, Params: scheduler.DefaultSamplingParams(1)})
+	assert.ErrorIs(t, err, engine.ErrQueueFull, "request bound")
+	close(ex.gate)
+	for _, st := range []*engine.Stream{a, c} {
+		_, err := st.Collect(ctx)
+		require.NoError(t, err)
+		st.Close()
+	}
+	snap := e.Snapshot()
+	assert.Zero(t, snap.NumQueued)
+	assert.Zero(t, snap.NumQueuedTokens)
+	require.NoError(t, e.Shutdown(ctx))
+	_, err = e.Add(ctx, req("late", 1))
+	assert.ErrorIs(t, err, engine.ErrShuttingDown)
+}
+
+func TestShutdownGraceAbortsInFlight(t *testing.T) {
+	s := &enginetest.SimpleScheduler{}
+	e := engine.New(engine.Config{}, s, &enginetest.FakeExecutor{})
+	st, err := e.Add(context.Background(), req("long", 1<<30))
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.Next(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no grace at all
+	assert.ErrorIs(t, e.Shutdown(ctx), context.Canceled)
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishAbort, out.Finish)
+	assert.Equal(t, engine.CauseShutdown, out.AbortCause)
+	assert.Zero(t, s.Stats().NumRunning+s.Stats().NumWaiting)
+	assert.Zero(t, e.Snapshot().NumActive)
+	require.NoError(t, e.Shutdown(context.Background()), "second call returns at once")
+}
+
+func TestShutdownLetsRequestsFinish(t *testing.T) {
+	e := engine.New(engine.Config{}, &enginetest.SimpleScheduler{}, &enginetest.FakeExecutor{})
+	st, err := e.Add(context.Background(), req("a", 20))
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, e.Shutdown(context.Background()))
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishLength, out.Finish)
+	assert.Len(t, out.TokenIDs, 20)
+}
+
+func TestSharedNotifyMultiplexes(t *testing.T) {
+	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	notify := make(chan struct{}, 1)
+	var streams []*engine.Stream
+	for i := range 4 {
+		r := req(fmt.Sprint(i), 10+i)
+		r.Notify = notify
+		st, err := e.Add(context.Background(), r)
+		require.NoError(t, err)
+		defer st.Close()
+		streams = append(streams, st)
+	}
+	counts := make([]int, len(streams))
+	open := len(streams)
+	for open > 0 {
+		progressed := false
+		for i, st := range streams {
+			o, ok, err := st.TryNext()
+			if err == io.EOF || !ok {
+				continue
+			}
+			progressed = true
+			counts[i] += len(o.TokenIDs)
+			if o.Finished() {
+				open--
+			}
+		}
+		if !progressed {
+			<-notify
+		}
+	}
+	assert.Equal(t, []int{10, 11, 12, 13}, counts)
+}
