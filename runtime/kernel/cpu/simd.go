@@ -1,0 +1,42 @@
+package cpu
+
+import "unsafe"
+
+// The inner loops, as function values chosen once at start-up: assembly
+// where the CPU supports it (simd_amd64.go), portable Go otherwise
+// (simd_generic.go). All of them are pure functions of their arguments.
+
+// tileFn computes the dot products of 4 weight rows (element type given by
+// the function; row r starts at w + r·ldw elements) with T activation rows
+// (token t starts at x + t·ldx) over the first k elements, where k is a
+// multiple of kStep, writing res[t*4+r].
+type tileFn func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+// kernels is one implementation of the inner loops.
+type kernels struct {
+	name string
+	// kStep is the granularity of k the tiles handle; the caller adds the
+	// remaining k%kStep terms itself.
+	kStep int
+	// direct16 says the 16-bit tiles convert in registers fast enough to
+	// be used directly; otherwise MatMul converts weight rows to float32
+	// scratch once per row block and uses the F32 tiles.
+	direct16 bool
+	// tile4x1[dt] and tile4x3[dt] by weight dtype (F32, F16, BF16).
+	tile4x1 [3]tileFn
+	tile4x3 [3]tileFn
+	dot     func(a, b []float32) float32 // len(b) >= len(a)
+	axpy    func(y []float32, a float32, x []float32)
+	scale   func(y []float32, a float32)
+	bf16    func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16     func(dst []float32, src []uint16)
+}
+
+// simd is the implementation in use.
+var simd = genericKernels
+
+func dot(a, b []float32) float32               { return simd.dot(a, b) }
+func axpy(y []float32, a float32, x []float32) { simd.axpy(y, a, x) }
+func scaleInPlace(y []float32, a float32)      { simd.scale(y, a) }
+func bf16ToF32(dst []float32, src []uint16)    { simd.bf16(dst, src) }
+func f16ToF32(dst []float32, src []uint16)     { simd.f16(dst, src) }

@@ -1,0 +1,117 @@
+package cpu
+
+import (
+	"unsafe"
+
+	"github.com/vserve/vserve/runtime/kernel"
+)
+
+// genericKernels are the portable Go inner loops: the fallback on CPUs
+// without AVX2/FMA/F16C and on other architectures, and the reference the
+// assembly is tested against.
+var genericKernels = kernels{
+	name:    "generic",
+	kStep:   1,
+	tile4x1: [3]tileFn{tile4x1F32Generic, tile4x1F16Generic, tile4x1BF16Generic},
+	tile4x3: [3]tileFn{tile4x3F32Generic, tile4x3F16Generic, tile4x3BF16Generic},
+	dot:     dotGeneric,
+	axpy:    axpyGeneric,
+	scale:   scaleGeneric,
+	bf16:    bf16Generic,
+	f16:     f16Generic,
+}
+
+func dotGeneric(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func axpyGeneric(y []float32, a float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += a * x[i]
+	}
+}
+
+func scaleGeneric(y []float32, a float32) {
+	for i := range y {
+		y[i] *= a
+	}
+}
+
+func bf16Generic(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = kernel.BF16ToF32(h)
+	}
+}
+
+func f16Generic(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	for i, h := range src {
+		dst[i] = kernel.F16ToF32(h)
+	}
+}
+
+func f32Rows(w unsafe.Pointer, ldw, k uintptr) [4][]float32 {
+	var rows [4][]float32
+	for r := range rows {
+		rows[r] = unsafe.Slice((*float32)(unsafe.Add(w, 4*uintptr(r)*ldw)), k)
+	}
+	return rows
+}
+
+func u16Rows(w unsafe.Pointer, ldw, k uintptr, conv func([]float32, []uint16)) [4][]float32 {
+	var rows [4][]float32
+	for r := range rows {
+		src := unsafe.Slice((*uint16)(unsafe.Add(w, 2*uintptr(r)*ldw)), k)
+		rows[r] = make([]float32, k)
+		conv(rows[r], src)
+	}
+	return rows
+}
+
+func tileRows(rows [4][]float32, x *float32, ldx uintptr, k uintptr, res *float32, tokens int) {
+	out := unsafe.Slice(res, 4*tokens)
+	for t := range tokens {
+		xt := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(x), 4*uintptr(t)*ldx)), k)
+		for r := range 4 {
+			out[t*4+r] = dotGeneric(rows[r], xt)
+		}
+	}
+}
+
+func tile4x1F32Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(f32Rows(w, ldw, k), x, ldx, k, res, 1)
+}
+
+func tile4x3F32Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(f32Rows(w, ldw, k), x, ldx, k, res, 3)
+}
+
+func tile4x1F16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(u16Rows(w, ldw, k, f16Generic), x, ldx, k, res, 1)
+}
+
+func tile4x3F16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(u16Rows(w, ldw, k, f16Generic), x, ldx, k, res, 3)
+}
+
+func tile4x1BF16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(u16Rows(w, ldw, k, bf16Generic), x, ldx, k, res, 1)
+}
+
+func tile4x3BF16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+	tileRows(u16Rows(w, ldw, k, bf16Generic), x, ldx, k, res, 3)
+}
