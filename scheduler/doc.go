@@ -4,5 +4,84 @@
 // *Output describing which tokens of which requests run in the next batch,
 // and Update applies a RunnerOutput and returns per-request deltas. It starts
 // no goroutines, touches no device and uses no CGo; running out of KV blocks
-// is a normal outcome (preemption), not an error.
+// is a normal outcome (preemption), not an error. One goroutine (the engine
+// loop) owns a Scheduler; it is not safe for concurrent use.
+//
+// # Scheduling
+//
+// A request has no prefill or decode phase in the scheduler: its computed
+// tokens catch up with its tokens (prompt + outputs). Each Schedule call
+// increments the step counter first, then spends a token budget
+// (MaxNumBatchedTokens) on running requests in order, then on waiting ones
+// up to MaxNumSeqs running. Long prompts are chunked; a request's share of
+// one step is capped by LongPrefillTokenThreshold. Computed tokens advance
+// when the step is built (optimistically), so a chunked prefill is scheduled
+// again in the next step. When a running request needs a block and none is
+// free, a victim is preempted by recompute (the last running request under
+// FCFS; the highest Priority value, latest arrival on ties, under the
+// priority policy): its blocks are freed (their prefix-cache entries stay,
+// so resuming usually hits them), its computed tokens reset to 0, and it
+// goes back to the front of the waiting queue. No request is admitted in a
+// step that preempted.
+//
+// Beyond vLLM: a waiting request whose blocks do not fit may be passed by
+// requests behind it at most MaxSkips times, after which nothing behind it
+// is admitted until it fits (no head-of-line blocking, no starvation). A
+// resumed request gets blocks for all its tokens at once and is exempt from
+// preemption until it has produced a new token, so it is never preempted
+// again before it has made progress (no preempt/resume thrash); the per
+// request count is RequestView.NumPreemptions, the totals are
+// Stats.NumPreemptions and Stats.NumResumes.
+//
+// # Runner contract
+//
+// The runner keeps, per request id, the token list (prompt + the outputs it
+// sampled) and the block table. For each Output, in this order:
+//
+//  1. FinishedRequestIDs: drop these requests (finished or aborted since
+//     the previous step; an id may reappear in NewRequests of the same
+//     Output when a client reuses it, so drop first).
+//  2. NewRequests: a request seen for the first time: the full prompt, the
+//     whole block table, and NumComputedTokens (prefix-cache hits, always
+//     less than the prompt length).
+//  3. CachedRequests: NewBlockIDs are appended to the block table. When
+//     Resumed (after a preemption), NewBlockIDs replace the block table
+//     instead, and NewTokenIDs holds all output tokens so far: they replace
+//     the runner's outputs (authoritative). NumComputedTokens is the number
+//     of tokens in the KV cache before this step.
+//  4. For each scheduled request, compute token positions NumComputedTokens
+//     .. NumComputedTokens+NumScheduledTokens[id]-1 of its token list, and
+//     sample a token only when that reaches the end of the token list (a
+//     partial prefill chunk samples nothing). PreemptedRequestIDs are kept
+//     by the runner (they come back with Resumed).
+//
+// A request's prefix-cache hits may point at blocks filled by the previous
+// step. Blocks are entered into the prefix cache after the step that fills
+// them is built, so within one step no request reads a block that another
+// request of the same step writes.
+//
+// The RunnerOutput lists the requests that sampled, with the Step of the
+// Output it executed. Update ignores outputs of requests aborted or finished
+// in the meantime, and applies stop checks in vLLM's order: min_tokens, EOS
+// unless ignore_eos, stop_token_ids, max_model_len / max_tokens (length).
+// Stop strings are matched outside (on text), which then calls Abort with
+// FinishStop.
+//
+// # Ownership
+//
+// An Output and its slices and map belong to the scheduler and stay valid
+// until the second following Schedule call (two buffers alternate, so a
+// later engine can execute step N while building step N+1); callers must not
+// modify them. The []RequestOutput returned by Update is reused by the next
+// Update. With no Observer, a steady decode step allocates nothing.
+//
+// # Observability
+//
+// The step counter starts at 0, is incremented first thing in Schedule and
+// never resets. An Observer (SetObserver) sees QUEUED (AddRequest, current
+// counter), SCHEDULED (admission, the step being built, resumed or first),
+// FIRST_TOKEN (the step of the batch that produced it), PREEMPTED (the step
+// being built), FINISHED (natural stop: the producing step; abort: the
+// current counter) and StepBuilt at the end of Schedule, before computed
+// tokens advance. Every RequestView method is O(1).
 package scheduler

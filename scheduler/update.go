@@ -1,0 +1,151 @@
+package scheduler
+
+import "fmt"
+
+// Update applies what executing out produced and returns the per-request
+// deltas and the statistics after it. ro.Step must equal out.Step (anything
+// else is a caller bug and panics). Tokens for requests that ended or were
+// preempted since out was built are ignored, as are tokens for requests
+// whose scheduled tokens did not reach the end of their token list (a
+// partial prefill chunk samples nothing). Sampled tokens are appended and
+// checked in vLLM's order: min_tokens, EOS (unless ignore_eos),
+// stop_token_ids, then max_model_len / max_tokens (finish reason length);
+// tokens after a stop are dropped. A request that reached the end of its
+// tokens but got no token is scheduled again for its last token.
+//
+// The returned slice is reused by the next Update; NewTokenIDs alias the
+// request's token list and must not be modified. ro may be nil (nothing
+// sampled).
+func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stats) {
+	buf := s.bufferOf(out)
+	s.outs = s.outs[:0]
+	if ro != nil {
+		if ro.Step != out.Step {
+			panic(fmt.Sprintf("scheduler: Update of step %d with the runner output of step %d", out.Step, ro.Step))
+		}
+		s.applySampled(buf, out.Step, ro)
+	}
+	finished := false
+	for i := range buf.sched {
+		r := buf.sched[i].r
+		switch {
+		case r.state == stateFinished:
+			finished = true
+		case r.state == stateRunning && r.numComputed >= len(r.tokens):
+			r.numComputed = len(r.tokens) - 1 // no token came back: recompute the last one
+		}
+	}
+	if finished {
+		s.dropFinishedRunning()
+	}
+	return s.outs, s.Stats()
+}
+
+// bufferOf maps an Output back to its buffer.
+func (s *Scheduler) bufferOf(out *Output) *outBuf {
+	for i := range s.bufs {
+		if &s.bufs[i].out == out {
+			return &s.bufs[i]
+		}
+	}
+	panic("scheduler: Update with an Output that this scheduler did not produce")
+}
+
+func (s *Scheduler) applySampled(buf *outBuf, step uint64, ro *RunnerOutput) {
+	cursor := 0
+	for i, id := range ro.ReqIDs {
+		r := s.scheduledIn(buf, step, id, &cursor)
+		if r == nil || r.state != stateRunning || r.numComputed != len(r.tokens) {
+			continue
+		}
+		var toks []int32
+		if i < len(ro.SampledTokenIDs) {
+			toks = ro.SampledTokenIDs[i]
+		}
+		if len(toks) == 0 {
+			continue
+		}
+		start := len(r.tokens)
+		reason := FinishNone
+		for _, t := range toks {
+			r.tokens = append(r.tokens, t)
+			if reason = s.checkStop(r); reason != FinishNone {
+				break
+			}
+		}
+		if !r.firstToken {
+			r.firstToken = true
+			if s.obs != nil {
+				s.obs.FirstToken(r, step)
+			}
+		}
+		o := RequestOutput{
+			ID:              r.id,
+			Step:            step,
+			NewTokenIDs:     r.tokens[start:len(r.tokens):len(r.tokens)],
+			FinishReason:    reason,
+			NumCachedTokens: r.numCachedTokens,
+		}
+		if i < len(ro.Logprobs) {
+			o.Logprobs = ro.Logprobs[i]
+		}
+		s.outs = append(s.outs, o)
+		if reason != FinishNone {
+			s.finish(r, reason, step)
+		}
+	}
+}
+
+// scheduledIn finds the request id among those scheduled in buf. Runners
+// usually answer in schedule order, so a cursor finds it in O(1); otherwise
+// it falls back to the id map.
+func (s *Scheduler) scheduledIn(buf *outBuf, step uint64, id string, cursor *int) *request {
+	if c := *cursor; c < len(buf.sched) && buf.sched[c].r.id == id {
+		*cursor = c + 1
+		return buf.sched[c].r
+	}
+	r, ok := s.requests[id]
+	if !ok || r.schedStep != step {
+		return nil
+	}
+	return r
+}
+
+// checkStop applies the stop conditions to r's last token.
+func (s *Scheduler) checkStop(r *request) FinishReason {
+	p := &r.params
+	n := r.numOutputs()
+	if n < p.MinTokens {
+		return FinishNone
+	}
+	last := r.tokens[len(r.tokens)-1]
+	if !p.IgnoreEOS {
+		for _, e := range r.eos {
+			if last == e {
+				return FinishStop
+			}
+		}
+	}
+	for _, t := range p.StopTokenIDs {
+		if last == t {
+			return FinishStop
+		}
+	}
+	if len(r.tokens) >= s.cfg.MaxModelLen || n >= p.MaxTokens {
+		return FinishLength
+	}
+	return FinishNone
+}
+
+// dropFinishedRunning removes finished requests from the running set,
+// keeping the order of the others.
+func (s *Scheduler) dropFinishedRunning() {
+	kept := s.running[:0]
+	for _, r := range s.running {
+		if r.state == stateRunning {
+			kept = append(kept, r)
+		}
+	}
+	clear(s.running[len(kept):])
+	s.running = kept
+}
