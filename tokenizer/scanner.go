@@ -1,0 +1,3 @@
+package tokenizer
+
+func knownScanner(pattern string) matcher { return nil }

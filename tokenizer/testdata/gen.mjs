@@ -1,0 +1,115 @@
+// Produces golden outputs for vserve's Go tokenizer package using
+// @huggingface/tokenizers (encode/decode) and @huggingface/jinja (chat templates).
+import fs from "node:fs";
+import path from "node:path";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { Template } from "@huggingface/jinja";
+
+const shared = process.argv[2];
+const outDir = process.argv[3];
+const readJSON = (p) => JSON.parse(fs.readFileSync(p, "utf8"));
+const pkg = (n) => readJSON(path.join("node_modules", n, "package.json")).version;
+
+const common = [
+  "", " ", "Hello world", "Hello, world! How are you?",
+  "  leading and trailing spaces  ", "multiple   spaces\tand\ttabs",
+  "line1\nline2\n\nline4\r\nend", "\n\n\n", "1234567890 3.14159 1,000,000 42",
+  "I'm you're we've they'll she'd it's DON'T I'M", "emoji 😀🎉👍🏽 family 👨‍👩‍👧!",
+  "CJK 你好世界 日本語のテキスト 한국어", "accents: café naïve résumé Ångström",
+  "cafe\u0301 nai\u0308ve A\u030angstro\u0308m", "rare 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ∮ ⊕ ℵ ꙮ",
+  "control \u0001\u0002 chars\u007f", "def foo(x):\n    return x ** 2  # comment\n",
+  "Привет мир, Arabic مرحبا", "supercalifragilisticexpialidocious",
+  "a\u00a0b\u3000c", "▁already metaspace ▁", "<0x41> literal", "  \n  \t x",
+  "Once upon a time, there was a little girl named Lily. She loved to play outside.",
+  "The quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX!!! ... ??? ,,,",
+  "don't stop 'til you're done, y'all's", "x=1;y=2\n\tif(x<y){return'z'}",
+  "https://example.com/path?q=1&r=2#frag", "tabs\t\t\tand spaces    \n    indented",
+];
+
+const families = {
+  "tokenizers/llama2": ["<s>Hello</s> world", "</s>", "<unk> <s> </s>", "text<s>text", "[INST] hi [/INST]"],
+  "tokenizers/mistral": ["<s>Hello</s> world", "</s>", "[INST] What is 2+2? [/INST]", " <s> spaced"],
+  "tokenizers/llama3": ["<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>", "<|eot_id|>", "a<|reserved_special_token_5|>b", "   spaces    before"],
+  "tokenizers/qwen2.5": ["<|im_start|>user\nhi<|im_end|>\n", "<|endoftext|>", "x <|im_end|> y", "<tool_call>\n{}\n</tool_call>"],
+  "tokenizers/gpt2": ["<|endoftext|>", "Hello<|endoftext|> world", "   spaces    before"],
+  "models/stories260K/hf": ["<s>Hello</s> world", "One day, a little boy named Tim went to the park."],
+  "models/llama2-tokenizer/hf": ["<s>Hello</s> world", "</s>"],
+};
+
+const meta = {
+  generator: "gen.mjs (see README.md)",
+  node: process.version,
+  "@huggingface/tokenizers": pkg("@huggingface/tokenizers"),
+  "@huggingface/jinja": pkg("@huggingface/jinja"),
+};
+
+const encodeOut = { meta, tokenizers: {} };
+for (const [dir, extra] of Object.entries(families)) {
+  const tj = readJSON(path.join(shared, dir, "tokenizer.json"));
+  const cfgPath = path.join(shared, dir, "tokenizer_config.json");
+  const cfg = fs.existsSync(cfgPath) ? readJSON(cfgPath) : {};
+  const tok = new Tokenizer(tj, cfg);
+  const cases = [];
+  for (const text of [...common, ...extra]) {
+    const ids = tok.encode(text, { add_special_tokens: true }).ids;
+    const idsNoSpecial = tok.encode(text, { add_special_tokens: false }).ids;
+    const c = { text, ids, ids_no_special: idsNoSpecial };
+    if (ids.length > 0) {
+      c.decoded = tok.decode(ids, { skip_special_tokens: false });
+      c.decoded_skip_special = tok.decode(ids, { skip_special_tokens: true });
+    }
+    cases.push(c);
+  }
+  encodeOut.tokenizers[dir] = cases;
+}
+fs.writeFileSync(path.join(outDir, "encode_golden.json"), JSON.stringify(encodeOut, null, 1) + "\n");
+
+// Chat templates.
+const templates = {};
+for (const dir of ["tokenizers/llama2", "tokenizers/llama3", "tokenizers/qwen2.5", "tokenizers/mistral", "tokenizers/gpt2"]) {
+  const cfg = readJSON(path.join(shared, dir, "tokenizer_config.json"));
+  if (typeof cfg.chat_template === "string") templates[dir + "/tokenizer_config.json"] = { src: cfg.chat_template, cfg };
+  for (const f of fs.readdirSync(path.join(shared, dir))) {
+    if (f.startsWith("chat_template.") && f.endsWith(".jinja")) {
+      templates[dir + "/" + f] = { src: fs.readFileSync(path.join(shared, dir, f), "utf8"), cfg };
+    }
+  }
+}
+const tok = (v) => (v == null ? "" : typeof v === "string" ? v : v.content);
+const tools = [{ type: "function", function: { name: "get_weather", description: "Get the weather for a city.", parameters: { type: "object", properties: { city: { type: "string", description: "City name" }, unit: { type: "string", enum: ["c", "f"] } }, required: ["city"] } } }];
+const conversations = {
+  single_user: [{ role: "user", content: "Hello!" }],
+  system_multi_turn: [
+    { role: "system", content: "You are a helpful assistant." },
+    { role: "user", content: "What is the capital of France?" },
+    { role: "assistant", content: "The capital of France is Paris." },
+    { role: "user", content: "And Germany?" },
+  ],
+  whitespace_content: [{ role: "user", content: "  padded question \n" }, { role: "assistant", content: " answer with spaces  " }, { role: "user", content: "next" }],
+  not_alternating: [{ role: "user", content: "a" }, { role: "user", content: "b" }],
+  starts_with_assistant: [{ role: "assistant", content: "Hi, I am here." }, { role: "user", content: "ok" }],
+};
+const chatOut = { meta, cases: [] };
+for (const [name, { src, cfg }] of Object.entries(templates)) {
+  const t = new Template(src);
+  for (const [conv, messages] of Object.entries(conversations)) {
+    for (const agp of [false, true]) {
+      for (const withTools of [false, true]) {
+        if (withTools && conv !== "single_user") continue;
+        const ctx = {
+          messages, add_generation_prompt: agp,
+          bos_token: tok(cfg.bos_token), eos_token: tok(cfg.eos_token),
+          date_string: "26 Jul 2024",
+        };
+        if (withTools) ctx.tools = tools;
+        const c = { template: name, conversation: conv, add_generation_prompt: agp, tools: withTools, extra: { date_string: "26 Jul 2024" } };
+        try { c.output = t.render(ctx); } catch (e) { c.error = String(e.message || e); }
+        chatOut.cases.push(c);
+      }
+    }
+  }
+}
+chatOut.conversations = conversations;
+chatOut.tools = tools;
+fs.writeFileSync(path.join(outDir, "chat_golden.json"), JSON.stringify(chatOut, null, 1) + "\n");
+console.log("ok", Object.keys(encodeOut.tokenizers).length, "tokenizers", chatOut.cases.length, "chat cases");
