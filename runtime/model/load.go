@@ -56,7 +56,7 @@ func (m *Model) Dir() string { return m.dir }
 // Load reads a Hugging Face model directory onto be. Weights in a dtype the
 // backend uses as is are wrapped without a copy when be implements
 // kernel.HostMapper; the rest are converted and uploaded.
-func Load(dir string, be kernel.Backend, opts LoadOptions) (m *Model, err error) {
+func Load(dir string, be kernel.Backend, opts LoadOptions) (*Model, error) {
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -65,30 +65,35 @@ func Load(dir string, be kernel.Backend, opts LoadOptions) (m *Model, err error)
 	if err != nil {
 		return nil, err
 	}
-	m = &Model{Config: cfg, be: be, dir: dir, weights: w}
-	defer func() {
-		if err != nil {
-			m.Close()
-			m = nil
-		}
-	}()
+	m := &Model{Config: cfg, be: be, dir: dir, weights: w}
+	if err := m.place(opts); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// place puts the weights and the RoPE frequencies on the backend.
+func (m *Model) place(opts LoadOptions) error {
 	l := &loader{m: m, opts: opts}
 	l.total = l.totalBytes()
 	if err := l.loadAll(); err != nil {
-		return nil, err
+		return err
 	}
+	cfg, be := m.Config, m.be
 	inv := cfg.InvFreq()
 	inv32 := make([]float32, len(inv))
 	for i, f := range inv {
 		inv32[i] = float32(f)
 	}
+	var err error
 	if m.invFreq, err = m.alloc(kernel.F32, len(inv32)); err != nil {
-		return nil, err
+		return err
 	}
 	if err := be.Upload(m.invFreq, inv32); err != nil {
-		return nil, fmt.Errorf("model: upload inv_freq: %w", err)
+		return fmt.Errorf("model: upload inv_freq: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 // Close frees the model's buffers and unmaps its files.
