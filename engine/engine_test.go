@@ -311,3 +311,5 @@ func TestSharedNotifyMultiplexes(t *testing.T) {
 	}
 	assert.Equal(t, []int{10, 11, 12, 13}, counts)
 }
+
+var _ engine.Scheduler = (*scheduler.Scheduler)(nil)

@@ -51,6 +51,9 @@ func (e *Engine) drainIntake(block bool) bool {
 		for _, a := range aborts {
 			e.intakeAbort(a)
 		}
+		if len(aborts) > 0 {
+			e.refreshStats()
+		}
 		if abortAll {
 			e.finishAll(CauseShutdown)
 			return false
@@ -112,13 +115,27 @@ func (e *Engine) intakeAbort(a abortMsg) {
 	e.finish(en, a.reason, a.cause, nil)
 }
 
+// refreshStats publishes the scheduler's statistics outside a step (after
+// aborts freed blocks).
+func (e *Engine) refreshStats() {
+	st := e.sched.Stats()
+	e.admitMu.Lock()
+	e.lastStats = st
+	e.admitMu.Unlock()
+}
+
 // expireDeadlines aborts live requests whose deadline has passed.
 func (e *Engine) expireDeadlines(now time.Time) {
+	expired := false
 	for e.deadlines.Len() > 0 && !e.deadlines[0].at.After(now) {
 		it := heap.Pop(&e.deadlines).(deadlineItem)
 		if en, ok := e.live[it.id]; ok && en.req.Deadline.Equal(it.at) {
 			e.intakeAbort(abortMsg{id: it.id, reason: scheduler.FinishAbort, cause: CauseTimeout})
+			expired = true
 		}
+	}
+	if expired {
+		e.refreshStats()
 	}
 }
 
@@ -284,7 +301,5 @@ func (e *Engine) finishAll(cause string) {
 		e.live[en.req.ID] = en
 		e.finish(en, scheduler.FinishAbort, cause, nil)
 	}
-	e.admitMu.Lock()
-	e.lastStats = e.sched.Stats()
-	e.admitMu.Unlock()
+	e.refreshStats()
 }

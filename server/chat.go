@@ -1,0 +1,162 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vserve/vserve/scheduler"
+)
+
+const routeChat = "/v1/chat/completions"
+
+var validRoles = map[string]bool{"system": true, "user": true, "assistant": true, "tool": true, "developer": true}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	span := s.opts.Telemetry.Arrived(r, routeChat)
+	defer span.End()
+	now := time.Now()
+	j, aerr := s.prepareChat(w, r, span, now)
+	if aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	defer j.closeAll()
+	if aerr := j.start(r.Context()); aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	if j.g.stream {
+		s.streamChat(w, r, j, now)
+		return
+	}
+	texts := make([]strings.Builder, len(j.choices))
+	if aerr := j.run(r.Context(), func(ds []delta) error {
+		for _, d := range ds {
+			texts[d.c.index].WriteString(d.text)
+			d.c.tokens = append(d.c.tokens, d.tokens...)
+			d.c.logprobs = append(d.c.logprobs, d.logprobs...)
+		}
+		return nil
+	}); aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	resp := ChatResponse{ID: j.id, Object: "chat.completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
+	for _, c := range j.choices {
+		ch := ChatChoice{Index: c.index, Message: ChatResponseMessage{Role: "assistant", Content: texts[c.index].String()},
+			FinishReason: strPtr(c.finish)}
+		if j.g.numLogprobs >= 0 {
+			ch.Logprobs = j.chatLogprobs(c.tokens, c.logprobs)
+		}
+		resp.Choices = append(resp.Choices, ch)
+	}
+	span.Departed(j.outcome())
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span RequestSpan, now time.Time) (*job, *APIError) {
+	m, aerr := s.ready()
+	if aerr != nil {
+		return nil, aerr
+	}
+	var req ChatRequest
+	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := checkModel(m, req.Model); aerr != nil {
+		return nil, aerr
+	}
+	maxTokens := req.MaxTokens
+	if req.MaxCompletionTokens != nil {
+		maxTokens = req.MaxCompletionTokens
+	}
+	g, aerr := s.parseSampling(&req.SamplingFields, maxTokens, m.Tokenizer.VocabSize(), now)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if req.TopLogprobs != nil {
+		if !req.Logprobs {
+			return nil, badRequest("top_logprobs", "top_logprobs requires logprobs to be true.")
+		}
+		if *req.TopLogprobs < 0 || *req.TopLogprobs > s.opts.MaxLogprobs {
+			return nil, badRequest("top_logprobs", "top_logprobs must be between 0 and %d, got %d.", s.opts.MaxLogprobs, *req.TopLogprobs)
+		}
+	}
+	if req.Logprobs {
+		g.numLogprobs = 0
+		if req.TopLogprobs != nil {
+			g.numLogprobs = *req.TopLogprobs
+		}
+	}
+	ids, aerr := renderMessages(m.Tokenizer, req.Messages, chatOptions(req.AddGenerationPrompt, req.ContinueFinalMessage), req.AddSpecialTokens)
+	if aerr != nil {
+		return nil, aerr
+	}
+	prompts := []prompt{{ids: ids}}
+	id := s.ids.next("chatcmpl")
+	span.Parsed(requestInfo(id, m, &req.SamplingFields, maxTokens, prompts, g.n))
+	return newJob(s, m, span, id, g, prompts)
+}
+
+func chatOptions(addGen *bool, cont bool) ChatOptions {
+	o := ChatOptions{AddGenerationPrompt: true, ContinueFinalMessage: cont}
+	if addGen != nil {
+		o.AddGenerationPrompt = *addGen
+	}
+	if cont {
+		o.AddGenerationPrompt = false
+	}
+	return o
+}
+
+// renderMessages validates messages, applies the chat template and
+// tokenises the result.
+func renderMessages(tok Tokenizer, msgs []ChatMessage, opts ChatOptions, addSpecial bool) ([]int32, *APIError) {
+	if len(msgs) == 0 {
+		return nil, badRequest("messages", "messages must not be empty.")
+	}
+	for i, m := range msgs {
+		if !validRoles[m.Role] {
+			return nil, badRequest("messages", "messages[%d].role %q is not one of system, user, assistant, tool, developer.", i, m.Role)
+		}
+	}
+	text, err := tok.RenderChat(msgs, opts)
+	if err != nil {
+		return nil, badRequest("messages", "could not apply the chat template: %v", err)
+	}
+	ids, err := tok.Encode(text, addSpecial)
+	if err != nil {
+		return nil, badRequest("messages", "could not tokenize the conversation: %v", err)
+	}
+	if len(ids) == 0 {
+		return nil, badRequest("messages", "the conversation renders to an empty prompt.")
+	}
+	return ids, nil
+}
+
+func (j *job) chatLogprobs(tokens []int32, lps []scheduler.TokenLogprobs) *ChatLogprobs {
+	out := &ChatLogprobs{Content: []ChatLogprob{}}
+	tok := j.m.Tokenizer
+	for i, id := range tokens {
+		if i >= len(lps) {
+			break
+		}
+		text := tok.TokenText(id)
+		e := ChatLogprob{Token: text, Logprob: float64(lps[i].Logprob), Bytes: textBytes(text), TopLogprobs: []ChatTopLogprob{}}
+		for _, t := range lps[i].Top {
+			tt := tok.TokenText(t.TokenID)
+			e.TopLogprobs = append(e.TopLogprobs, ChatTopLogprob{Token: tt, Logprob: float64(t.Logprob), Bytes: textBytes(tt)})
+		}
+		out.Content = append(out.Content, e)
+	}
+	return out
+}
+
+func textBytes(s string) []int {
+	b := make([]int, len(s))
+	for i := 0; i < len(s); i++ {
+		b[i] = int(s[i])
+	}
+	return b
+}

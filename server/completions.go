@@ -1,0 +1,220 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/vserve/vserve/scheduler"
+)
+
+const routeCompletions = "/v1/completions"
+
+func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	span := s.opts.Telemetry.Arrived(r, routeCompletions)
+	defer span.End()
+	now := time.Now()
+	j, aerr := s.prepareCompletion(w, r, span, now)
+	if aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	defer j.closeAll()
+	if aerr := j.start(r.Context()); aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	if j.g.stream {
+		s.streamCompletion(w, r, j, now)
+		return
+	}
+	texts := make([]bytes.Buffer, len(j.choices))
+	if aerr := j.run(r.Context(), func(ds []delta) error {
+		for _, d := range ds {
+			texts[d.c.index].WriteString(d.text)
+			d.c.tokens = append(d.c.tokens, d.tokens...)
+			d.c.logprobs = append(d.c.logprobs, d.logprobs...)
+		}
+		return nil
+	}); aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	resp := CompletionResponse{ID: j.id, Object: "text_completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
+	for _, c := range j.choices {
+		prefix := ""
+		if j.echo() {
+			prefix = j.prompts[c.prompt].text
+		}
+		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index].String(), FinishReason: strPtr(c.finish)}
+		if j.g.numLogprobs >= 0 {
+			ch.Logprobs = j.completionLogprobs(c.tokens, c.logprobs, len(prefix))
+		}
+		resp.Choices = append(resp.Choices, ch)
+	}
+	span.Departed(j.outcome())
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// echo reports whether the job echoes its prompts (completions only).
+func (j *job) echo() bool { return j.echoPrompt }
+
+func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span RequestSpan, now time.Time) (*job, *APIError) {
+	m, aerr := s.ready()
+	if aerr != nil {
+		return nil, aerr
+	}
+	var req CompletionRequest
+	if aerr := s.decodeBody(w, r, &req); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := checkModel(m, req.Model); aerr != nil {
+		return nil, aerr
+	}
+	if req.Suffix != nil && *req.Suffix != "" {
+		return nil, badRequest("suffix", "suffix is not supported.")
+	}
+	g, aerr := s.parseSampling(&req.SamplingFields, req.MaxTokens, m.Tokenizer.VocabSize(), now)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if req.Logprobs != nil {
+		if *req.Logprobs < 0 || *req.Logprobs > s.opts.MaxLogprobs {
+			return nil, badRequest("logprobs", "logprobs must be between 0 and %d, got %d.", s.opts.MaxLogprobs, *req.Logprobs)
+		}
+		if req.Echo {
+			return nil, badRequest("logprobs", "echo together with logprobs is not supported (prompt logprobs are not computed).")
+		}
+		g.numLogprobs = *req.Logprobs
+	}
+	prompts, aerr := parsePrompts(req.Prompt, m.Tokenizer)
+	if aerr != nil {
+		return nil, aerr
+	}
+	id := s.ids.next("cmpl")
+	span.Parsed(requestInfo(id, m, &req.SamplingFields, req.MaxTokens, prompts, g.n))
+	j, aerr := newJob(s, m, span, id, g, prompts)
+	if aerr != nil {
+		return nil, aerr
+	}
+	j.echoPrompt = req.Echo
+	return j, nil
+}
+
+func requestInfo(id string, m *Model, f *SamplingFields, maxTokens *int, prompts []prompt, n int) RequestInfo {
+	info := RequestInfo{RequestID: id, Model: m.Names[0], Temperature: f.Temperature, TopP: f.TopP, MaxTokens: maxTokens, N: n}
+	for _, p := range prompts {
+		info.PromptTokens += len(p.ids)
+	}
+	return info
+}
+
+// parsePrompts accepts a string, a list of strings, a list of token ids or
+// a list of token-id lists.
+func parsePrompts(raw json.RawMessage, tok Tokenizer) ([]prompt, *APIError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, badRequest("prompt", "prompt is required.")
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return encodePrompts([]string{one}, tok)
+	}
+	var texts []string
+	if json.Unmarshal(raw, &texts) == nil {
+		if len(texts) == 0 {
+			return nil, badRequest("prompt", "prompt must not be an empty list.")
+		}
+		return encodePrompts(texts, tok)
+	}
+	var ids []int32
+	if json.Unmarshal(raw, &ids) == nil {
+		return tokenPrompts([][]int32{ids}, tok)
+	}
+	var lists [][]int32
+	if json.Unmarshal(raw, &lists) == nil {
+		if len(lists) == 0 {
+			return nil, badRequest("prompt", "prompt must not be an empty list.")
+		}
+		return tokenPrompts(lists, tok)
+	}
+	return nil, badRequest("prompt", "prompt must be a string, a list of strings, a list of token ids or a list of token-id lists.")
+}
+
+func encodePrompts(texts []string, tok Tokenizer) ([]prompt, *APIError) {
+	out := make([]prompt, 0, len(texts))
+	for _, t := range texts {
+		ids, err := tok.Encode(t, true)
+		if err != nil {
+			return nil, badRequest("prompt", "could not tokenize the prompt: %v", err)
+		}
+		if len(ids) == 0 {
+			return nil, badRequest("prompt", "prompt must not be empty.")
+		}
+		out = append(out, prompt{ids: ids, text: t})
+	}
+	return out, nil
+}
+
+func tokenPrompts(lists [][]int32, tok Tokenizer) ([]prompt, *APIError) {
+	out := make([]prompt, 0, len(lists))
+	vocab := tok.VocabSize()
+	for _, ids := range lists {
+		if len(ids) == 0 {
+			return nil, badRequest("prompt", "prompt must not be empty.")
+		}
+		for _, id := range ids {
+			if id < 0 || int(id) >= vocab {
+				return nil, badRequest("prompt", "token id %d is out of vocabulary [0, %d).", id, vocab)
+			}
+		}
+		text, err := tok.Decode(ids, false)
+		if err != nil {
+			return nil, badRequest("prompt", "could not decode the prompt tokens: %v", err)
+		}
+		out = append(out, prompt{ids: ids, text: text})
+	}
+	return out, nil
+}
+
+// completionLogprobs builds the legacy logprobs object; offset is where the
+// generated text starts in the choice's text.
+func (j *job) completionLogprobs(tokens []int32, lps []scheduler.TokenLogprobs, offset int) *CompletionLogprobs {
+	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	tok := j.m.Tokenizer
+	for i, id := range tokens {
+		if i >= len(lps) {
+			break
+		}
+		text := tok.TokenText(id)
+		out.Tokens = append(out.Tokens, text)
+		out.TokenLogprobs = append(out.TokenLogprobs, float64(lps[i].Logprob))
+		top := make(map[string]float64, len(lps[i].Top)+1)
+		for _, t := range lps[i].Top {
+			top[tok.TokenText(t.TokenID)] = float64(t.Logprob)
+		}
+		if len(lps[i].Top) == 0 {
+			top[text] = float64(lps[i].Logprob)
+		}
+		out.TopLogprobs = append(out.TopLogprobs, top)
+		out.TextOffset = append(out.TextOffset, offset)
+		offset += len(text)
+	}
+	return out
+}
+
+// fail records the error on the span and writes it.
+func (s *Server) fail(w http.ResponseWriter, span RequestSpan, e *APIError) {
+	if e.Reason == "" {
+		e.Reason = ReasonValidation
+		if e.Status >= 500 {
+			e.Reason = ReasonException
+		}
+	}
+	span.Aborted(e.Reason, e)
+	if e.Status == 499 {
+		return // nobody is listening
+	}
+	writeError(w, e)
+}

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/scheduler"
+)
+
+// prompt is one tokenised prompt of a request.
+type prompt struct {
+	ids  []int32
+	text string // the prompt text (decoded for token prompts), for echo
+}
+
+// choice is one engine sub-request: prompt p, sample i.
+type choice struct {
+	index  int // choice index in the response
+	prompt int
+	params scheduler.SamplingParams
+	stream *engine.Stream
+	dec    Decoder
+	stop   *stopMatcher
+
+	text      strings.Builder // non-streaming: the accumulated text
+	tokens    []int32         // tokens whose text was emitted (for logprobs)
+	logprobs  []scheduler.TokenLogprobs
+	numTokens int
+	cached    int
+	finish    string
+	done      bool
+	times     engine.RequestTimes
+	err       *APIError
+}
+
+// delta is what one choice produced in one wake-up.
+type delta struct {
+	c        *choice
+	text     string
+	tokens   []int32
+	logprobs []scheduler.TokenLogprobs
+	finish   string // set when the choice ended
+}
+
+// job runs the choices of one API request through the engine.
+type job struct {
+	s       *Server
+	m       *Model
+	span    RequestSpan
+	id      string
+	g       genParams
+	prompts []prompt
+	choices []*choice
+	notify  chan struct{}
+	first   bool // FirstResponseFromCore was reported
+	// echoPrompt prefixes each choice's text with its prompt (completions).
+	echoPrompt bool
+}
+
+func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, prompts []prompt) (*job, *APIError) {
+	j := &job{s: s, m: m, span: span, id: id, g: g, prompts: prompts, notify: make(chan struct{}, 1)}
+	for pi, pr := range prompts {
+		p, aerr := fitContext(g.base, len(pr.ids), m.MaxModelLen)
+		if aerr != nil {
+			return nil, aerr
+		}
+		for i := 0; i < g.n; i++ {
+			cp := p
+			if cp.HasSeed {
+				cp.Seed += int64(i) // distinct samples for n > 1, reproducible
+			}
+			cp.Logprobs = g.numLogprobs
+			j.choices = append(j.choices, &choice{index: pi*g.n + i, prompt: pi, params: cp,
+				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop)})
+		}
+	}
+	return j, nil
+}
+
+// start hands every choice to the engine; on failure it aborts those
+// already added.
+func (j *job) start(ctx context.Context) *APIError {
+	headers := j.span.TraceHeaders()
+	eos := j.m.Tokenizer.EOSTokenIDs()
+	for k, c := range j.choices {
+		r := &engine.Request{
+			ID: fmt.Sprintf("%s-%d", j.id, k), PromptTokenIDs: j.prompts[c.prompt].ids, Params: c.params,
+			EOSTokenIDs: eos, Priority: j.g.priority, CacheSalt: j.g.cacheSalt, Deadline: j.g.deadline,
+			TraceHeaders: headers, Notify: j.notify,
+		}
+		st, err := j.m.Engine.Add(ctx, r)
+		if err != nil {
+			j.closeAll()
+			return engineError(err)
+		}
+		c.stream = st
+	}
+	j.span.HandoffToCore()
+	return nil
+}
+
+func engineError(err error) *APIError {
+	switch {
+	case errors.Is(err, engine.ErrQueueFull):
+		return &APIError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "queue_full",
+			Message: "The server's waiting queue is full; retry later.", RetryAfter: 1, Reason: ReasonOverloaded}
+	case errors.Is(err, engine.ErrShuttingDown):
+		return unavailable("The server is shutting down.")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &APIError{Status: 499, Type: "invalid_request_error", Message: "client closed request", Reason: ReasonClientDisconnect}
+	}
+	return serverError("engine: %v", err)
+}
+
+// closeAll releases every stream (aborting unfinished choices).
+func (j *job) closeAll() {
+	for _, c := range j.choices {
+		if c.stream != nil {
+			c.stream.Close()
+		}
+	}
+}
+
+// run waits for outputs and hands each wake-up's deltas to emit until every
+// choice is done. It returns the first choice error, or a client-disconnect
+// error when ctx ends.
+func (j *job) run(ctx context.Context, emit func([]delta) error) *APIError {
+	open := len(j.choices)
+	var ds []delta
+	for open > 0 {
+		ds = ds[:0]
+		for _, c := range j.choices {
+			if c.done {
+				continue
+			}
+			o, ok, err := c.stream.TryNext()
+			if err == io.EOF {
+				c.done = true
+				open--
+				continue
+			}
+			if !ok {
+				continue
+			}
+			d := j.consume(c, o)
+			if c.done {
+				open--
+				if c.err != nil {
+					return c.err
+				}
+			}
+			if d.text != "" || len(d.tokens) > 0 || d.finish != "" {
+				ds = append(ds, d)
+			}
+		}
+		if len(ds) > 0 {
+			if err := emit(ds); err != nil {
+				return &APIError{Status: 499, Message: "write failed: " + err.Error(), Reason: ReasonClientDisconnect}
+			}
+			continue
+		}
+		if open == 0 {
+			break
+		}
+		select {
+		case <-j.notify:
+		case <-ctx.Done():
+			return &APIError{Status: 499, Type: "invalid_request_error", Message: "client closed request", Reason: ReasonClientDisconnect}
+		}
+	}
+	return nil
+}
+
+// consume detokenises one engine output of c, applies the stop strings and
+// records the finish.
+func (j *job) consume(c *choice, o engine.Output) delta {
+	d := delta{c: c}
+	if !j.first && !o.FirstTokenTime.IsZero() {
+		j.first = true
+		j.span.FirstResponseFromCore(o.FirstTokenTime)
+	}
+	c.cached = max(c.cached, o.NumCachedTokens)
+	var sb strings.Builder
+	for i, tok := range o.TokenIDs {
+		c.numTokens++
+		piece := c.dec.Add(tok)
+		d.tokens = append(d.tokens, tok)
+		if i < len(o.Logprobs) {
+			d.logprobs = append(d.logprobs, o.Logprobs[i])
+		}
+		emit, stopped := c.stop.push(piece)
+		sb.WriteString(emit)
+		if stopped {
+			c.stream.Stop()
+			j.end(c, &d, "stop", o.Times)
+			d.text = sb.String()
+			return d
+		}
+	}
+	if o.Finished() {
+		switch o.Finish {
+		case scheduler.FinishStop, scheduler.FinishLength:
+			sb.WriteString(c.stop.flush())
+			j.end(c, &d, string(o.Finish), o.Times)
+		case scheduler.FinishAbort:
+			j.end(c, &d, "abort", o.Times)
+			c.err = abortError(o.AbortCause, j.g.timeout)
+		default:
+			j.end(c, &d, "error", o.Times)
+			c.err = serverError("generation failed: %v", o.Err)
+		}
+	}
+	d.text = sb.String()
+	return d
+}
+
+func (j *job) end(c *choice, d *delta, finish string, times engine.RequestTimes) {
+	c.finish, d.finish, c.done, c.times = finish, finish, true, times
+	if c.times.Finished.IsZero() {
+		c.times.Finished = time.Now()
+	}
+}
+
+func abortError(cause string, timeout time.Duration) *APIError {
+	switch cause {
+	case engine.CauseTimeout:
+		return &APIError{Status: http.StatusRequestTimeout, Type: "timeout_error", Code: "timeout",
+			Message: fmt.Sprintf("The request did not finish within its timeout of %v.", timeout), Reason: ReasonTimeout}
+	case engine.CauseShutdown:
+		return unavailable("The server is shutting down.")
+	}
+	return &APIError{Status: 499, Message: "request aborted: " + cause, Reason: ReasonClientDisconnect}
+}
+
+// usage sums the token accounting of the job.
+func (j *job) usage() *Usage {
+	u := &Usage{PromptTokensDetails: &PromptTokensDetails{}}
+	cached := make([]int, len(j.prompts))
+	for _, p := range j.prompts {
+		u.PromptTokens += len(p.ids)
+	}
+	for _, c := range j.choices {
+		u.CompletionTokens += c.numTokens
+		cached[c.prompt] = max(cached[c.prompt], c.cached)
+	}
+	for _, n := range cached {
+		u.PromptTokensDetails.CachedTokens += n
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+func (j *job) outcome() Outcome {
+	o := Outcome{CompletionTokens: j.usage().CompletionTokens}
+	if len(j.choices) > 0 {
+		o.Times = j.choices[0].times
+	}
+	return o
+}
+
+func strPtr(s string) *string { return &s }

@@ -1,0 +1,165 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/vserve/vserve/scheduler"
+)
+
+// maxN bounds n (choices per prompt).
+const maxN = 128
+
+// genParams are a request's validated generation settings.
+type genParams struct {
+	base         scheduler.SamplingParams // MaxTokens 0 = default per prompt
+	n            int
+	stops        []string
+	includeStop  bool
+	skipSpecial  bool
+	numLogprobs  int // < 0: none
+	stream       bool
+	includeUsage bool
+	deadline     time.Time
+	timeout      time.Duration
+	priority     int
+	cacheSalt    string
+}
+
+// parseSampling validates the shared fields and converts them. maxTokens is
+// the request's max_tokens (or max_completion_tokens) as given.
+func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now time.Time) (genParams, *APIError) {
+	g := genParams{n: 1, numLogprobs: -1, skipSpecial: true, stream: f.Stream,
+		priority: f.Priority, cacheSalt: f.CacheSalt, includeStop: f.IncludeStopStrInOutput}
+	p := scheduler.DefaultSamplingParams(0)
+	if f.N != nil {
+		if *f.N < 1 || *f.N > maxN {
+			return g, badRequest("n", "n must be between 1 and %d, got %d.", maxN, *f.N)
+		}
+		g.n = *f.N
+	}
+	if f.BestOf != nil && *f.BestOf != g.n {
+		return g, badRequest("best_of", "best_of is not supported (it must equal n).")
+	}
+	if maxTokens != nil {
+		if *maxTokens < 1 {
+			return g, badRequest("max_tokens", "max_tokens must be at least 1, got %d.", *maxTokens)
+		}
+		p.MaxTokens = *maxTokens
+	}
+	if err := setFloat(&p.Temperature, f.Temperature, "temperature", 0, math.MaxFloat32); err != nil {
+		return g, err
+	}
+	if err := setFloat(&p.TopP, f.TopP, "top_p", math.SmallestNonzeroFloat32, 1); err != nil {
+		return g, err
+	}
+	if err := setFloat(&p.MinP, f.MinP, "min_p", 0, 1); err != nil {
+		return g, err
+	}
+	if err := setFloat(&p.PresencePenalty, f.PresencePenalty, "presence_penalty", -2, 2); err != nil {
+		return g, err
+	}
+	if err := setFloat(&p.FrequencyPenalty, f.FrequencyPenalty, "frequency_penalty", -2, 2); err != nil {
+		return g, err
+	}
+	if err := setFloat(&p.RepetitionPenalty, f.RepetitionPenalty, "repetition_penalty", math.SmallestNonzeroFloat32, math.MaxFloat32); err != nil {
+		return g, err
+	}
+	if f.TopK != nil {
+		if *f.TopK < -1 {
+			return g, badRequest("top_k", "top_k must be -1 or 0 (off) or at least 1, got %d.", *f.TopK)
+		}
+		p.TopK = max(*f.TopK, 0)
+	}
+	if f.Seed != nil {
+		p.Seed, p.HasSeed = *f.Seed, true
+	}
+	if f.MinTokens < 0 || (maxTokens != nil && f.MinTokens > *maxTokens) {
+		return g, badRequest("min_tokens", "min_tokens must be between 0 and max_tokens, got %d.", f.MinTokens)
+	}
+	p.MinTokens = f.MinTokens
+	p.IgnoreEOS = f.IgnoreEOS
+	for _, id := range f.StopTokenIDs {
+		if id < 0 || int(id) >= vocab {
+			return g, badRequest("stop_token_ids", "stop_token_ids: token id %d is out of range [0, %d).", id, vocab)
+		}
+	}
+	p.StopTokenIDs = f.StopTokenIDs
+	if len(f.LogitBias) > 0 {
+		p.LogitBias = make(map[int32]float32, len(f.LogitBias))
+		for k, v := range f.LogitBias {
+			id, err := strconv.Atoi(k)
+			if err != nil || id < 0 || id >= vocab {
+				return g, badRequest("logit_bias", "logit_bias: key %q is not a token id in [0, %d).", k, vocab)
+			}
+			if v < -100 || v > 100 || math.IsNaN(v) {
+				return g, badRequest("logit_bias", "logit_bias: value %v for token %d is outside [-100, 100].", v, id)
+			}
+			p.LogitBias[int32(id)] = float32(v)
+		}
+	}
+	for _, st := range f.Stop {
+		if st == "" {
+			return g, badRequest("stop", "stop strings must not be empty.")
+		}
+	}
+	if len(f.Stop) > 16 {
+		return g, badRequest("stop", "at most 16 stop strings are allowed, got %d.", len(f.Stop))
+	}
+	g.stops = f.Stop
+	if f.SkipSpecialTokens != nil {
+		g.skipSpecial = *f.SkipSpecialTokens
+	}
+	if f.StreamOptions != nil {
+		if !f.Stream {
+			return g, badRequest("stream_options", "stream_options is only allowed when stream is true.")
+		}
+		g.includeUsage = f.StreamOptions.IncludeUsage
+	}
+	g.timeout = s.opts.RequestTimeout
+	if f.Timeout != nil {
+		if *f.Timeout <= 0 || math.IsNaN(*f.Timeout) || *f.Timeout > 1e6 {
+			return g, badRequest("timeout", "timeout must be a positive number of seconds, got %v.", *f.Timeout)
+		}
+		g.timeout = time.Duration(*f.Timeout * float64(time.Second))
+	}
+	if g.timeout > 0 {
+		g.deadline = now.Add(g.timeout)
+	}
+	g.base = p
+	return g, nil
+}
+
+func setFloat(dst *float32, v *float64, name string, lo, hi float64) *APIError {
+	if v == nil {
+		return nil
+	}
+	if math.IsNaN(*v) || *v < lo || *v > hi {
+		if hi == math.MaxFloat32 {
+			return badRequest(name, "%s must be at least %v, got %v.", name, lo, *v)
+		}
+		return badRequest(name, "%s must be in [%v, %v], got %v.", name, lo, hi, *v)
+	}
+	*dst = float32(*v)
+	return nil
+}
+
+// fitContext applies the default max_tokens and checks the context length
+// of one prompt, with vLLM's message.
+func fitContext(p scheduler.SamplingParams, promptLen, maxModelLen int) (scheduler.SamplingParams, *APIError) {
+	if p.MaxTokens == 0 {
+		if promptLen >= maxModelLen {
+			return p, &APIError{Status: 400, Type: "invalid_request_error", Param: "input_tokens", Reason: ReasonValidation,
+				Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, your prompt contains at least %d input tokens, which leaves no room for output tokens. Please reduce the length of the input prompt.", maxModelLen, promptLen)}
+		}
+		p.MaxTokens = maxModelLen - promptLen
+		return p, nil
+	}
+	if total := promptLen + p.MaxTokens; total > maxModelLen {
+		return p, &APIError{Status: 400, Type: "invalid_request_error", Param: "input_tokens", Reason: ReasonValidation,
+			Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d output tokens and your prompt contains at least %d input tokens, for a total of at least %d tokens. Please reduce the length of the input prompt or the number of requested output tokens.", maxModelLen, p.MaxTokens, promptLen, total)}
+	}
+	return p, nil
+}

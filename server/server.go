@@ -1,0 +1,248 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/vserve/vserve/engine"
+)
+
+// Options configure the HTTP server. Zero values select the defaults.
+type Options struct {
+	// APIKey, when set, is required as "Authorization: Bearer <key>" on
+	// every route except /health, /version and /metrics.
+	APIKey string
+	// MaxBodyBytes limits request bodies (default 8 MiB); past it: 413.
+	MaxBodyBytes int64
+	// AllowedOrigins for CORS (default "*"); AllowedHeaders likewise.
+	AllowedOrigins []string
+	// RequestTimeout is the default per-request deadline (0: none); the
+	// request's "timeout" field (seconds) overrides it.
+	RequestTimeout time.Duration
+	// MaxLogprobs bounds logprobs / top_logprobs (default 20).
+	MaxLogprobs int
+	// Telemetry receives API request events (default: none).
+	Telemetry Telemetry
+	// Metrics, when set, is served on GET /metrics.
+	Metrics http.Handler
+	// Version is reported by /version.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Model is what the server serves once loading is done.
+type Model struct {
+	Engine    *engine.Engine
+	Tokenizer Tokenizer
+	// Names are the served model names; the first one is reported in
+	// responses. Requests may name any of them (or none).
+	Names       []string
+	Root        string // the model path
+	Description string
+	MaxModelLen int
+	Created     int64
+}
+
+// Server is the OpenAI-compatible API. It answers 503 on model routes until
+// SetModel is called.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	model   atomic.Pointer[Model]
+	closing atomic.Bool
+	ids     idGen
+}
+
+// New makes a server.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 8 << 20
+	}
+	if len(opts.AllowedOrigins) == 0 {
+		opts.AllowedOrigins = []string{"*"}
+	}
+	if opts.MaxLogprobs <= 0 {
+		opts.MaxLogprobs = 20
+	}
+	if opts.Telemetry == nil {
+		opts.Telemetry = NopTelemetry{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// SetModel makes the server ready to serve m.
+func (s *Server) SetModel(m *Model) { s.model.Store(m) }
+
+// SetClosing makes model routes answer 503 (shutting down).
+func (s *Server) SetClosing() { s.closing.Store(true) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /health", s.handleHealth)
+	s.mux.HandleFunc("GET /version", s.handleVersion)
+	if s.opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.opts.Metrics)
+	}
+	s.mux.HandleFunc("GET /v1/models", s.auth(s.handleModels))
+	s.mux.HandleFunc("POST /v1/completions", s.auth(s.handleCompletions))
+	s.mux.HandleFunc("POST /v1/chat/completions", s.auth(s.handleChat))
+	s.mux.HandleFunc("POST /tokenize", s.auth(s.handleTokenize))
+	s.mux.HandleFunc("POST /detokenize", s.auth(s.handleDetokenize))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &APIError{Status: http.StatusNotFound, Type: "not_found_error",
+			Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+}
+
+// cors answers preflight requests and sets the CORS headers; it returns
+// true when the request was fully answered.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	allowed := ""
+	for _, o := range s.opts.AllowedOrigins {
+		if o == "*" || o == origin {
+			allowed = o
+			break
+		}
+	}
+	if allowed == "" {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", allowed)
+	if allowed != "*" {
+		h.Add("Vary", "Origin")
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, traceparent, tracestate")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	return false
+}
+
+// auth checks the API key when one is configured.
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	if s.opts.APIKey == "" {
+		return h
+	}
+	want := []byte("Bearer " + s.opts.APIKey)
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			writeError(w, &APIError{Status: http.StatusUnauthorized, Type: "authentication_error",
+				Code: "invalid_api_key", Message: "Incorrect or missing API key (Authorization: Bearer <key>)."})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	switch {
+	case s.closing.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.model.Load() == nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "loading"})
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *Server) handleVersion(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"version": s.opts.Version})
+}
+
+// ready returns the served model, or an error while loading or closing.
+func (s *Server) ready() (*Model, *APIError) {
+	if s.closing.Load() {
+		return nil, unavailable("The server is shutting down.")
+	}
+	m := s.model.Load()
+	if m == nil {
+		return nil, unavailable("The model is still loading; retry shortly.")
+	}
+	return m, nil
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+	m, aerr := s.ready()
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	list := ModelList{Object: "list"}
+	for _, name := range m.Names {
+		list.Data = append(list.Data, ModelCard{ID: name, Object: "model", Created: m.Created, OwnedBy: "vserve",
+			Root: m.Root, MaxModelLen: m.MaxModelLen, Description: m.Description})
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// checkModel accepts an empty name or one of the served names.
+func checkModel(m *Model, name string) *APIError {
+	if name == "" {
+		return nil
+	}
+	for _, n := range m.Names {
+		if n == name {
+			return nil
+		}
+	}
+	return notFound("model", fmt.Sprintf("The model `%s` does not exist.", name))
+}
+
+// decodeBody reads a JSON body under the size limit into v.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIError {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error",
+				Message: fmt.Sprintf("Request body is larger than %d bytes.", mbe.Limit), Reason: ReasonValidation}
+		}
+		return &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+			Message: "Could not read the request body: " + err.Error(), Reason: ReasonClientDisconnect}
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return badRequest("", "Malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+// idGen makes unique request ids.
+type idGen struct{ n atomic.Uint64 }
+
+func (g *idGen) next(prefix string) string {
+	return fmt.Sprintf("%s-%x%08x", prefix, time.Now().UnixNano()&0xffffffffff, g.n.Add(1))
+}

@@ -1,0 +1,410 @@
+package server_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/engine/enginetest"
+	"github.com/vserve/vserve/scheduler"
+	"github.com/vserve/vserve/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestHealthLoadingThenReady(t *testing.T) {
+	h := newHarness(t, harnessOpts{noModel: true})
+	resp := h.do("GET", "/health", nil)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	e := h.post("/v1/completions", map[string]any{"prompt": "hi"}, http.StatusServiceUnavailable)
+	assert.Contains(t, e["error"].(map[string]any)["message"], "loading")
+	h.setModel(256)
+	resp = h.do("GET", "/health", nil)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	h.srv.SetClosing()
+	resp = h.do("GET", "/health", nil)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+func TestVersionAndModels(t *testing.T) {
+	h := newHarness(t, harnessOpts{server: server.Options{Version: "1.2.3"}})
+	resp := h.do("GET", "/version", nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.JSONEq(t, `{"version":"1.2.3"}`, string(body))
+	resp = h.do("GET", "/v1/models", nil)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.JSONEq(t, `{"object":"list","data":[
+		{"id":"test-model","object":"model","created":1700000000,"owned_by":"vserve","root":"/models/test","parent":null,"max_model_len":256,"description":"fake"},
+		{"id":"alias","object":"model","created":1700000000,"owned_by":"vserve","root":"/models/test","parent":null,"max_model_len":256,"description":"fake"}]}`, string(body))
+}
+
+func TestCompletionBasic(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	m := h.post("/v1/completions", map[string]any{"model": "test-model", "prompt": "hello", "max_tokens": 5}, 200)
+	assert.Equal(t, "text_completion", m["object"])
+	assert.True(t, strings.HasPrefix(m["id"].(string), "cmpl-"))
+	assert.Equal(t, "test-model", m["model"])
+	assert.NotZero(t, m["created"])
+	ch := m["choices"].([]any)
+	require.Len(t, ch, 1)
+	c := ch[0].(map[string]any)
+	assert.Equal(t, "abcde", c["text"])
+	assert.Equal(t, "length", c["finish_reason"])
+	assert.Equal(t, float64(0), c["index"])
+	assert.Nil(t, c["logprobs"])
+	u := m["usage"].(map[string]any)
+	assert.Equal(t, float64(6), u["prompt_tokens"], "BOS + 5 bytes")
+	assert.Equal(t, float64(5), u["completion_tokens"])
+	assert.Equal(t, float64(11), u["total_tokens"])
+	assert.Contains(t, u, "prompt_tokens_details")
+	st := h.settle()
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+}
+
+func TestCompletionPromptForms(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	tests := []struct {
+		name    string
+		prompt  any
+		n       int
+		choices int
+		prompts int // prompt_tokens
+	}{
+		{"string", "ab", 1, 1, 3},
+		{"list of strings", []string{"ab", "cde"}, 1, 2, 7},
+		{"token ids", []int{1, 100, 101}, 1, 1, 3},
+		{"token id lists", [][]int{{1, 100}, {1, 101, 102}}, 2, 4, 5},
+		{"n", "x", 3, 3, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := h.post("/v1/completions", map[string]any{"prompt": tc.prompt, "max_tokens": 3, "n": tc.n}, 200)
+			ch := m["choices"].([]any)
+			require.Len(t, ch, tc.choices)
+			for i, c := range ch {
+				assert.Equal(t, float64(i), c.(map[string]any)["index"])
+				assert.Equal(t, "abc", c.(map[string]any)["text"])
+			}
+			u := m["usage"].(map[string]any)
+			assert.Equal(t, float64(tc.prompts), u["prompt_tokens"])
+			assert.Equal(t, float64(3*tc.choices), u["completion_tokens"])
+		})
+	}
+}
+
+func TestCompletionStopStrings(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	tests := []struct {
+		name   string
+		body   map[string]any
+		text   string
+		finish string
+	}{
+		{"stop string", map[string]any{"stop": "cde"}, "ab", "stop"},
+		{"stop list earliest wins", map[string]any{"stop": []string{"fg", "d"}}, "abc", "stop"},
+		{"include stop", map[string]any{"stop": "cd", "include_stop_str_in_output": true}, "abcd", "stop"},
+		{"no match flushes held text", map[string]any{"stop": "zz", "max_tokens": 3}, "abc", "length"},
+		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "abc", "stop"},
+		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyza", "stop"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"prompt": "p", "max_tokens": 20}
+			for k, v := range tc.body {
+				body[k] = v
+			}
+			m := h.post("/v1/completions", body, 200)
+			c := m["choices"].([]any)[0].(map[string]any)
+			assert.Equal(t, tc.text, c["text"])
+			assert.Equal(t, tc.finish, c["finish_reason"])
+			body["stream"] = true
+			events, done := h.sse("/v1/completions", body)
+			require.True(t, done)
+			var sb strings.Builder
+			var finish any
+			for _, e := range events {
+				for _, c := range e["choices"].([]any) {
+					sb.WriteString(c.(map[string]any)["text"].(string))
+					if f := c.(map[string]any)["finish_reason"]; f != nil {
+						finish = f
+					}
+				}
+			}
+			assert.Equal(t, tc.text, sb.String(), "streamed text")
+			assert.Equal(t, tc.finish, finish)
+		})
+	}
+	st := h.settle()
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree, "stopped requests freed their blocks")
+}
+
+func TestCompletionStreamIncludeUsageAndEcho(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	events, done := h.sse("/v1/completions", map[string]any{"prompt": "hi ", "max_tokens": 4, "stream": true, "echo": true,
+		"stream_options": map[string]any{"include_usage": true}})
+	require.True(t, done)
+	require.NotEmpty(t, events)
+	last := events[len(events)-1]
+	assert.Empty(t, last["choices"])
+	u := last["usage"].(map[string]any)
+	assert.Equal(t, float64(4), u["completion_tokens"])
+	assert.Equal(t, float64(4), u["prompt_tokens"])
+	var sb strings.Builder
+	for _, e := range events[:len(events)-1] {
+		assert.Equal(t, "text_completion", e["object"])
+		assert.NotContains(t, e, "usage")
+		sb.WriteString(e["choices"].([]any)[0].(map[string]any)["text"].(string))
+	}
+	assert.Equal(t, "hi abcd", sb.String())
+
+	m := h.post("/v1/completions", map[string]any{"prompt": "hi ", "max_tokens": 2, "echo": true}, 200)
+	assert.Equal(t, "hi ab", m["choices"].([]any)[0].(map[string]any)["text"])
+}
+
+func TestCompletionLogprobs(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 3, "logprobs": 2}, 200)
+	lp := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)
+	assert.Equal(t, []any{"a", "b", "c"}, lp["tokens"])
+	assert.Equal(t, []any{-0.25, -0.25, -0.25}, lp["token_logprobs"])
+	assert.Equal(t, []any{0.0, 1.0, 2.0}, lp["text_offset"])
+	top := lp["top_logprobs"].([]any)
+	require.Len(t, top, 3)
+	assert.Equal(t, map[string]any{"a": -0.25, "b": -1.25}, top[0])
+}
+
+func TestChat(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	body := map[string]any{"model": "alias", "messages": []map[string]any{
+		{"role": "system", "content": "be brief"},
+		{"role": "user", "content": []map[string]any{{"type": "text", "text": "hi"}}},
+	}, "max_completion_tokens": 4, "logprobs": true, "top_logprobs": 1}
+	m := h.post("/v1/chat/completions", body, 200)
+	assert.Equal(t, "chat.completion", m["object"])
+	assert.True(t, strings.HasPrefix(m["id"].(string), "chatcmpl-"))
+	assert.Equal(t, "test-model", m["model"])
+	c := m["choices"].([]any)[0].(map[string]any)
+	msg := c["message"].(map[string]any)
+	assert.Equal(t, "assistant", msg["role"])
+	assert.Equal(t, "abcd", msg["content"])
+	assert.Equal(t, "length", c["finish_reason"])
+	content := c["logprobs"].(map[string]any)["content"].([]any)
+	require.Len(t, content, 4)
+	first := content[0].(map[string]any)
+	assert.Equal(t, "a", first["token"])
+	assert.Equal(t, []any{97.0}, first["bytes"])
+	assert.Len(t, first["top_logprobs"], 1)
+	u := m["usage"].(map[string]any)
+	assert.Equal(t, float64(len("system: be brief\nuser: hi\nassistant:")), u["prompt_tokens"])
+
+	body["stream"] = true
+	body["n"] = 2
+	body["stream_options"] = map[string]any{"include_usage": true}
+	events, done := h.sse("/v1/chat/completions", body)
+	require.True(t, done)
+	texts := map[float64]string{}
+	roles := map[float64]bool{}
+	finishes := map[float64]any{}
+	for _, e := range events {
+		assert.Equal(t, "chat.completion.chunk", e["object"])
+		for _, c := range e["choices"].([]any) {
+			cm := c.(map[string]any)
+			idx := cm["index"].(float64)
+			d := cm["delta"].(map[string]any)
+			if d["role"] == "assistant" {
+				assert.Empty(t, texts[idx], "role comes first")
+				roles[idx] = true
+			}
+			if s, ok := d["content"].(string); ok {
+				texts[idx] += s
+			}
+			if f := cm["finish_reason"]; f != nil {
+				finishes[idx] = f
+			}
+		}
+	}
+	assert.Equal(t, map[float64]string{0: "abcd", 1: "abcd"}, texts)
+	assert.Equal(t, map[float64]bool{0: true, 1: true}, roles)
+	assert.Equal(t, map[float64]any{0: "length", 1: "length"}, finishes)
+	assert.Equal(t, float64(8), events[len(events)-1]["usage"].(map[string]any)["completion_tokens"])
+}
+
+func TestTokenizeDetokenize(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	m := h.post("/tokenize", map[string]any{"prompt": "ab", "return_token_strs": true}, 200)
+	assert.Equal(t, []any{1.0, 100.0, 101.0}, m["tokens"])
+	assert.Equal(t, 3.0, m["count"])
+	assert.Equal(t, 256.0, m["max_model_len"])
+	assert.Equal(t, []any{"<s>", "a", "b"}, m["token_strs"])
+	m = h.post("/tokenize", map[string]any{"prompt": "ab", "add_special_tokens": false}, 200)
+	assert.Equal(t, []any{100.0, 101.0}, m["tokens"])
+	m = h.post("/tokenize", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "add_generation_prompt": false}, 200)
+	assert.Equal(t, float64(len("user: x\n")), m["count"])
+	m = h.post("/detokenize", map[string]any{"tokens": []int{1, 100, 101}}, 200)
+	assert.Equal(t, "<s>ab", m["prompt"])
+	h.post("/detokenize", map[string]any{"tokens": []int{9999}}, 400)
+	h.post("/tokenize", map[string]any{}, 400)
+}
+
+func TestErrors(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxModelLen: 64, server: server.Options{MaxBodyBytes: 1 << 10}})
+	tests := []struct {
+		name   string
+		path   string
+		body   any
+		status int
+		param  string
+		msg    string
+	}{
+		{"malformed json", "/v1/completions", `{"prompt":`, 400, "", "Malformed JSON"},
+		{"wrong type", "/v1/completions", `{"prompt":"x","max_tokens":"many"}`, 400, "", "Malformed JSON"},
+		{"unknown model", "/v1/completions", map[string]any{"model": "gpt-9", "prompt": "x"}, 404, "model", "does not exist"},
+		{"missing prompt", "/v1/completions", map[string]any{"max_tokens": 1}, 400, "prompt", "required"},
+		{"empty prompt list", "/v1/completions", map[string]any{"prompt": []string{}}, 400, "prompt", "empty"},
+		{"bad prompt type", "/v1/completions", map[string]any{"prompt": map[string]any{}}, 400, "prompt", "must be"},
+		{"token out of vocab", "/v1/completions", map[string]any{"prompt": []int{1, 5000}}, 400, "prompt", "out of vocabulary"},
+		{"context length", "/v1/completions", map[string]any{"prompt": "abc", "max_tokens": 61}, 400, "input_tokens",
+			"This model's maximum context length is 64 tokens. However, you requested 61 output tokens and your prompt contains at least 4 input tokens, for a total of at least 65 tokens."},
+		{"prompt fills context", "/v1/completions", map[string]any{"prompt": strings.Repeat("a", 63)}, 400, "input_tokens", "maximum context length is 64"},
+		{"temperature", "/v1/completions", map[string]any{"prompt": "x", "temperature": -1}, 400, "temperature", "temperature"},
+		{"top_p", "/v1/completions", map[string]any{"prompt": "x", "top_p": 0}, 400, "top_p", "top_p"},
+		{"max_tokens zero", "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 0}, 400, "max_tokens", "at least 1"},
+		{"n", "/v1/completions", map[string]any{"prompt": "x", "n": 0}, 400, "n", "n must be"},
+		{"logprobs", "/v1/completions", map[string]any{"prompt": "x", "logprobs": 21}, 400, "logprobs", "between 0 and 20"},
+		{"echo logprobs", "/v1/completions", map[string]any{"prompt": "x", "logprobs": 1, "echo": true}, 400, "logprobs", "not supported"},
+		{"logit bias key", "/v1/completions", map[string]any{"prompt": "x", "logit_bias": map[string]any{"abc": 1}}, 400, "logit_bias", "not a token id"},
+		{"stop ids", "/v1/completions", map[string]any{"prompt": "x", "stop_token_ids": []int{-1}}, 400, "stop_token_ids", "out of range"},
+		{"stream options without stream", "/v1/completions", map[string]any{"prompt": "x", "stream_options": map[string]any{"include_usage": true}}, 400, "stream_options", "only allowed"},
+		{"timeout", "/v1/completions", map[string]any{"prompt": "x", "timeout": -1}, 400, "timeout", "positive"},
+		{"best_of", "/v1/completions", map[string]any{"prompt": "x", "best_of": 3}, 400, "best_of", "not supported"},
+		{"chat no messages", "/v1/chat/completions", map[string]any{"messages": []any{}}, 400, "messages", "empty"},
+		{"chat bad role", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "wizard", "content": "x"}}}, 400, "messages", "role"},
+		{"chat image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "", "not supported"},
+		{"chat top_logprobs without logprobs", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "top_logprobs": 2}, 400, "top_logprobs", "requires logprobs"},
+		{"body too large", "/v1/completions", map[string]any{"prompt": strings.Repeat("a", 2000)}, 413, "", "larger than"},
+		{"unknown route", "/v1/embeddings", map[string]any{}, 404, "", "no route"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := h.post(tc.path, tc.body, tc.status)
+			e, ok := m["error"].(map[string]any)
+			require.True(t, ok, "OpenAI error body: %v", m)
+			assert.Contains(t, e["message"], tc.msg)
+			assert.NotEmpty(t, e["type"])
+			assert.Contains(t, e, "code")
+			if tc.param != "" {
+				assert.Equal(t, tc.param, e["param"])
+			} else {
+				assert.Contains(t, e, "param")
+			}
+		})
+	}
+	snap := h.eng.Snapshot()
+	assert.Zero(t, snap.NumActive, "bad input leaves nothing behind")
+	assert.Zero(t, h.sched.NumWaiting()+h.sched.NumRunning())
+}
+
+func TestDefaultMaxTokensFillsContext(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxModelLen: 32})
+	m := h.post("/v1/completions", map[string]any{"prompt": "abc"}, 200)
+	c := m["choices"].([]any)[0].(map[string]any)
+	assert.Equal(t, "length", c["finish_reason"])
+	assert.Len(t, c["text"], 32-4)
+}
+
+func TestAPIKey(t *testing.T) {
+	h := newHarness(t, harnessOpts{server: server.Options{APIKey: "sekret"}})
+	resp := h.do("GET", "/health", nil)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode, "health is public")
+	for _, hdr := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "sekret"}} {
+		resp = h.do("POST", "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1}, hdr...)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 401, resp.StatusCode)
+		assert.Contains(t, string(body), "invalid_api_key")
+	}
+	resp = h.do("POST", "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1}, "Authorization", "Bearer sekret")
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	resp = h.do("GET", "/v1/models", nil, "Authorization", "Bearer sekret")
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestCORS(t *testing.T) {
+	h := newHarness(t, harnessOpts{server: server.Options{AllowedOrigins: []string{"https://app.example"}}})
+	resp := h.do("OPTIONS", "/v1/chat/completions", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "POST")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, resp.Header.Get("Access-Control-Allow-Headers"), "Authorization")
+	resp = h.do("GET", "/v1/models", nil, "Origin", "https://evil.example")
+	resp.Body.Close()
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+func TestRequestTimeout(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxModelLen: 1 << 16, numBlocks: 1<<12 + 8})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 60000, "timeout": 0.001}, http.StatusRequestTimeout)
+	assert.Equal(t, "timeout_error", m["error"].(map[string]any)["type"])
+	events, done := h.sse("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 60000, "timeout": 0.001, "stream": true})
+	assert.True(t, done)
+	require.NotEmpty(t, events)
+	assert.Contains(t, events[len(events)-1], "error")
+	st := h.settle()
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+}
+
+func TestQueueFull429(t *testing.T) {
+	exec := &gatedExec{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	h := newHarness(t, harnessOpts{engine: engine.Config{MaxQueuedRequests: 1}, maxNumSeqs: 1, exec: exec})
+	statuses := make(chan int, 2)
+	post := func(p string) {
+		resp := h.do("POST", "/v1/completions", map[string]any{"prompt": p, "max_tokens": 2})
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses <- resp.StatusCode
+	}
+	go post("x")
+	<-exec.entered // the loop is inside step 1, holding request x
+	go post("y")
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumQueued == 1 }, 10e9, 1e6)
+	resp := h.do("POST", "/v1/completions", map[string]any{"prompt": "z", "max_tokens": 2})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), "queue_full")
+	close(exec.gate)
+	for range 2 {
+		assert.Equal(t, 200, <-statuses)
+	}
+}
+
+// gatedExec signals entered on each step and blocks until gate is closed.
+type gatedExec struct {
+	enginetest.FakeExecutor
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedExec) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.gate
+	return g.FakeExecutor.Execute(out)
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// sseWriter writes Server-Sent Events, one flush per batch of events.
+type sseWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+func newSSE(w http.ResponseWriter) *sseWriter {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	s.enc = json.NewEncoder(&s.buf)
+	s.enc.SetEscapeHTML(false)
+	return s
+}
+
+// event appends one "data: {json}\n\n" event to the pending batch.
+func (s *sseWriter) event(v any) {
+	s.buf.WriteString("data: ")
+	_ = s.enc.Encode(v) // ends with '\n'
+	s.buf.WriteByte('\n')
+}
+
+// done appends the final "data: [DONE]" event.
+func (s *sseWriter) done() { s.buf.WriteString("data: [DONE]\n\n") }
+
+// flush writes the pending batch to the client.
+func (s *sseWriter) flush() error {
+	if s.buf.Len() == 0 {
+		return nil
+	}
+	_, err := s.w.Write(s.buf.Bytes())
+	s.buf.Reset()
+	if err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// streamError ends a stream that failed after the headers were sent: an
+// error event, then [DONE].
+func (s *Server) streamError(sse *sseWriter, span RequestSpan, e *APIError) {
+	span.Aborted(e.Reason, e)
+	if e.Status == 499 {
+		return
+	}
+	sse.event(e.body())
+	sse.done()
+	_ = sse.flush()
+}
+
+func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job, now time.Time) {
+	sse := newSSE(w)
+	chunk := func(c *choice, text string, finish *string) CompletionResponse {
+		return CompletionResponse{ID: j.id, Object: "text_completion", Created: now.Unix(), Model: j.m.Names[0],
+			Choices: []CompletionChoice{{Index: c.index, Text: text, FinishReason: finish}}}
+	}
+	offsets := make([]int, len(j.choices))
+	if j.echo() {
+		for _, c := range j.choices {
+			text := j.prompts[c.prompt].text
+			offsets[c.index] = len(text)
+			sse.event(chunk(c, text, nil))
+		}
+	}
+	aerr := j.run(r.Context(), func(ds []delta) error {
+		for _, d := range ds {
+			var finish *string
+			if d.finish != "" {
+				finish = strPtr(d.finish)
+			}
+			ch := chunk(d.c, d.text, finish)
+			if j.g.numLogprobs >= 0 {
+				ch.Choices[0].Logprobs = j.completionLogprobs(d.tokens, d.logprobs, offsets[d.c.index])
+			}
+			offsets[d.c.index] += len(d.text)
+			sse.event(ch)
+		}
+		return sse.flush()
+	})
+	if aerr != nil {
+		s.streamError(sse, j.span, aerr)
+		return
+	}
+	if j.g.includeUsage {
+		u := CompletionResponse{ID: j.id, Object: "text_completion", Created: now.Unix(), Model: j.m.Names[0],
+			Choices: []CompletionChoice{}, Usage: j.usage()}
+		sse.event(u)
+	}
+	j.span.Departed(j.outcome())
+	sse.done()
+	_ = sse.flush()
+}
+
+func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, j *job, now time.Time) {
+	sse := newSSE(w)
+	chunk := func(c *choice, d ChatDelta, finish *string) ChatChunk {
+		return ChatChunk{ID: j.id, Object: "chat.completion.chunk", Created: now.Unix(), Model: j.m.Names[0],
+			Choices: []ChatChunkChoice{{Index: c.index, Delta: d, FinishReason: finish}}}
+	}
+	for _, c := range j.choices {
+		sse.event(chunk(c, ChatDelta{Role: "assistant", Content: strPtr("")}, nil))
+	}
+	if err := sse.flush(); err != nil {
+		s.streamError(sse, j.span, &APIError{Status: 499, Message: err.Error(), Reason: ReasonClientDisconnect})
+		return
+	}
+	aerr := j.run(r.Context(), func(ds []delta) error {
+		for _, d := range ds {
+			if d.text != "" || len(d.tokens) > 0 && j.g.numLogprobs >= 0 {
+				text := d.text
+				ch := chunk(d.c, ChatDelta{Content: &text}, nil)
+				if j.g.numLogprobs >= 0 {
+					ch.Choices[0].Logprobs = j.chatLogprobs(d.tokens, d.logprobs)
+				}
+				sse.event(ch)
+			}
+			if d.finish != "" {
+				sse.event(chunk(d.c, ChatDelta{}, strPtr(d.finish)))
+			}
+		}
+		return sse.flush()
+	})
+	if aerr != nil {
+		s.streamError(sse, j.span, aerr)
+		return
+	}
+	if j.g.includeUsage {
+		sse.event(ChatChunk{ID: j.id, Object: "chat.completion.chunk", Created: now.Unix(), Model: j.m.Names[0],
+			Choices: []ChatChunkChoice{}, Usage: j.usage()})
+	}
+	j.span.Departed(j.outcome())
+	sse.done()
+	_ = sse.flush()
+}

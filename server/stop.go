@@ -1,0 +1,73 @@
+package server
+
+import "strings"
+
+// stopMatcher finds stop strings in streamed text. It holds back the tail of
+// the text that could still be the start of a stop string, so nothing past a
+// stop string is ever emitted.
+type stopMatcher struct {
+	stops   []string
+	include bool // keep the stop string in the output
+	held    string
+	maxLen  int
+}
+
+func newStopMatcher(stops []string, include bool) *stopMatcher {
+	m := &stopMatcher{include: include}
+	for _, s := range stops {
+		if s == "" {
+			continue
+		}
+		m.stops = append(m.stops, s)
+		m.maxLen = max(m.maxLen, len(s))
+	}
+	return m
+}
+
+// push adds text and returns the text that can be emitted; stopped reports
+// that a stop string matched (emit then ends at, or after when include is
+// set, the stop string).
+func (m *stopMatcher) push(text string) (emit string, stopped bool) {
+	if len(m.stops) == 0 {
+		return text, false
+	}
+	buf := m.held + text
+	at, which := -1, ""
+	for _, s := range m.stops {
+		if i := strings.Index(buf, s); i >= 0 && (at < 0 || i < at) {
+			at, which = i, s
+		}
+	}
+	if at >= 0 {
+		m.held = ""
+		if m.include {
+			return buf[:at+len(which)], true
+		}
+		return buf[:at], true
+	}
+	keep := m.partialSuffix(buf)
+	m.held = buf[len(buf)-keep:]
+	return buf[:len(buf)-keep], false
+}
+
+// partialSuffix is the length of the longest suffix of buf that is a proper
+// prefix of some stop string.
+func (m *stopMatcher) partialSuffix(buf string) int {
+	best := 0
+	for _, s := range m.stops {
+		for n := min(len(s)-1, len(buf)); n > best; n-- {
+			if strings.HasSuffix(buf, s[:n]) {
+				best = n
+				break
+			}
+		}
+	}
+	return best
+}
+
+// flush returns the held-back text at the end of generation.
+func (m *stopMatcher) flush() string {
+	h := m.held
+	m.held = ""
+	return h
+}
