@@ -1,0 +1,141 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// AVX2 + FMA + F16C kernels (simd_amd64.s). Each processes the largest
+// multiple of 8 elements of its input; the Go wrappers finish the tails.
+//
+//   - tile4x1*: 4 weight rows · 1 token, 16 elements an iteration with two
+//     accumulators per row (decode: memory bound, keep loads in flight).
+//   - tile4x3*: 4 weight rows · 3 tokens, 12 accumulators: each weight
+//     load feeds 3 FMAs and each activation load 4.
+//   - 16-bit weights are widened in registers: VCVTPH2PS for f16,
+//     zero-extend and shift left 16 for bf16.
+
+//go:noescape
+func tile4x1F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x1F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x1BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func dotAVX2(a, b *float32, n uintptr) float32
+
+//go:noescape
+func axpyAVX2(y, x *float32, a float32, n uintptr)
+
+//go:noescape
+func scaleAVX2(y *float32, a float32, n uintptr)
+
+//go:noescape
+func cvtF16AVX2(dst *float32, src *uint16, n uintptr)
+
+//go:noescape
+func cvtBF16AVX2(dst *float32, src *uint16, n uintptr)
+
+var avx2Kernels = kernels{
+	name:     "avx2",
+	kStep:    8,
+	direct16: true,
+	tile4x1:  [3]tileFn{tile4x1F32AVX2, tile4x1F16AVX2, tile4x1BF16AVX2},
+	tile4x3:  [3]tileFn{tile4x3F32AVX2, tile4x3F16AVX2, tile4x3BF16AVX2},
+	dot:      dotAVX2Go,
+	axpy:     axpyAVX2Go,
+	scale:    scaleAVX2Go,
+	bf16:     bf16AVX2Go,
+	f16:      f16AVX2Go,
+}
+
+func init() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && hasF16C() {
+		simd = avx2Kernels
+	}
+}
+
+// hasF16C reports F16C support (CPUID.1:ECX bit 29), which x/sys/cpu does
+// not expose; every CPU with AVX2 and FMA in practice has it, but check.
+func hasF16C() bool {
+	_, _, ecx, _ := cpuid(1, 0)
+	return ecx&(1<<29) != 0
+}
+
+//go:noescape
+func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+
+func dotAVX2Go(a, b []float32) float32 {
+	n := len(a)
+	if n == 0 {
+		return 0
+	}
+	b = b[:n]
+	n8 := n &^ 7
+	var s float32
+	if n8 > 0 {
+		s = dotAVX2(&a[0], &b[0], uintptr(n8))
+	}
+	for i := n8; i < n; i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+func axpyAVX2Go(y []float32, a float32, x []float32) {
+	n := len(y)
+	if n == 0 {
+		return
+	}
+	x = x[:n]
+	n8 := n &^ 7
+	if n8 > 0 {
+		axpyAVX2(&y[0], &x[0], a, uintptr(n8))
+	}
+	for i := n8; i < n; i++ {
+		y[i] += a * x[i]
+	}
+}
+
+func scaleAVX2Go(y []float32, a float32) {
+	n8 := len(y) &^ 7
+	if n8 > 0 {
+		scaleAVX2(&y[0], a, uintptr(n8))
+	}
+	for i := n8; i < len(y); i++ {
+		y[i] *= a
+	}
+}
+
+func bf16AVX2Go(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	n8 := len(dst) &^ 7
+	if n8 > 0 {
+		cvtBF16AVX2(&dst[0], &src[0], uintptr(n8))
+	}
+	bf16Generic(dst[n8:], src[n8:])
+}
+
+func f16AVX2Go(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	n8 := len(dst) &^ 7
+	if n8 > 0 {
+		cvtF16AVX2(&dst[0], &src[0], uintptr(n8))
+	}
+	f16Generic(dst[n8:], src[n8:])
+}
