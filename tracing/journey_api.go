@@ -1,0 +1,262 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/server"
+)
+
+// errNoOutcome is recorded when a request span ends without Departed or
+// Aborted: the handler returned early or panicked.
+var errNoOutcome = errors.New("request ended without an outcome")
+
+// w3c propagates only traceparent and tracestate: nothing else is taken from
+// (or written to) HTTP headers.
+var w3c = propagation.TraceContext{}
+
+// httpTelemetry implements server.Telemetry.
+type httpTelemetry struct{ t *Telemetry }
+
+// Arrived is api.ARRIVED: it makes the one journey-sampling decision of the
+// request and starts llm_request (scope vllm.api) when the request is traced.
+func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan {
+	t := h.t
+	if t.apiTracer == nil || t.closed.Load() {
+		return &metricsOnlySpan{m: t.metrics}
+	}
+	journey := t.cfg.EnableJourneyTracing
+	if journey && !t.journeySampler.SampleRequest() {
+		return &metricsOnlySpan{m: t.metrics}
+	}
+	now := time.Now()
+	parent := w3c.Extract(context.Background(), propagation.HeaderCarrier(r.Header))
+	ctx, span := t.apiTracer.Start(parent, SpanRequest,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(now),
+		trace.WithAttributes(attribute.String(AttrHTTPRoute, route)))
+	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey)}
+	if journey {
+		s.event(EventArrived, now)
+	}
+	t.openAPI(s)
+	return s
+}
+
+// traceHeaders returns the headers the engine request carries: the W3C
+// context of llm_request and, for journey-sampled requests, the flag that
+// makes the engine create llm_core.
+func traceHeaders(ctx context.Context, journey bool) map[string]string {
+	h := make(map[string]string, 3)
+	w3c.Inject(ctx, propagation.MapCarrier(h))
+	if journey {
+		h[JourneySampledHeader] = "1"
+	}
+	return h
+}
+
+// apiSpan is the llm_request span of one traced API request. The handler
+// goroutine drives it; Shutdown may end it concurrently, hence the mutex.
+type apiSpan struct {
+	t       *Telemetry
+	key     uint64 // server-generated, never a client id
+	span    trace.Span
+	journey bool // events on; false: plain request span (endpoint only)
+	headers map[string]string
+
+	mu        sync.Mutex
+	n         int
+	handedOff bool
+	firstResp bool
+	terminal  bool
+	ended     bool
+}
+
+func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) {
+	attrs := append([]attribute.KeyValue{attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at))}, extra...)
+	s.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+}
+
+// Parsed sets the gen_ai request attributes; unset values are skipped.
+func (s *apiSpan) Parsed(info server.RequestInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n = info.N
+	if s.ended {
+		return
+	}
+	s.span.SetAttributes(requestAttributes(info)...)
+}
+
+func requestAttributes(info server.RequestInfo) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 7)
+	if info.RequestID != "" {
+		attrs = append(attrs, attribute.String(AttrRequestID, info.RequestID))
+	}
+	if info.Model != "" {
+		attrs = append(attrs, attribute.String(AttrResponseModel, info.Model))
+	}
+	attrs = append(attrs, attribute.Int(AttrPromptTokens, info.PromptTokens))
+	if info.Temperature != nil {
+		attrs = append(attrs, attribute.Float64(AttrTemperature, *info.Temperature))
+	}
+	if info.TopP != nil {
+		attrs = append(attrs, attribute.Float64(AttrTopP, *info.TopP))
+	}
+	if info.MaxTokens != nil {
+		attrs = append(attrs, attribute.Int(AttrMaxTokens, *info.MaxTokens))
+	}
+	if info.N > 0 {
+		attrs = append(attrs, attribute.Int(AttrN, info.N))
+	}
+	return attrs
+}
+
+// TraceHeaders returns a copy of the engine-request headers.
+func (s *apiSpan) TraceHeaders() map[string]string {
+	h := make(map[string]string, len(s.headers))
+	for k, v := range s.headers {
+		h[k] = v
+	}
+	return h
+}
+
+// HandoffToCore is api.HANDOFF_TO_CORE (once).
+func (s *apiSpan) HandoffToCore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.terminal || s.handedOff {
+		return
+	}
+	s.handedOff = true
+	if s.journey {
+		s.event(EventHandoff, time.Now())
+	}
+}
+
+// FirstResponseFromCore is api.FIRST_RESPONSE_FROM_CORE (once), placed at
+// the engine's first-token time whatever the response mode.
+func (s *apiSpan) FirstResponseFromCore(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.terminal || s.firstResp {
+		return
+	}
+	s.firstResp = true
+	if at.IsZero() {
+		at = time.Now()
+	}
+	if s.journey {
+		s.event(EventFirstResponse, at)
+	}
+}
+
+// Departed is api.DEPARTED: completion tokens and the latency set.
+func (s *apiSpan) Departed(o server.Outcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.terminal {
+		return
+	}
+	s.terminal = true
+	if s.journey {
+		s.event(EventDeparted, time.Now())
+	}
+	s.span.SetAttributes(attribute.Int(AttrCompletionTokens, o.CompletionTokens))
+	s.span.SetAttributes(latencyAttributes(o.Times)...)
+}
+
+// latencyAttributes is upstream vLLM's gen_ai.latency set in seconds, each
+// only when the timestamps it spans exist.
+func latencyAttributes(t engine.RequestTimes) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 6)
+	add := func(key string, ok bool, d time.Duration) {
+		if ok {
+			attrs = append(attrs, attribute.Float64(key, d.Seconds()))
+		}
+	}
+	arrived, sched, first, last := !t.Arrival.IsZero(), !t.Scheduled.IsZero(), !t.FirstToken.IsZero(), !t.LastToken.IsZero()
+	add(AttrTimeInQueue, arrived && sched, t.QueueTime())
+	add(AttrTTFT, arrived && first, t.TTFT())
+	add(AttrE2E, arrived && !t.Finished.IsZero(), t.E2E())
+	add(AttrTimeInPrefill, sched && first, t.Prefill())
+	add(AttrTimeInDecode, first && last, t.Decode())
+	add(AttrTimeInInference, sched && last, t.Inference())
+	return attrs
+}
+
+// Aborted is api.ABORTED with reason and error; the span status is ERROR.
+func (s *apiSpan) Aborted(reason string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abortLocked(reason, err, time.Now())
+}
+
+func (s *apiSpan) abortLocked(reason string, err error, at time.Time) {
+	if s.ended || s.terminal {
+		return
+	}
+	s.terminal = true
+	msg := reason
+	if err != nil {
+		msg = err.Error()
+	}
+	if s.journey {
+		s.event(EventAborted, at, attribute.String(AttrReason, reason), attribute.String(AttrError, msg))
+	}
+	s.span.SetStatus(codes.Error, msg)
+}
+
+// End finalises the span exactly once: without an outcome it records an
+// abort with reason "exception".
+func (s *apiSpan) End() {
+	if s.endWith(server.ReasonException, errNoOutcome) {
+		s.t.closeAPI(s)
+		s.t.metrics.requestParamsN(s.n)
+	}
+}
+
+// endWith ends the span, recording an abort with reason if no terminal call
+// came first; it reports whether this call ended it.
+func (s *apiSpan) endWith(reason string, err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	now := time.Now()
+	s.abortLocked(reason, err, now)
+	s.ended = true
+	s.span.End(trace.WithTimestamp(now))
+	return true
+}
+
+// metricsOnlySpan serves untraced requests: it records request metrics and
+// nothing else, and holds no shared state.
+type metricsOnlySpan struct {
+	m     *metrics
+	n     int
+	ended bool
+}
+
+func (s *metricsOnlySpan) Parsed(info server.RequestInfo)  { s.n = info.N }
+func (s *metricsOnlySpan) TraceHeaders() map[string]string { return nil }
+func (s *metricsOnlySpan) HandoffToCore()                  {}
+func (s *metricsOnlySpan) FirstResponseFromCore(time.Time) {}
+func (s *metricsOnlySpan) Departed(server.Outcome)         {}
+func (s *metricsOnlySpan) Aborted(string, error)           {}
+func (s *metricsOnlySpan) End() {
+	if !s.ended {
+		s.ended = true
+		s.m.requestParamsN(s.n)
+	}
+}

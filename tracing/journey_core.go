@@ -1,0 +1,245 @@
+package tracing
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vserve/vserve/scheduler"
+)
+
+// coreTracer owns the llm_core spans (scope vllm.scheduler). State exists
+// only for requests whose trace headers carry x-vllm-journey-sampled "1",
+// and one idempotent cleanup (finish) releases it on every path.
+type coreTracer struct {
+	tracer trace.Tracer
+	mu     sync.Mutex
+	states map[string]*coreState
+}
+
+// coreState is one sampled request's journey.
+type coreState struct {
+	span        trace.Span
+	promptLen   int
+	maxTokens   int
+	highWater   int
+	preemptions int
+	scheduled   bool
+	firstToken  bool
+	finished    bool
+}
+
+func newCoreTracer(tp trace.TracerProvider) *coreTracer {
+	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), states: make(map[string]*coreState)}
+}
+
+// start creates llm_core iff headers[x-vllm-journey-sampled] is exactly "1",
+// as a child of the traceparent in headers.
+func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxTokens int, at time.Time) {
+	if headers[JourneySampledHeader] != "1" {
+		return
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
+	_, span := c.tracer.Start(parent, SpanCore,
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(at),
+		trace.WithAttributes(attribute.String(AttrRequestID, id)))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.states[id]; old != nil { // a reused id: never leak the old span
+		old.span.End()
+	}
+	c.states[id] = &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
+}
+
+// lookup returns the state of a sampled live request, or nil.
+func (c *coreTracer) lookup(id string) *coreState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.states[id]
+}
+
+// observe updates the high-water mark and emits journey.<typ>.
+func (c *coreTracer) observe(r scheduler.RequestView, typ string, step uint64, extra ...attribute.KeyValue) {
+	st := c.lookup(r.RequestID())
+	if st == nil {
+		return
+	}
+	st.update(r)
+	st.emit(typ, step, st.phase(r), r.NumOutputTokens(), extra...)
+}
+
+func (st *coreState) update(r scheduler.RequestView) {
+	if n := r.NumPromptTokens(); n > 0 {
+		st.promptLen = n
+	}
+	if m := r.MaxTokens(); m > 0 {
+		st.maxTokens = m
+	}
+	hw := max(r.PrefillHighWater(), st.highWater)
+	st.highWater = min(hw, st.promptLen)
+}
+
+// phase is WAITING until the request was first scheduled.
+func (st *coreState) phase(r scheduler.RequestView) string {
+	if !st.scheduled {
+		return string(scheduler.PhaseWaiting)
+	}
+	if p := r.Phase(); p != scheduler.PhaseWaiting {
+		return string(p)
+	}
+	if r.NumOutputTokens() > 0 {
+		return string(scheduler.PhaseDecode)
+	}
+	return string(scheduler.PhasePrefill)
+}
+
+func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
+	now := time.Now()
+	ns := monotonicNS(now)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs,
+		attribute.String(AttrEventType, typ),
+		attribute.Float64(AttrTSMonotonic, float64(ns)/1e9),
+		attribute.Int64(AttrTSMonotonicNS, ns),
+		attribute.Int64(AttrSchedulerStep, int64(step)),
+		attribute.String(AttrPhase, phase),
+		attribute.Int(AttrPrefillDoneTokens, st.highWater),
+		attribute.Int(AttrPrefillTotalTokens, st.promptLen),
+		attribute.Int(AttrDecodeDoneTokens, outputTokens),
+		attribute.Int(AttrDecodeMaxTokens, st.maxTokens),
+		attribute.Int(AttrNumPreemptions, st.preemptions),
+	)
+	attrs = append(attrs, extra...)
+	st.span.AddEvent("journey."+typ, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+}
+
+// Queued, Scheduled, FirstToken, Preempted and Finished implement the
+// journey part of scheduler.Observer.
+
+func (c *coreTracer) queued(r scheduler.RequestView, step uint64) {
+	c.observe(r, JourneyQueued, step)
+}
+
+func (c *coreTracer) scheduled(r scheduler.RequestView, step uint64, resumed bool) {
+	st := c.lookup(r.RequestID())
+	if st == nil {
+		return
+	}
+	kind := ScheduleKindFirst
+	if resumed || st.scheduled {
+		kind = ScheduleKindResume
+	}
+	st.scheduled = true
+	st.update(r)
+	st.emit(JourneyScheduled, step, st.phase(r), r.NumOutputTokens(), attribute.String(AttrScheduleKind, kind))
+}
+
+func (c *coreTracer) firstToken(r scheduler.RequestView, step uint64) {
+	st := c.lookup(r.RequestID())
+	if st == nil || st.firstToken {
+		return
+	}
+	st.firstToken = true
+	st.update(r)
+	st.emit(JourneyFirstToken, step, string(scheduler.PhaseDecode), max(1, r.NumOutputTokens()))
+}
+
+func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
+	st := c.lookup(r.RequestID())
+	if st == nil {
+		return
+	}
+	st.preemptions++
+	st.update(r)
+	st.emit(JourneyPreempted, step, st.phase(r), r.NumOutputTokens())
+}
+
+func (c *coreTracer) finishedView(r scheduler.RequestView, step uint64, reason scheduler.FinishReason) {
+	st := c.lookup(r.RequestID())
+	if st == nil {
+		return
+	}
+	st.update(r)
+	c.finish(r.RequestID(), step, reason, st.phase(r), r.NumOutputTokens())
+}
+
+// finish is the one idempotent cleanup: it emits journey.FINISHED unless it
+// was emitted, ends the span and releases the state.
+func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReason, phase string, outputTokens int) {
+	c.mu.Lock()
+	st := c.states[id]
+	delete(c.states, id)
+	c.mu.Unlock()
+	if st == nil || st.finished {
+		return
+	}
+	st.finished = true
+	status := finishStatus(reason)
+	st.emit(JourneyFinished, step, phase, outputTokens, attribute.String(AttrFinishStatus, status))
+	if reason == scheduler.FinishError {
+		st.span.SetStatus(codes.Error, "generation error")
+	}
+	st.span.End()
+}
+
+// finishFromEnd finishes from the engine's RequestEnd: the path for requests
+// that ended without a scheduler Finished event (rejected, shut down).
+func (c *coreTracer) finishFromEnd(id string, step uint64, reason scheduler.FinishReason, outputTokens int) {
+	st := c.lookup(id)
+	if st == nil {
+		return
+	}
+	phase := string(scheduler.PhaseWaiting)
+	switch {
+	case st.scheduled && outputTokens > 0:
+		phase = string(scheduler.PhaseDecode)
+	case st.scheduled:
+		phase = string(scheduler.PhasePrefill)
+	}
+	c.finish(id, step, reason, phase, outputTokens)
+}
+
+// finishStatus maps a FinishReason onto the journey's finish.status.
+func finishStatus(r scheduler.FinishReason) string {
+	switch r {
+	case scheduler.FinishStop:
+		return FinishStatusStopped
+	case scheduler.FinishLength:
+		return FinishStatusLength
+	case scheduler.FinishAbort:
+		return FinishStatusAborted
+	case scheduler.FinishError:
+		return FinishStatusError
+	case scheduler.FinishNone:
+		return finishStatusUnspecified
+	}
+	return string(r)
+}
+
+// live is the number of requests with journey state.
+func (c *coreTracer) live() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.states)
+}
+
+// shutdown ends every open llm_core span (status ERROR "shutdown").
+func (c *coreTracer) shutdown() {
+	c.mu.Lock()
+	states := c.states
+	c.states = make(map[string]*coreState)
+	c.mu.Unlock()
+	for _, st := range states {
+		st.span.SetStatus(codes.Error, "shutdown")
+		st.span.End()
+	}
+}

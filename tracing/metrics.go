@@ -1,0 +1,350 @@
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/otlptranslator"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/scheduler"
+)
+
+// meterName is the instrumentation scope of vserve's metrics.
+const meterName = "github.com/vserve/vserve/tracing"
+
+// Bucket boundaries of upstream vLLM (vllm/v1/metrics/loggers.py).
+var (
+	ttftBuckets = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5,
+		7.5, 10, 20, 40, 80, 160, 640, 2560}
+	itlBuckets = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5,
+		10, 20, 40, 80}
+	requestLatencyBuckets = []float64{0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120,
+		240, 480, 960, 1920, 7680}
+	iterationTokenBuckets = []float64{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}
+	paramsNBuckets        = []float64{1, 2, 5, 10, 20}
+	// stepTimeBuckets cover CPU microseconds to slow device seconds.
+	stepTimeBuckets = []float64{1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
+		0.05, 0.1, 0.25, 0.5, 1, 2.5}
+)
+
+// buckets125 is the 1-2-5 series up to and including max (upstream's
+// build_1_2_5_buckets).
+func buckets125(max int) []float64 {
+	var b []float64
+	for scale := 1; ; scale *= 10 {
+		for _, m := range []int{1, 2, 5} {
+			v := m * scale
+			if v > max {
+				return b
+			}
+			b = append(b, float64(v))
+		}
+	}
+}
+
+// vllmNames is the view that maps the OTel-legal instrument names
+// "vllm.<name>" onto vLLM's "vllm:<name>"; the Prometheus exporter's
+// translation strategy keeps the colon and adds _total to counters.
+func vllmNames(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
+	if i.Scope.Name != meterName || !strings.HasPrefix(i.Name, "vllm.") {
+		return sdkmetric.Stream{}, false
+	}
+	return sdkmetric.Stream{
+		Name:        "vllm:" + strings.TrimPrefix(i.Name, "vllm."),
+		Description: i.Description,
+		Unit:        i.Unit,
+	}, true
+}
+
+// metrics records vLLM's metrics. It is fed by the engine hooks and the
+// HTTP hook and works whether or not tracing is on.
+type metrics struct {
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
+
+	base    metric.MeasurementOption
+	reasons map[scheduler.FinishReason]metric.MeasurementOption
+
+	running, waiting                            metric.Int64Gauge
+	kvUsage                                     metric.Float64Gauge
+	prefixQueries, prefixHits, preemptions      metric.Int64Counter
+	promptTokens, generationTokens, success     metric.Int64Counter
+	engineSteps                                 metric.Int64Counter
+	ttft, itl, tpot, e2e, queue                 metric.Float64Histogram
+	inference, prefill, decode                  metric.Float64Histogram
+	promptHist, generationHist, iterationTokens metric.Int64Histogram
+	paramsN, paramsMaxTokens                    metric.Int64Histogram
+	stepSchedule, stepPrepare, stepForward      metric.Float64Histogram
+	stepSample                                  metric.Float64Histogram
+	mu                                          sync.Mutex
+	reqs                                        map[string]*requestMetrics
+	lastPrefixQueries, lastPrefixHits           uint64
+}
+
+// requestMetrics is what per-token metrics need of a live request.
+type requestMetrics struct {
+	arrival   time.Time
+	prompt    int
+	tokens    int
+	lastToken time.Time
+}
+
+func newMetrics(c Config) (*metrics, error) {
+	reg := prometheus.NewRegistry()
+	exp, err := otelprom.New(
+		otelprom.WithRegisterer(reg),
+		otelprom.WithoutScopeInfo(),
+		otelprom.WithoutTargetInfo(),
+		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithSuffixes),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithView(vllmNames))
+	m := &metrics{
+		provider: mp,
+		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		reqs:     make(map[string]*requestMetrics),
+	}
+	labels := []attribute.KeyValue{attribute.String("model_name", c.ModelName), attribute.String("engine", c.EngineID)}
+	m.base = metric.WithAttributeSet(attribute.NewSet(labels...))
+	m.reasons = make(map[scheduler.FinishReason]metric.MeasurementOption)
+	for _, r := range []scheduler.FinishReason{scheduler.FinishStop, scheduler.FinishLength, scheduler.FinishAbort, scheduler.FinishError} {
+		m.reasons[r] = metric.WithAttributeSet(attribute.NewSet(append(labels, attribute.String("finished_reason", string(r)))...))
+	}
+	if err := m.createInstruments(mp.Meter(meterName), c.MaxModelLen); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// instrumentBuilder collects the first instrument-creation error.
+type instrumentBuilder struct {
+	meter metric.Meter
+	err   error
+}
+
+func (b *instrumentBuilder) keep(err error) {
+	if b.err == nil && err != nil {
+		b.err = err
+	}
+}
+
+func (b *instrumentBuilder) counter(name, desc string) metric.Int64Counter {
+	c, err := b.meter.Int64Counter(name, metric.WithDescription(desc))
+	b.keep(err)
+	return c
+}
+
+func (b *instrumentBuilder) seconds(name, desc string, bounds []float64) metric.Float64Histogram {
+	h, err := b.meter.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(bounds...))
+	b.keep(err)
+	return h
+}
+
+func (b *instrumentBuilder) count(name, desc string, bounds []float64) metric.Int64Histogram {
+	h, err := b.meter.Int64Histogram(name, metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(bounds...))
+	b.keep(err)
+	return h
+}
+
+func (m *metrics) createInstruments(meter metric.Meter, maxModelLen int) error {
+	b := &instrumentBuilder{meter: meter}
+	var err error
+	m.running, err = meter.Int64Gauge("vllm.num_requests_running", metric.WithDescription("Number of requests in model execution batches."))
+	b.keep(err)
+	m.waiting, err = meter.Int64Gauge("vllm.num_requests_waiting", metric.WithDescription("Number of requests waiting to be processed."))
+	b.keep(err)
+	m.kvUsage, err = meter.Float64Gauge("vllm.kv_cache_usage_perc", metric.WithDescription("KV-cache usage. 1 means 100 percent usage."))
+	b.keep(err)
+	m.prefixQueries = b.counter("vllm.prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.")
+	m.prefixHits = b.counter("vllm.prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
+	m.preemptions = b.counter("vllm.num_preemptions", "Cumulative number of preemptions from the engine.")
+	m.promptTokens = b.counter("vllm.prompt_tokens", "Number of prefill tokens processed.")
+	m.generationTokens = b.counter("vllm.generation_tokens", "Number of generation tokens processed.")
+	m.success = b.counter("vllm.request_success", "Count of successfully processed requests.")
+	m.engineSteps = b.counter("vllm.engine_steps", "Number of scheduler steps executed by the engine.")
+	m.ttft = b.seconds("vllm.time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttftBuckets)
+	m.itl = b.seconds("vllm.inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itlBuckets)
+	m.tpot = b.seconds("vllm.request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", itlBuckets)
+	m.e2e = b.seconds("vllm.e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", requestLatencyBuckets)
+	m.queue = b.seconds("vllm.request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", requestLatencyBuckets)
+	m.inference = b.seconds("vllm.request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", requestLatencyBuckets)
+	m.prefill = b.seconds("vllm.request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", requestLatencyBuckets)
+	m.decode = b.seconds("vllm.request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", requestLatencyBuckets)
+	tokens := buckets125(maxModelLen)
+	m.promptHist = b.count("vllm.request_prompt_tokens", "Number of prefill tokens processed.", tokens)
+	m.generationHist = b.count("vllm.request_generation_tokens", "Number of generation tokens processed.", tokens)
+	m.iterationTokens = b.count("vllm.iteration_tokens_total", "Histogram of number of tokens per engine_step.", iterationTokenBuckets)
+	m.paramsN = b.count("vllm.request_params_n", "Histogram of the n request parameter.", paramsNBuckets)
+	m.paramsMaxTokens = b.count("vllm.request_params_max_tokens", "Histogram of the max_tokens request parameter.", tokens)
+	m.stepSchedule = b.seconds("vllm.step_schedule_time_seconds", "Histogram of scheduler time per engine step (CPU).", stepTimeBuckets)
+	m.stepPrepare = b.seconds("vllm.step_prepare_time_seconds", "Histogram of input preparation time per engine step.", stepTimeBuckets)
+	m.stepForward = b.seconds("vllm.step_forward_time_seconds", "Histogram of model forward time per engine step (device time where measured).", stepTimeBuckets)
+	m.stepSample = b.seconds("vllm.step_sample_time_seconds", "Histogram of sampling time per engine step (device time where measured).", stepTimeBuckets)
+	return b.err
+}
+
+// requestStarted creates the per-request state of token metrics.
+func (m *metrics) requestStarted(rs engine.RequestStart) {
+	arrival := rs.Arrival
+	if arrival.IsZero() {
+		arrival = time.Now()
+	}
+	m.mu.Lock()
+	m.reqs[rs.ID] = &requestMetrics{arrival: arrival, prompt: rs.NumPromptTokens}
+	m.mu.Unlock()
+}
+
+// preempted counts a preemption directly (the fork never did).
+func (m *metrics) preempted() { m.preemptions.Add(context.Background(), 1, m.base) }
+
+// stepBuilt refreshes the queue and KV gauges from the scheduler.
+func (m *metrics) stepBuilt(v scheduler.StepView) {
+	ctx := context.Background()
+	m.running.Record(ctx, int64(v.NumRunning()), m.base)
+	m.waiting.Record(ctx, int64(v.NumWaiting()), m.base)
+	m.kvUsage.Record(ctx, v.KVUsage(), m.base)
+}
+
+// step records one executed step: step counters and times, gauges, prefix
+// cache counters, generated tokens, TTFT and inter-token latency.
+func (m *metrics) step(rec *engine.StepRecord) {
+	ctx := context.Background()
+	m.engineSteps.Add(ctx, 1, m.base)
+	m.iterationTokens.Record(ctx, int64(rec.NumScheduledTokens), m.base)
+	m.stepSchedule.Record(ctx, rec.Schedule.Seconds(), m.base)
+	m.stepPrepare.Record(ctx, rec.Prepare.Seconds(), m.base)
+	m.stepForward.Record(ctx, rec.Forward.Seconds(), m.base)
+	m.stepSample.Record(ctx, rec.Sample.Seconds(), m.base)
+	st := rec.Stats
+	m.running.Record(ctx, int64(st.NumRunning), m.base)
+	m.waiting.Record(ctx, int64(st.NumWaiting), m.base)
+	m.kvUsage.Record(ctx, st.KVUsage, m.base)
+	at := rec.End
+	if at.IsZero() {
+		at = time.Now()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d := st.PrefixCacheQueries - m.lastPrefixQueries; st.PrefixCacheQueries >= m.lastPrefixQueries && d > 0 {
+		m.prefixQueries.Add(ctx, int64(d), m.base)
+	}
+	if d := st.PrefixCacheHits - m.lastPrefixHits; st.PrefixCacheHits >= m.lastPrefixHits && d > 0 {
+		m.prefixHits.Add(ctx, int64(d), m.base)
+	}
+	m.lastPrefixQueries, m.lastPrefixHits = st.PrefixCacheQueries, st.PrefixCacheHits
+	var generated int
+	for i := range rec.Outputs {
+		o := &rec.Outputs[i]
+		n := len(o.NewTokenIDs)
+		generated += n
+		if r := m.reqs[o.ID]; r != nil && n > 0 {
+			m.tokensLocked(ctx, r, n, at)
+		}
+	}
+	if generated > 0 {
+		m.generationTokens.Add(ctx, int64(generated), m.base)
+	}
+}
+
+// tokensLocked records n new tokens of r produced at at.
+func (m *metrics) tokensLocked(ctx context.Context, r *requestMetrics, n int, at time.Time) {
+	if r.tokens == 0 {
+		m.ttft.Record(ctx, at.Sub(r.arrival).Seconds(), m.base)
+		m.promptTokens.Add(ctx, int64(r.prompt), m.base)
+	} else {
+		m.itl.Record(ctx, at.Sub(r.lastToken).Seconds(), m.base)
+	}
+	r.tokens += n
+	r.lastToken = at
+}
+
+// requestEnded records the per-request histograms and releases the state.
+// Tokens the step hook has not seen yet (the hooks' order is not fixed) are
+// accounted here from the engine's timestamps.
+func (m *metrics) requestEnded(re engine.RequestEnd) {
+	ctx := context.Background()
+	m.mu.Lock()
+	r := m.reqs[re.ID]
+	delete(m.reqs, re.ID)
+	if r != nil && re.NumOutputTokens > r.tokens {
+		at := re.Times.LastToken
+		if r.tokens == 0 && !re.Times.FirstToken.IsZero() {
+			at = re.Times.FirstToken
+		}
+		if !at.IsZero() {
+			m.tokensLocked(ctx, r, re.NumOutputTokens-r.tokens, at)
+		}
+	}
+	m.mu.Unlock()
+
+	if opt, ok := m.reasons[re.Reason]; ok {
+		m.success.Add(ctx, 1, opt)
+	}
+	t := re.Times
+	has := func(ts ...time.Time) bool {
+		for _, x := range ts {
+			if x.IsZero() {
+				return false
+			}
+		}
+		return true
+	}
+	if has(t.Arrival, t.Finished) {
+		m.e2e.Record(ctx, t.E2E().Seconds(), m.base)
+	}
+	if has(t.Arrival, t.Scheduled) {
+		m.queue.Record(ctx, t.QueueTime().Seconds(), m.base)
+	}
+	if has(t.Scheduled, t.FirstToken) {
+		m.prefill.Record(ctx, t.Prefill().Seconds(), m.base)
+	}
+	if has(t.FirstToken, t.LastToken) {
+		m.decode.Record(ctx, t.Decode().Seconds(), m.base)
+		if re.NumOutputTokens > 1 {
+			m.tpot.Record(ctx, t.Decode().Seconds()/float64(re.NumOutputTokens-1), m.base)
+		}
+	}
+	if has(t.Scheduled, t.LastToken) {
+		m.inference.Record(ctx, t.Inference().Seconds(), m.base)
+	}
+	m.promptHist.Record(ctx, int64(re.NumPromptTokens), m.base)
+	m.generationHist.Record(ctx, int64(re.NumOutputTokens), m.base)
+	if re.MaxTokens > 0 {
+		m.paramsMaxTokens.Record(ctx, int64(re.MaxTokens), m.base)
+	}
+}
+
+// requestParamsN records an API request's n parameter.
+func (m *metrics) requestParamsN(n int) {
+	if n > 0 {
+		m.paramsN.Record(context.Background(), int64(n), m.base)
+	}
+}
+
+// forget drops every request's state (shutdown).
+func (m *metrics) forget() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.reqs)
+}
+
+// live is the number of requests with metric state.
+func (m *metrics) live() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.reqs)
+}

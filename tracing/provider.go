@@ -1,0 +1,101 @@
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// exportTimeout bounds one export call of the batch span processor; the
+// processor's goroutine is the only one that waits on the collector.
+const exportTimeout = 10 * time.Second
+
+// newTracerProvider builds the process's single TracerProvider: the OTLP
+// exporter behind a batch span processor with a bounded, non-blocking queue
+// (or the test processors), service.name, and the raised event limit.
+func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider, error) {
+	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
+	limits := sdktrace.NewSpanLimits()
+	limits.EventCountLimit = c.MaxEventsPerSpan
+	opts := []sdktrace.TracerProviderOption{
+		sdktrace.WithResource(res),
+		sdktrace.WithRawSpanLimits(limits),
+	}
+	for _, p := range c.SpanProcessors {
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
+	}
+	if c.OTLPTracesEndpoint != "" {
+		exp, err := newOTLPExporter(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		bsp := sdktrace.NewBatchSpanProcessor(exp,
+			sdktrace.WithMaxQueueSize(c.MaxExportQueue),
+			sdktrace.WithMaxExportBatchSize(min(512, c.MaxExportQueue)),
+			sdktrace.WithExportTimeout(exportTimeout),
+		) // non-blocking by default: a full queue drops spans
+		opts = append(opts, sdktrace.WithSpanProcessor(bsp))
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+// newOTLPExporter creates the exporter for the configured protocol. Neither
+// constructor dials: a collector that is down costs nothing at startup.
+func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, error) {
+	target, err := parseEndpoint(c.OTLPTracesEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	switch p := c.protocol(); p {
+	case ProtocolGRPC:
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(target.hostPort), otlptracegrpc.WithTimeout(exportTimeout)}
+		if target.insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		}
+		return otlptracegrpc.New(ctx, opts...)
+	case ProtocolHTTPProtobuf:
+		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(target.hostPort), otlptracehttp.WithTimeout(exportTimeout)}
+		if target.insecure {
+			opts = append(opts, otlptracehttp.WithInsecure())
+		}
+		if target.urlPath != "" {
+			opts = append(opts, otlptracehttp.WithURLPath(target.urlPath))
+		}
+		return otlptracehttp.New(ctx, opts...)
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL %q: want %q or %q", p, ProtocolGRPC, ProtocolHTTPProtobuf)
+	}
+}
+
+// otlpTarget is a parsed --otlp-traces-endpoint.
+type otlpTarget struct {
+	hostPort string
+	insecure bool
+	urlPath  string // http/protobuf only; empty: the exporter's /v1/traces
+}
+
+// parseEndpoint accepts "host:port", "http://host:port[/path]" and
+// "https://host:port[/path]" (vLLM users pass both forms). Plain host:port
+// and http:// are insecure (the usual local collector); https:// uses TLS.
+func parseEndpoint(e string) (otlpTarget, error) {
+	if !strings.Contains(e, "://") {
+		return otlpTarget{hostPort: e, insecure: true}, nil
+	}
+	u, err := url.Parse(e)
+	if err != nil {
+		return otlpTarget{}, fmt.Errorf("--otlp-traces-endpoint: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return otlpTarget{}, fmt.Errorf("--otlp-traces-endpoint %q: want host:port or http(s)://host:port", e)
+	}
+	path := strings.TrimSuffix(u.Path, "/")
+	return otlpTarget{hostPort: u.Host, insecure: u.Scheme == "http", urlPath: path}, nil
+}

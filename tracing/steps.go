@@ -1,0 +1,261 @@
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vserve/vserve/scheduler"
+)
+
+// stepTracer implements step tracing: two-stage sampled step.BATCH_SUMMARY
+// and step.REQUEST_SNAPSHOT events on scheduler_steps_<k> window spans.
+//
+// The events of a sampled step are built at the end of Schedule (their
+// timestamps are taken there) and held until the engine reports the step's
+// timing, so the summary also carries device.forward_us, device.sample_us
+// and runner.prepare_us: scheduler time and device time of the same step
+// side by side in one event. A step whose timing never comes (it scheduled
+// nothing) is emitted without them at the next step or at shutdown.
+type stepTracer struct {
+	tracer     trace.Tracer
+	sampler    StepSampler
+	rich       StepSampler
+	interval   uint64
+	eventLimit int
+	log        *slog.Logger
+
+	mu       sync.Mutex
+	disabled bool
+	win      *stepWindow
+	seq      int64
+	pending  *pendingStep
+}
+
+// stepWindow is the open scheduler_steps_<k> span.
+type stepWindow struct {
+	span   trace.Span
+	start  uint64
+	last   uint64
+	events int
+}
+
+// pendingStep holds a sampled step's events until its timing arrives.
+type pendingStep struct {
+	step      uint64
+	at        time.Time
+	summary   []attribute.KeyValue
+	snapshots [][]attribute.KeyValue
+}
+
+func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
+	return &stepTracer{
+		tracer:     tp.Tracer(ScopeStep),
+		sampler:    c.StepSampler,
+		rich:       c.RichSampler,
+		interval:   uint64(c.StepClosureInterval),
+		eventLimit: c.MaxEventsPerSpan,
+		log:        c.Logger,
+	}
+}
+
+// stepBuilt is called at the end of Schedule.
+func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disabled {
+		return
+	}
+	s.flushLocked()
+	step := out.Step
+	if !s.sampler.SampleStep(step) {
+		s.closeIfDueLocked(step)
+		return
+	}
+	s.pending = buildStep(out, v, s.rich.SampleStep(step))
+}
+
+// buildStep computes the summary and, when rich, the snapshots: one pass
+// over the running requests, O(1) per request.
+func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingStep {
+	now := time.Now()
+	start := v.StartTime()
+	p := &pendingStep{step: out.Step, at: now}
+	var prefillReqs, decodeReqs, prefillTokens, decodeTokens int
+	v.Running(func(r scheduler.RequestView, scheduled, computedBefore int) {
+		decode := r.NumOutputTokens() > 0
+		if scheduled > 0 {
+			if decode {
+				decodeReqs++
+				decodeTokens += scheduled
+			} else {
+				prefillReqs++
+				prefillTokens += scheduled
+			}
+		}
+		if rich {
+			p.snapshots = append(p.snapshots, snapshotAttributes(out.Step, r, scheduled, computedBefore, decode))
+		}
+	})
+	p.summary = []attribute.KeyValue{
+		attribute.Int64(AttrStepID, int64(out.Step)),
+		attribute.Int64(AttrStepTSStartNS, monotonicNS(start)),
+		attribute.Int64(AttrStepTSEndNS, monotonicNS(now)),
+		attribute.Int64(AttrStepDurationUS, now.Sub(start).Microseconds()),
+		attribute.Int(AttrQueueRunningDepth, v.NumRunning()),
+		attribute.Int(AttrQueueWaitingDepth, v.NumWaiting()),
+		attribute.Int(AttrBatchNumPrefill, prefillReqs),
+		attribute.Int(AttrBatchNumDecode, decodeReqs),
+		attribute.Int(AttrBatchScheduledTok, out.TotalNumScheduledTokens),
+		attribute.Int(AttrBatchPrefillTokens, prefillTokens),
+		attribute.Int(AttrBatchDecodeTokens, decodeTokens),
+		attribute.Int(AttrBatchNumFinished, v.NumFinishedSincePrevStep()),
+		attribute.Int(AttrBatchNumPreempted, len(out.PreemptedRequestIDs)),
+		attribute.Float64(AttrKVUsageGPURatio, v.KVUsage()),
+		attribute.Int(AttrKVBlocksTotalGPU, v.KVBlocksTotal()),
+		attribute.Int(AttrKVBlocksFreeGPU, v.KVBlocksFree()),
+	}
+	return p
+}
+
+func snapshotAttributes(step uint64, r scheduler.RequestView, scheduled, computedBefore int, decode bool) []attribute.KeyValue {
+	phase := scheduler.PhasePrefill
+	if decode {
+		phase = scheduler.PhaseDecode
+	}
+	attrs := make([]attribute.KeyValue, 0, 11)
+	attrs = append(attrs,
+		attribute.Int64(AttrStepID, int64(step)),
+		attribute.String(AttrSnapRequestID, r.RequestID()),
+		attribute.String(AttrSnapPhase, string(phase)),
+		attribute.Int(AttrSnapNumPromptTokens, r.NumPromptTokens()),
+		attribute.Int(AttrSnapNumComputed, computedBefore),
+		attribute.Int(AttrSnapNumOutputTokens, r.NumOutputTokens()),
+		attribute.Int(AttrSnapNumPreemptions, r.NumPreemptions()),
+		attribute.Int(AttrSnapScheduledThisStep, scheduled),
+		attribute.Int(AttrSnapKVBlocksAllocated, r.BlocksAllocated()),
+		attribute.Int(AttrSnapKVBlocksCached, r.BlocksCached()),
+	)
+	if cached := r.NumCachedTokens(); cached > 0 {
+		attrs = append(attrs, attribute.Int(AttrSnapEffectivePromptLn, r.NumPromptTokens()-cached))
+	}
+	return attrs
+}
+
+// stepTiming attaches the device timing of step and emits its events.
+func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disabled || s.pending == nil || s.pending.step != step {
+		return
+	}
+	s.pending.summary = append(s.pending.summary,
+		attribute.Int64(AttrDeviceForwardUS, forward.Microseconds()),
+		attribute.Int64(AttrDeviceSampleUS, sample.Microseconds()),
+		attribute.Int64(AttrRunnerPrepareUS, prepare.Microseconds()),
+	)
+	s.flushLocked()
+}
+
+// flushLocked emits the pending step's events into windows.
+func (s *stepTracer) flushLocked() {
+	p := s.pending
+	if p == nil {
+		return
+	}
+	s.pending = nil
+	s.addEventLocked(p.step, EventBatchSummary, p.at, p.summary)
+	for _, snap := range p.snapshots {
+		s.addEventLocked(p.step, EventRequestSnapshot, p.at, snap)
+	}
+	s.closeIfDueLocked(p.step + 1)
+}
+
+// addEventLocked adds one event, opening a window if none is open and
+// closing a full one first, so that no event is dropped by the SDK limit.
+func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attrs []attribute.KeyValue) {
+	if s.disabled {
+		return
+	}
+	if s.win != nil && s.win.events >= s.eventLimit {
+		s.closeLocked(at)
+	}
+	if s.win == nil && !s.openLocked(step, at) {
+		return
+	}
+	s.win.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+	s.win.events++
+	s.win.last = step
+}
+
+// closeIfDueLocked closes the open window once next is closure-interval
+// steps past its start. A window only exists once it holds an event.
+func (s *stepTracer) closeIfDueLocked(next uint64) {
+	if s.win != nil && next >= s.win.start+s.interval {
+		s.closeLocked(time.Now())
+	}
+}
+
+// openLocked starts scheduler_steps_<k>; a failure disables step tracing.
+func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.disableLocked(fmt.Errorf("panic: %v", p))
+			ok = false
+		}
+	}()
+	seq := s.seq + 1
+	_, span := s.tracer.Start(context.Background(), fmt.Sprintf("%s%d", SpanStepPrefix, seq),
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(at),
+		trace.WithAttributes(
+			attribute.Int64(AttrSpanSequence, seq),
+			attribute.Int64(AttrStepRangeStart, int64(step)),
+			attribute.Int64(AttrClosureInterval, int64(s.interval)),
+		))
+	if span == nil || !span.SpanContext().IsValid() {
+		s.disableLocked(fmt.Errorf("tracer returned an invalid span"))
+		return false
+	}
+	s.seq = seq
+	s.win = &stepWindow{span: span, start: step, last: step}
+	return true
+}
+
+// closeLocked ends the open window; a failure only warns.
+func (s *stepTracer) closeLocked(at time.Time) {
+	w := s.win
+	s.win = nil
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Warn("step tracing: closing a step span failed", "err", p)
+		}
+	}()
+	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
+	w.span.End(trace.WithTimestamp(at))
+}
+
+func (s *stepTracer) disableLocked(err error) {
+	s.disabled = true
+	s.pending = nil
+	s.log.Warn("step tracing disabled: opening a step span failed", "err", err)
+}
+
+// shutdown emits a pending step and closes the last window.
+func (s *stepTracer) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.disabled {
+		return
+	}
+	s.flushLocked()
+	if s.win != nil {
+		s.closeLocked(time.Now())
+	}
+}
