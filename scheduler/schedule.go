@@ -159,10 +159,15 @@ func (s *Scheduler) scheduleWaiting(buf *outBuf, budget *int) {
 	for i := 0; i < len(s.waiting) && *budget > 0 && len(s.running) < s.cfg.MaxNumSeqs; {
 		r := s.waiting[i]
 		if s.admit(r, buf, budget) {
+			blocked := false
 			for _, passed := range s.waiting[:i] {
 				passed.skips++
+				blocked = blocked || passed.skips >= s.maxSkips
 			}
 			s.removeWaitingAt(i)
+			if blocked {
+				break
+			}
 			continue
 		}
 		if r.skips >= s.maxSkips {
