@@ -69,7 +69,9 @@ func TestPreemptionFCFSAndResumeHitsOwnBlocks(t *testing.T) {
 	assert.Equal(t, "c", out.NewRequests[0].ID)
 	assert.Equal(t, 1, s.requests["b"].skips)
 
-	out = runUntil(t, s, f, func(out *Output) bool { return len(out.CachedRequests) > 0 && out.CachedRequests[len(out.CachedRequests)-1].Resumed })
+	out = runUntil(t, s, f, func(out *Output) bool {
+		return len(out.CachedRequests) > 0 && out.CachedRequests[len(out.CachedRequests)-1].Resumed
+	})
 	var resumed CachedRequest
 	for _, cr := range out.CachedRequests {
 		if cr.Resumed {
