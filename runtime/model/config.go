@@ -45,9 +45,10 @@ type Config struct {
 	// attention_bias). OBias: o_proj has a bias (Llama's attention_bias).
 	QKVBias, OBias bool
 	TorchDType     string
-	// SlidingWindow is Mistral's sliding_window (0: none). The forward pass
-	// attends over the full context: sequences longer than the window differ
-	// from the reference implementation (see MaxModelLen).
+	// SlidingWindow is the attention window of Mistral (sliding_window) or
+	// Qwen2 (with use_sliding_window); 0: none. The forward pass attends over
+	// the full context, which equals windowed attention only for sequences
+	// no longer than the window, so the runner caps MaxModelLen at it.
 	SlidingWindow int
 	BOSTokenIDs   []int32
 	EOSTokenIDs   []int32
@@ -217,7 +218,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	}
 	if sw, ok, err := optionalInt(raw.SlidingWindow); err != nil {
 		return nil, fe("sliding_window", "%v", err)
-	} else if ok && (raw.UseSlidingWindow == nil || *raw.UseSlidingWindow) && c.Architecture == ArchMistral {
+	} else if ok && slidingWindowActive(c.Architecture, raw.UseSlidingWindow) {
 		c.SlidingWindow = sw
 	}
 	if c.BOSTokenIDs, err = tokenIDs(raw.BOSTokenID); err != nil {
@@ -232,6 +233,18 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// slidingWindowActive: Mistral applies sliding_window whenever it is set;
+// Qwen2 only with use_sliding_window true.
+func slidingWindowActive(arch string, use *bool) bool {
+	switch arch {
+	case ArchMistral:
+		return use == nil || *use
+	case ArchQwen2:
+		return use != nil && *use
+	}
+	return false
 }
 
 func (c *Config) setArchitecture(archs []string, fe func(string, string, ...any) error) error {

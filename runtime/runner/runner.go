@@ -79,7 +79,7 @@ type scheduledSeq struct {
 // New allocates the KV cache and step buffers for m on be.
 func New(m *model.Model, be kernel.Backend, cfg Config) (*Runner, error) {
 	if cfg.MaxModelLen == 0 {
-		cfg.MaxModelLen = m.Config.MaxPositionEmbeddings
+		cfg.MaxModelLen = DefaultMaxModelLen(m.Config)
 	}
 	if err := validate(cfg, m.Config); err != nil {
 		return nil, err
@@ -114,6 +114,25 @@ func New(m *model.Model, be kernel.Backend, cfg Config) (*Runner, error) {
 	return r, nil
 }
 
+// DefaultMaxModelLen is the longest sequence the model runs correctly:
+// max_position_embeddings, capped at the sliding window when there is one.
+func DefaultMaxModelLen(c *model.Config) int {
+	if c.SlidingWindow > 0 {
+		return min(c.MaxPositionEmbeddings, c.SlidingWindow)
+	}
+	return c.MaxPositionEmbeddings
+}
+
+// NumBlocksForMemory is how many KV blocks (including the null block) of
+// blockSize tokens fit in budget bytes for m.
+func NumBlocksForMemory(m *model.Model, blockSize int, budget int64) int {
+	per := m.KVBytesPerBlock(blockSize)
+	if per <= 0 {
+		return 0
+	}
+	return int(budget / per)
+}
+
 func validate(cfg Config, mc *model.Config) error {
 	switch {
 	case cfg.BlockSize <= 0:
@@ -128,6 +147,9 @@ func validate(cfg Config, mc *model.Config) error {
 		return fmt.Errorf("runner: MaxModelLen %d must be positive", cfg.MaxModelLen)
 	case cfg.MaxModelLen > mc.MaxPositionEmbeddings:
 		return fmt.Errorf("runner: MaxModelLen %d exceeds the model's max_position_embeddings %d", cfg.MaxModelLen, mc.MaxPositionEmbeddings)
+	case mc.SlidingWindow > 0 && cfg.MaxModelLen > mc.SlidingWindow:
+		return fmt.Errorf("runner: MaxModelLen %d exceeds the model's sliding window %d, which this runtime does not implement: use a max model length of at most %d",
+			cfg.MaxModelLen, mc.SlidingWindow, mc.SlidingWindow)
 	}
 	return nil
 }
