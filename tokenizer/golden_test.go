@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,12 +36,24 @@ func readGolden(t *testing.T, name string, v any) {
 	require.NoError(t, json.Unmarshal(data, v))
 }
 
-// loadShared loads a tokenizer directory given relative to ../shared.
+var (
+	sharedMu   sync.Mutex
+	sharedToks = map[string]*Tokenizer{}
+)
+
+// loadShared loads (once per test binary) a tokenizer directory given
+// relative to ../shared.
 func loadShared(t testing.TB, rel string) *Tokenizer {
 	t.Helper()
 	dir := sharedtest.Path(t, strings.Split(rel, "/")...)
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if tok, ok := sharedToks[dir]; ok {
+		return tok
+	}
 	tok, err := LoadDir(dir)
 	require.NoError(t, err)
+	sharedToks[dir] = tok
 	return tok
 }
 

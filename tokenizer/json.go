@@ -88,6 +88,9 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
+	if pairsForm(raw) {
+		return parseMergePairs(raw)
+	}
 	var asStrings []string
 	if err := json.Unmarshal(raw, &asStrings); err == nil {
 		out := make([][2]string, len(asStrings))
@@ -100,6 +103,21 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 		}
 		return out, nil
 	}
+	return parseMergePairs(raw)
+}
+
+// pairsForm tells whether merges are written as [a, b] pairs: the first
+// element of the list is itself a list.
+func pairsForm(raw json.RawMessage) bool {
+	s := strings.TrimLeft(string(raw[:min(len(raw), 64)]), " \t\r\n")
+	if !strings.HasPrefix(s, "[") {
+		return false
+	}
+	s = strings.TrimLeft(s[1:], " \t\r\n")
+	return strings.HasPrefix(s, "[")
+}
+
+func parseMergePairs(raw json.RawMessage) ([][2]string, error) {
 	var asPairs [][]string
 	if err := json.Unmarshal(raw, &asPairs); err != nil {
 		return nil, fmt.Errorf("model.merges: want a list of \"a b\" strings or of [a, b] pairs: %w", err)

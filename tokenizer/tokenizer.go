@@ -127,11 +127,14 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 	if t.decoder, err = parseDecoder(f.Decoder); err != nil {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
-	if t.model, err = parseModel(f.Model, info.byteLevel); err != nil {
+	if err := checkModelType(f.Model); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	vocab, err := parseVocab(f.Model.Vocab)
 	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if t.model, err = parseModel(f.Model, vocab, info.byteLevel); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	t.buildIDTable(vocab, f.AddedTokens)
@@ -141,20 +144,22 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 	return t, nil
 }
 
-func parseModel(m modelJSON, byteLevel bool) (*bpeModel, error) {
+// checkModelType accepts BPE models (an untyped model with merges is BPE:
+// files written before the type tag existed).
+func checkModelType(m modelJSON) error {
 	typ := m.Type
 	if typ == "" && !isNull(m.Merges) {
-		typ = "BPE" // files written before the type tag existed
+		typ = "BPE"
 	}
 	if typ != "BPE" {
-		return nil, fmt.Errorf("model type %q is not supported (only BPE)", m.Type)
+		return fmt.Errorf("model type %q is not supported (only BPE)", m.Type)
 	}
+	return nil
+}
+
+func parseModel(m modelJSON, vocab map[string]int32, byteLevel bool) (*bpeModel, error) {
 	if m.Dropout != nil && *m.Dropout > 0 {
 		return nil, fmt.Errorf("BPE dropout %v is not supported", *m.Dropout)
-	}
-	vocab, err := parseVocab(m.Vocab)
-	if err != nil {
-		return nil, err
 	}
 	merges, err := parseMerges(m.Merges)
 	if err != nil {
