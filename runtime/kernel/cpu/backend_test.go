@@ -34,15 +34,17 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// TestConformanceGeneric runs the suite on the portable Go kernels too.
-func TestConformanceGeneric(t *testing.T) {
-	if simd.name == genericKernels.name {
-		t.Skip("the generic kernels are already in use")
-	}
+// TestConformanceKernelSets runs the suite on every kernel set this CPU
+// supports (the portable Go loops always).
+func TestConformanceKernelSets(t *testing.T) {
 	saved := simd
-	simd = genericKernels
 	defer func() { simd = saved }()
-	kerneltest.Run(t, open(t, 2))
+	for _, k := range platformKernels() {
+		t.Run(k.name, func(t *testing.T) {
+			simd = k
+			kerneltest.Run(t, open(t, 2))
+		})
+	}
 }
 
 func TestRegistered(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 )
 
 // benchLimit keeps the CPU benchmarks within this machine's memory.
-var benchLimit = kerneltest.BenchOptions{MaxBytes: 600 << 20}
+var benchLimit = kerneltest.BenchOptions{MaxBytes: 600 << 20, CPUTime: processCPUTime}
 
 func BenchmarkMatMul(b *testing.B) {
 	kerneltest.BenchmarkMatMul(b, open(b, 0), benchLimit)
@@ -36,6 +36,7 @@ func BenchmarkReadBandwidth(b *testing.B) {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			sums := make([]float32, threads)
 			b.SetBytes(4 * n)
+			cpu0 := processCPUTime()
 			for b.Loop() {
 				be.pool.run(threads, func(part, parts int) {
 					lo, hi := split(n, part, parts, 1024)
@@ -43,6 +44,9 @@ func BenchmarkReadBandwidth(b *testing.B) {
 				})
 			}
 			b.ReportMetric(4*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			if cpu := processCPUTime() - cpu0; cpu > 0 {
+				b.ReportMetric(4*n*float64(b.N)/cpu.Seconds()/1e9, "GB/cpu-s")
+			}
 		})
 	}
 }

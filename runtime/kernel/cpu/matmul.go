@@ -73,17 +73,18 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 	if !direct {
 		scratch = make([]float32, 4*k)
 	}
-	var res [12]float32
+	var res [4 * maxWide]float32
+	wide := simd.wide
 	for tb := 0; tb < m; tb += tokenBlock {
 		te := min(m, tb+tokenBlock)
 		j := jlo
 		for ; j+4 <= jhi; j += 4 {
 			wp, ldw, wf, di := rowBlock(w, j, k, direct, scratch)
-			t1, t3 := simd.tile4x1[di], simd.tile4x3[di]
+			t1, tw := simd.tile4x1[di], simd.tileWide[di]
 			t := tb
-			for ; t+3 <= te; t += 3 {
-				t3(wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
-				storeTile(out, x, res[:12], wf, w, j, t, 3, n, k, k8)
+			for ; t+wide <= te; t += wide {
+				tw(wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
+				storeTile(out, x, res[:4*wide], wf, w, j, t, wide, n, k, k8)
 			}
 			for ; t < te; t++ {
 				t1(wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])

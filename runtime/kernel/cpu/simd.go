@@ -1,6 +1,9 @@
 package cpu
 
-import "unsafe"
+import (
+	"os"
+	"unsafe"
+)
 
 // The inner loops, as function values chosen once at start-up: assembly
 // where the CPU supports it (simd_amd64.go), portable Go otherwise
@@ -22,18 +25,38 @@ type kernels struct {
 	// be used directly; otherwise MatMul converts weight rows to float32
 	// scratch once per row block and uses the F32 tiles.
 	direct16 bool
-	// tile4x1[dt] and tile4x3[dt] by weight dtype (F32, F16, BF16).
-	tile4x1 [3]tileFn
-	tile4x3 [3]tileFn
-	dot     func(a, b []float32) float32 // len(b) >= len(a)
-	axpy    func(y []float32, a float32, x []float32)
-	scale   func(y []float32, a float32)
-	bf16    func(dst []float32, src []uint16) // len(src) >= len(dst)
-	f16     func(dst []float32, src []uint16)
+	// tile4x1[dt] and tileWide[dt] by weight dtype (F32, F16, BF16);
+	// tileWide computes 4 rows × wide tokens (wide ≤ maxWide).
+	tile4x1  [3]tileFn
+	tileWide [3]tileFn
+	wide     int
+	dot      func(a, b []float32) float32 // len(b) >= len(a)
+	axpy     func(y []float32, a float32, x []float32)
+	scale    func(y []float32, a float32)
+	bf16     func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16      func(dst []float32, src []uint16)
 }
 
-// simd is the implementation in use.
-var simd = genericKernels
+// maxWide bounds kernels.wide (the result buffer of a tile).
+const maxWide = 8
+
+// simd is the implementation in use: the best this CPU supports, or the
+// one named by the environment variable VSERVE_CPU_KERNELS (generic, avx2,
+// avx512) when the CPU supports it, for comparisons.
+var simd = chooseKernels(os.Getenv("VSERVE_CPU_KERNELS"))
+
+func chooseKernels(name string) kernels {
+	ks := platformKernels()
+	for _, k := range ks {
+		if k.name == name {
+			return k
+		}
+	}
+	return ks[len(ks)-1]
+}
+
+// KernelSet names the inner loops in use ("generic", "avx2", "avx512").
+func KernelSet() string { return simd.name }
 
 func dot(a, b []float32) float32               { return simd.dot(a, b) }
 func axpy(y []float32, a float32, x []float32) { simd.axpy(y, a, x) }

@@ -56,7 +56,8 @@ var avx2Kernels = kernels{
 	kStep:    8,
 	direct16: true,
 	tile4x1:  [3]tileFn{tile4x1F32AVX2, tile4x1F16AVX2, tile4x1BF16AVX2},
-	tile4x3:  [3]tileFn{tile4x3F32AVX2, tile4x3F16AVX2, tile4x3BF16AVX2},
+	tileWide: [3]tileFn{tile4x3F32AVX2, tile4x3F16AVX2, tile4x3BF16AVX2},
+	wide:     3,
 	dot:      dotAVX2Go,
 	axpy:     axpyAVX2Go,
 	scale:    scaleAVX2Go,
@@ -64,10 +65,16 @@ var avx2Kernels = kernels{
 	f16:      f16AVX2Go,
 }
 
-func init() {
+// platformKernels lists the kernel sets this CPU supports, best last.
+func platformKernels() []kernels {
+	ks := []kernels{genericKernels}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && hasF16C() {
-		simd = avx2Kernels
+		ks = append(ks, avx2Kernels)
+		if hasAVX512() {
+			ks = append(ks, avx512Kernels())
+		}
 	}
+	return ks
 }
 
 // hasF16C reports F16C support (CPUID.1:ECX bit 29), which x/sys/cpu does

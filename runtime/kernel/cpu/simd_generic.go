@@ -10,15 +10,16 @@ import (
 // without AVX2/FMA/F16C and on other architectures, and the reference the
 // assembly is tested against.
 var genericKernels = kernels{
-	name:    "generic",
-	kStep:   1,
-	tile4x1: [3]tileFn{tile4x1F32Generic, tile4x1F16Generic, tile4x1BF16Generic},
-	tile4x3: [3]tileFn{tile4x3F32Generic, tile4x3F16Generic, tile4x3BF16Generic},
-	dot:     dotGeneric,
-	axpy:    axpyGeneric,
-	scale:   scaleGeneric,
-	bf16:    bf16Generic,
-	f16:     f16Generic,
+	name:     "generic",
+	kStep:    1,
+	tile4x1:  [3]tileFn{tile4x1F32Generic, tile4x1F16Generic, tile4x1BF16Generic},
+	tileWide: [3]tileFn{tile4x3F32Generic, tile4x3F16Generic, tile4x3BF16Generic},
+	wide:     3,
+	dot:      dotGeneric,
+	axpy:     axpyGeneric,
+	scale:    scaleGeneric,
+	bf16:     bf16Generic,
+	f16:      f16Generic,
 }
 
 func dotGeneric(a, b []float32) float32 {

@@ -24,9 +24,12 @@ func close32(a, b, scale float32) bool {
 // TestSIMDMatchesGeneric compares the kernels in use with the portable
 // ones on every length around the vector widths.
 func TestSIMDMatchesGeneric(t *testing.T) {
-	if simd.name == genericKernels.name {
-		t.Skip("no SIMD kernels on this CPU")
+	for _, k := range platformKernels()[1:] {
+		t.Run(k.name, func(t *testing.T) { testSIMDMatchesGeneric(t, k) })
 	}
+}
+
+func testSIMDMatchesGeneric(t *testing.T, simd kernels) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for n := range 70 {
 		a, b := randF32(r, n), randF32(r, n)
@@ -65,15 +68,21 @@ func TestSIMDMatchesGeneric(t *testing.T) {
 }
 
 func TestSIMDTiles(t *testing.T) {
-	if simd.name == genericKernels.name {
-		t.Skip("no SIMD kernels on this CPU")
+	for _, k := range platformKernels()[1:] {
+		t.Run(k.name, func(t *testing.T) { testSIMDTiles(t, k) })
 	}
+}
+
+func testSIMDTiles(t *testing.T, simd kernels) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, k := range []int{8, 16, 24, 40, 136, 288} {
+	for _, k := range []int{16, 32, 48, 80, 144, 288, 768} {
+		if k%simd.kStep != 0 {
+			t.Fatalf("k %d is not a multiple of the kernel step %d", k, simd.kStep)
+		}
 		for di, dt := range []kernel.DType{kernel.F32, kernel.F16, kernel.BF16} {
 			ldw, ldx := k+8, k+16 // strides wider than k
 			wf := randF32(r, 4*ldw)
-			x := randF32(r, 3*ldx)
+			x := randF32(r, maxWide*ldx)
 			var wp unsafe.Pointer
 			if dt == kernel.F32 {
 				wp = unsafe.Pointer(&wf[0])
@@ -84,14 +93,14 @@ func TestSIMDTiles(t *testing.T) {
 				}
 				wp = unsafe.Pointer(&bits[0])
 			}
-			for _, tokens := range []int{1, 3} {
-				fast, ref := simd.tile4x1[di], genericKernels.tile4x1[di]
-				if tokens == 3 {
-					fast, ref = simd.tile4x3[di], genericKernels.tile4x3[di]
+			for _, tokens := range []int{1, simd.wide} {
+				fast := simd.tile4x1[di]
+				if tokens > 1 {
+					fast = simd.tileWide[di]
 				}
-				var got, want [12]float32
+				var got, want [4 * maxWide]float32
 				fast(wp, uintptr(ldw), &x[0], uintptr(ldx), uintptr(k), &got[0])
-				ref(wp, uintptr(ldw), &x[0], uintptr(ldx), uintptr(k), &want[0])
+				tileRows(u16OrF32Rows(dt, wp, uintptr(ldw), uintptr(k)), &x[0], uintptr(ldx), uintptr(k), &want[0], tokens)
 				for i := range 4 * tokens {
 					if !close32(got[i], want[i], float32(k)) {
 						t.Errorf("tile 4x%d %v k=%d res[%d]: %v, generic %v", tokens, dt, k, i, got[i], want[i])
@@ -100,4 +109,15 @@ func TestSIMDTiles(t *testing.T) {
 			}
 		}
 	}
+}
+
+// u16OrF32Rows returns 4 weight rows of dt as float32 for the reference.
+func u16OrF32Rows(dt kernel.DType, w unsafe.Pointer, ldw, k uintptr) [4][]float32 {
+	switch dt {
+	case kernel.F16:
+		return u16Rows(w, ldw, k, f16Generic)
+	case kernel.BF16:
+		return u16Rows(w, ldw, k, bf16Generic)
+	}
+	return f32Rows(w, ldw, k)
 }

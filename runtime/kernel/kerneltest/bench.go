@@ -3,6 +3,7 @@ package kerneltest
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/vserve/vserve/runtime/kernel"
 )
@@ -12,6 +13,41 @@ type BenchOptions struct {
 	// MaxBytes skips cases whose buffers need more memory than this
 	// (0: no limit), e.g. the large attention contexts on a CPU.
 	MaxBytes int64
+	// CPUTime, when set, returns the CPU time the process has used so
+	// far; the benchmarks then also report their rates per CPU-second
+	// ("GFLOP/cpu-s", "GB/cpu-s"), which stay meaningful on a machine
+	// shared with other work, where wall-clock rates do not.
+	CPUTime func() time.Duration
+}
+
+// rates reports amount/second by wall clock under unit, and per CPU
+// second under the unit with "/s" replaced by "/cpu-s" when CPUTime is set.
+type rates struct {
+	b   *testing.B
+	o   BenchOptions
+	cpu time.Duration
+}
+
+func (o BenchOptions) start(b *testing.B) *rates {
+	r := &rates{b: b, o: o}
+	if o.CPUTime != nil {
+		r.cpu = o.CPUTime()
+	}
+	return r
+}
+
+// stop must be called right after the timed loop.
+func (r *rates) stop() {
+	if r.o.CPUTime != nil {
+		r.cpu = r.o.CPUTime() - r.cpu
+	}
+}
+
+func (r *rates) report(total float64, unit string) {
+	r.b.ReportMetric(total/r.b.Elapsed().Seconds(), unit+"/s")
+	if r.o.CPUTime != nil && r.cpu > 0 {
+		r.b.ReportMetric(total/r.cpu.Seconds(), unit+"/cpu-s")
+	}
 }
 
 func (o BenchOptions) skip(b *testing.B, bytes int64) {
@@ -87,6 +123,7 @@ var MatMulTokens = []int{1, 4, 16, 256}
 
 // BenchmarkMatMul runs MatMul/<backend>/<m>x<n>x<k>/<weight dtype>,
 // reporting GFLOP/s and GB/s (weights + activations read and written).
+// Rates per CPU-second are added when BenchOptions.CPUTime is set.
 func BenchmarkMatMul(b *testing.B, be kernel.Backend, o BenchOptions) {
 	b.Run(be.Name(), func(b *testing.B) {
 		for _, sh := range MatMulShapes {
@@ -112,15 +149,16 @@ func benchMatMul(b *testing.B, be kernel.Backend, o BenchOptions, m, n, k int, d
 	defer func() { be.Free(x); be.Free(w); be.Free(out) }()
 	h.sync()
 	b.ResetTimer()
+	r := o.start(b)
 	for b.Loop() {
 		if err := be.MatMul(out, x, w, m, n, k); err != nil {
 			b.Fatal(err)
 		}
 	}
 	h.sync()
-	sec := b.Elapsed().Seconds()
-	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/sec/1e9, "GFLOP/s")
-	b.ReportMetric(float64(bytes)*float64(b.N)/sec/1e9, "GB/s")
+	r.stop()
+	r.report(2*float64(m)*float64(n)*float64(k)*float64(b.N)/1e9, "GFLOP")
+	r.report(float64(bytes)*float64(b.N)/1e9, "GB")
 }
 
 // AttentionShape is a model's attention geometry.
@@ -187,15 +225,16 @@ func benchAttention(b *testing.B, be kernel.Backend, o BenchOptions, sh Attentio
 	defer func() { be.Free(kc); be.Free(vc); be.Free(q); be.Free(out) }()
 	h.sync()
 	b.ResetTimer()
+	r := o.start(b)
 	for b.Loop() {
 		if err := be.PagedAttention(out, q, kc, vc, meta); err != nil {
 			b.Fatal(err)
 		}
 	}
 	h.sync()
-	sec := b.Elapsed().Seconds()
-	b.ReportMetric(float64(kvRead)*float64(b.N)/sec/1e9, "GB/s")
-	b.ReportMetric(float64(tokens)*float64(b.N)/sec, "tokens/s")
+	r.stop()
+	r.report(float64(kvRead)*float64(b.N)/1e9, "GB")
+	r.report(float64(tokens)*float64(b.N), "tokens")
 }
 
 // BenchmarkSample runs Sample/<backend>/<mode>/b<batch>/v<vocab>,
@@ -234,10 +273,13 @@ func benchSample(b *testing.B, be kernel.Backend, o BenchOptions, p kernel.Sampl
 	res := &kernel.SampleResult{}
 	h.sync()
 	b.ResetTimer()
+	r := o.start(b)
 	for b.Loop() {
 		if err := be.Sample(logits, vocab, sb, res); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(batch)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	h.sync()
+	r.stop()
+	r.report(float64(batch)*float64(b.N), "tokens")
 }

@@ -1,0 +1,52 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// AVX-512 matmul tiles (simd_avx512_amd64.s), 16 floats a vector:
+//
+//   - tile4x1*AVX512: 4 weight rows · 1 token, 32 elements an iteration
+//     with two accumulators per row.
+//   - tile4x6*AVX512: 4 weight rows · 6 tokens, 24 accumulators in
+//     registers: each weight vector feeds 6 FMAs, each activation 4.
+//
+// k must be a multiple of 16. The other kernels (dot, axpy, conversions)
+// are the AVX2 ones: their vectors are short (head dims) or rare.
+
+//go:noescape
+func tile4x1F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x6F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x1F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x6F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x1BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x6BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+func avx512Kernels() kernels {
+	k := avx2Kernels
+	k.name = "avx512"
+	k.kStep = 16
+	k.tile4x1 = [3]tileFn{tile4x1F32AVX512, tile4x1F16AVX512, tile4x1BF16AVX512}
+	k.tileWide = [3]tileFn{tile4x6F32AVX512, tile4x6F16AVX512, tile4x6BF16AVX512}
+	k.wide = 6
+	return k
+}
+
+// hasAVX512 reports the AVX-512 subsets the tiles use, enabled by the OS.
+func hasAVX512() bool {
+	return cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+}
