@@ -206,6 +206,13 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 	if o.Finished() {
 		switch o.Finish {
 		case scheduler.FinishStop, scheduler.FinishLength:
+			if emit, stopped := c.stop.push(c.dec.Flush()); stopped {
+				sb.WriteString(emit)
+				j.end(c, &d, "stop", o.Times)
+				break
+			} else {
+				sb.WriteString(emit)
+			}
 			sb.WriteString(c.stop.flush())
 			j.end(c, &d, string(o.Finish), o.Times)
 		case scheduler.FinishAbort:

@@ -77,6 +77,12 @@ func (d *byteDecoder) Add(id int32) string {
 	return s
 }
 
+func (d *byteDecoder) Flush() string {
+	s := string(d.buf)
+	d.buf = d.buf[:0]
+	return s
+}
+
 func (byteTokenizer) NewDecoder(_ []int32, skip bool) server.Decoder { return &byteDecoder{skip: skip} }
 
 func (byteTokenizer) RenderChat(msgs []server.ChatMessage, o server.ChatOptions) (string, error) {

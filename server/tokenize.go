@@ -51,8 +51,12 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	resp := TokenizeResponse{Count: len(ids), MaxModelLen: m.MaxModelLen, Tokens: ids}
 	if req.ReturnTokenStrs {
 		resp.TokenStrs = make([]string, len(ids))
+		piece := m.Tokenizer.TokenText
+		if p, ok := m.Tokenizer.(interface{ TokenPiece(int32) string }); ok {
+			piece = p.TokenPiece
+		}
 		for i, id := range ids {
-			resp.TokenStrs[i] = m.Tokenizer.TokenText(id)
+			resp.TokenStrs[i] = piece(id)
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)

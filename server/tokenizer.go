@@ -26,6 +26,8 @@ type Tokenizer interface {
 type Decoder interface {
 	// Add consumes one token and returns the new text (possibly "").
 	Add(id int32) string
+	// Flush returns the text still held back at the end of generation.
+	Flush() string
 }
 
 // ChatOptions are the chat-template options of a request.
