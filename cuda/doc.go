@@ -1,0 +1,25 @@
+// Package cuda is the CUDA backend of vserve: a kernel.Backend for NVIDIA
+// GPUs (Ampere sm_80, Hopper sm_90, newer through PTX), registered as
+// "cuda" when the program is built with -tags cuda.
+//
+// It owns
+//   - the kernels (kernels/*.cu, one file per family: paged attention,
+//     reshape-and-cache, RMSNorm, RoPE, SiLU-mul, gathers, elementwise,
+//     sampling, logprobs), compiled ahead of time by `go generate` into
+//     fat binaries that are embedded and loaded with the driver's module
+//     API;
+//   - the bridge: gorgonia.org/cu for the driver API, one device goroutine
+//     locked to its OS thread that owns the context and stream, kernel
+//     launches whose arguments are each passed in their own 8-byte slot;
+//   - cuBLAS for matrix products, loaded at run time with dlopen (CUDA 13,
+//     12 or 11 sonames, or a directory given by VSERVE_CUBLAS_DIR), so the
+//     binary links only the driver library; all C calls are in cgo.go;
+//   - the KV arena (one device allocation, see NumBlocks) and CUDA-event
+//     step timing (EventTimer).
+//
+// Every file that imports "C" or gorgonia.org/cu carries the cuda build
+// tag. gorgonia.org/cu initialises the driver in its package init and
+// exits when there is none, so a cuda-tagged binary only runs on a GPU
+// machine; plain builds and `go test ./...` compile only this file, gen.go
+// and the pure-Go planning code (arena.go, timer.go).
+package cuda
