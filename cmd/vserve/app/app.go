@@ -1,0 +1,381 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/runtime/kernel"
+	"github.com/vserve/vserve/runtime/model"
+	"github.com/vserve/vserve/runtime/runner"
+	"github.com/vserve/vserve/scheduler"
+	"github.com/vserve/vserve/server"
+	"github.com/vserve/vserve/tokenizer"
+	"github.com/vserve/vserve/tracing"
+)
+
+// Version is reported by /version and the startup log.
+var Version = "0.1.0-dev"
+
+// defaultKVBudget caps the automatic CPU KV cache size.
+const defaultKVBudget = 2 << 30
+
+// App is a running vserve: the HTTP server starts at once (answering 503
+// while loading) and the model loads in the background.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	stderr io.Writer
+
+	ln      net.Listener
+	httpSrv *http.Server
+	srv     *server.Server
+	tel     *tracing.Telemetry
+
+	ready   chan struct{} // closed when serving or when loading failed
+	loadErr error
+
+	mu     sync.Mutex
+	be     kernel.Backend
+	m      *model.Model
+	run    *runner.Runner
+	eng    *engine.Engine
+	sched  *scheduler.Scheduler
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+}
+
+// NewLogger makes the structured logger for level, writing text to w.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// Start listens, starts serving and loads the model in the background.
+func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) (*App, error) {
+	a := &App{cfg: cfg, log: log, stderr: stderr, ready: make(chan struct{}), stopCh: make(chan struct{})}
+	name := a.modelName()
+	tc := cfg.Tracing
+	tc.ModelName, tc.Logger = name, log
+	tel, err := tracing.Setup(ctx, tc)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	a.tel = tel
+	a.srv = server.New(server.Options{
+		APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.AllowedOrigins,
+		RequestTimeout: cfg.RequestTimeout, Telemetry: tel.HTTP(), Metrics: tel.MetricsHandler(),
+		Version: Version, Logger: log,
+	})
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		_ = tel.Shutdown(ctx)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	a.ln = ln
+	a.httpSrv = &http.Server{Handler: a.srv, ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("vserve listening", "addr", ln.Addr().String(), "version", Version)
+	go func() {
+		defer a.wg.Done()
+		defer close(a.ready)
+		if err := a.load(); err != nil {
+			a.loadErr = err
+			log.Error("loading failed", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+// Addr is the listening address.
+func (a *App) Addr() net.Addr { return a.ln.Addr() }
+
+// Ready is closed when the model is served or loading failed (see LoadErr).
+func (a *App) Ready() <-chan struct{} { return a.ready }
+
+// LoadErr is the loading error, valid after Ready is closed.
+func (a *App) LoadErr() error { return a.loadErr }
+
+// Engine returns the engine once loaded (nil before).
+func (a *App) Engine() *engine.Engine {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.eng
+}
+
+func (a *App) modelName() string {
+	if len(a.cfg.ServedModelNames) > 0 {
+		return a.cfg.ServedModelNames[0]
+	}
+	if a.cfg.Model == "" {
+		return BuiltinName
+	}
+	return a.cfg.Model
+}
+
+// load opens the backend, loads the model and tokenizer, sizes the KV
+// cache and starts the engine.
+func (a *App) load() error {
+	cfg, log := a.cfg, a.log
+	dir, desc := cfg.Model, ""
+	if dir == "" {
+		var err error
+		log.Info("no --model given: serving the built-in model with random weights (gibberish output)")
+		if dir, err = builtinDir(cfg.CacheDir); err != nil {
+			return err
+		}
+		desc = BuiltinDescription
+	}
+	be, err := openBackend(cfg.Device, cfg.Threads)
+	if err != nil {
+		return err
+	}
+	a.setBackend(be)
+	log.Info("loading model", "dir", dir, "device", be.Name())
+	t0 := time.Now()
+	m, err := model.Load(dir, be, model.LoadOptions{Progress: a.progress()})
+	if err != nil {
+		return fmt.Errorf("load model %s: %w", dir, err)
+	}
+	a.mu.Lock()
+	a.m = m
+	a.mu.Unlock()
+	tok, err := tokenizer.LoadDir(dir)
+	if err != nil {
+		return fmt.Errorf("load tokenizer %s: %w", dir, err)
+	}
+	adapter, tmplDesc, err := newTokenizerAdapter(tok, cfg.ChatTemplate, m.Config.VocabSize)
+	if err != nil {
+		return err
+	}
+	maxLen := cfg.MaxModelLen
+	if maxLen == 0 {
+		maxLen = m.Config.MaxPositionEmbeddings
+	}
+	if maxLen > m.Config.MaxPositionEmbeddings {
+		return fmt.Errorf("--max-model-len %d exceeds the model's max_position_embeddings %d", maxLen, m.Config.MaxPositionEmbeddings)
+	}
+	numBlocks, err := kvBlocks(cfg, be, m.KVBytesPerBlock(cfg.BlockSize), maxLen)
+	if err != nil {
+		return err
+	}
+	policy := scheduler.PolicyFCFS
+	if cfg.SchedulingPolicy == "priority" {
+		policy = scheduler.PolicyPriority
+	}
+	sched, err := scheduler.New(scheduler.Config{
+		MaxNumSeqs: cfg.MaxNumSeqs, MaxNumBatchedTokens: cfg.MaxNumBatchedTokens, MaxModelLen: maxLen,
+		Policy: policy, BlockSize: cfg.BlockSize, NumBlocks: numBlocks,
+		EnablePrefixCaching: cfg.EnablePrefixCaching, ModelID: filepath.Base(dir),
+	})
+	if err != nil {
+		return err
+	}
+	run, err := runner.New(m, be, runner.Config{BlockSize: cfg.BlockSize, NumBlocks: numBlocks,
+		MaxNumSeqs: cfg.MaxNumSeqs, MaxNumBatchedTokens: cfg.MaxNumBatchedTokens, MaxModelLen: maxLen,
+		EOSTokenIDs: tok.EOSTokenIDs()})
+	if err != nil {
+		return err
+	}
+	eng := engine.New(engine.Config{MaxQueuedRequests: cfg.MaxNumQueuedReqs, MaxQueuedTokens: cfg.MaxNumQueuedTokens,
+		Logger: log, Hooks: a.tel.EngineHooks()}, sched, run)
+	a.mu.Lock()
+	a.run, a.eng, a.sched = run, eng, sched
+	a.mu.Unlock()
+	names := cfg.ServedModelNames
+	if len(names) == 0 {
+		names = []string{a.modelName()}
+	}
+	a.srv.SetModel(&server.Model{Engine: eng, Tokenizer: adapter, Names: names, Root: dir, Description: desc,
+		MaxModelLen: maxLen, Created: time.Now().Unix()})
+	log.Info("model ready", "model", names[0], "params", m.Config.NumParams(), "max_model_len", maxLen,
+		"kv_blocks", numBlocks-1, "block_size", cfg.BlockSize, "chat_template", tmplDesc,
+		"prefix_caching", cfg.EnablePrefixCaching, "load_time", time.Since(t0).Round(time.Millisecond))
+	if cfg.StatsInterval > 0 {
+		a.wg.Add(1)
+		go a.logStats(eng)
+	}
+	return nil
+}
+
+func (a *App) setBackend(be kernel.Backend) {
+	a.mu.Lock()
+	a.be = be
+	a.mu.Unlock()
+}
+
+// openBackend opens the kernel backend for --device.
+func openBackend(device string, threads int) (kernel.Backend, error) {
+	name := device
+	if device == "auto" {
+		name = "cpu"
+		for _, n := range kernel.Names() {
+			if n == "cuda" {
+				name = "cuda"
+			}
+		}
+	}
+	be, err := kernel.Open(name, kernel.Options{Threads: threads})
+	if errors.Is(err, kernel.ErrUnknownBackend) && name == "cuda" {
+		return nil, fmt.Errorf("--device cuda: this vserve binary was built without CUDA support (rebuild with `go build -tags cuda`), or use --device cpu: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--device %s: %w", device, err)
+	}
+	return be, nil
+}
+
+// memoryInfo is an optional backend capability (device memory).
+type memoryInfo interface {
+	MemoryInfo() (free, total int64, err error)
+}
+
+// kvBlocks derives the number of KV blocks (including the null block) from
+// the memory budget and checks that one full-length request fits.
+func kvBlocks(cfg Config, be kernel.Backend, perBlock int64, maxLen int) (int, error) {
+	blocksPerSeq := (maxLen + cfg.BlockSize - 1) / cfg.BlockSize
+	budget := cfg.KVCacheMemory
+	source := "--kv-cache-memory"
+	if budget == 0 {
+		if mi, ok := be.(memoryInfo); ok && be.Name() != "cpu" {
+			free, total, err := mi.MemoryInfo()
+			if err != nil {
+				return 0, fmt.Errorf("device memory: %w", err)
+			}
+			used := total - free
+			budget = int64(cfg.GPUMemoryUtil*float64(total)) - used
+			source = fmt.Sprintf("--gpu-memory-utilization %.2f of %d MiB (%d MiB in use)", cfg.GPUMemoryUtil, total>>20, used>>20)
+		} else {
+			budget = min(int64(cfg.MaxNumSeqs*blocksPerSeq)*perBlock, defaultKVBudget)
+			source = "the automatic CPU budget"
+		}
+	}
+	n := budget / perBlock
+	if n < int64(blocksPerSeq) {
+		return 0, fmt.Errorf("KV cache: %s gives %d bytes = %d blocks of %d tokens (%d bytes each), but one request of --max-model-len %d needs %d blocks: raise --kv-cache-memory or lower --max-model-len",
+			source, budget, n, cfg.BlockSize, perBlock, maxLen, blocksPerSeq)
+	}
+	return int(n) + 1, nil
+}
+
+// progress returns the weight-loading progress callback: a progress bar on
+// a terminal, nothing otherwise.
+func (a *App) progress() func(done, total int64) {
+	f, ok := a.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total int64) {
+		if bar == nil {
+			bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(f), progressbar.OptionShowBytes(true),
+				progressbar.OptionSetDescription("loading weights"), progressbar.OptionClearOnFinish())
+		}
+		_ = bar.Set64(done)
+		if done >= total {
+			_ = bar.Finish()
+		}
+	}
+}
+
+// logStats logs the engine's counters periodically while it is busy.
+func (a *App) logStats(eng *engine.Engine) {
+	defer a.wg.Done()
+	t := time.NewTicker(a.cfg.StatsInterval)
+	defer t.Stop()
+	var lastSteps uint64
+	for {
+		select {
+		case <-a.stopCh:
+			return
+		case <-t.C:
+		}
+		s := eng.Snapshot()
+		if s.Steps == lastSteps {
+			continue
+		}
+		lastSteps = s.Steps
+		a.log.Info("engine", "step", s.Stats.Step, "running", s.Stats.NumRunning, "waiting", s.Stats.NumWaiting,
+			"kv_usage", fmt.Sprintf("%.1f%%", 100*s.Stats.KVUsage), "prefix_cache_hits", s.Stats.PrefixCacheHits,
+			"prefix_cache_queries", s.Stats.PrefixCacheQueries, "preemptions", s.Stats.NumPreemptions)
+	}
+}
+
+// Shutdown stops admitting, lets in-flight requests finish within the
+// grace period of ctx, then aborts the rest and releases everything.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.srv.SetClosing()
+	<-a.ready // loading is not interruptible; wait for it
+	a.mu.Lock()
+	eng := a.eng
+	a.mu.Unlock()
+	var errs []error
+	if eng != nil {
+		if err := eng.Shutdown(ctx); err != nil {
+			a.log.Warn("grace period over: aborted in-flight requests", "err", err)
+		}
+	}
+	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.httpSrv.Shutdown(hctx); err != nil {
+		errs = append(errs, err)
+		_ = a.httpSrv.Close()
+	}
+	close(a.stopCh)
+	a.wg.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.run != nil {
+		errs = append(errs, a.run.Close())
+	}
+	if a.m != nil {
+		errs = append(errs, a.m.Close())
+	}
+	if a.be != nil {
+		errs = append(errs, a.be.Close())
+	}
+	errs = append(errs, a.tel.Shutdown(hctx))
+	return errors.Join(errs...)
+}
+
+// Run starts vserve and serves until ctx is cancelled (SIGINT/SIGTERM in
+// main), then shuts down gracefully. It returns the loading error, if any.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) error {
+	a, err := Start(ctx, cfg, log, stderr)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-a.Ready():
+		if a.LoadErr() != nil {
+			_ = a.Shutdown(context.Background())
+			return a.LoadErr()
+		}
+		<-ctx.Done()
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	gctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	return a.Shutdown(gctx)
+}

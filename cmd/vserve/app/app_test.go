@@ -1,0 +1,167 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/vserve/vserve/internal/sharedtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	c, err := ParseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "", c.Model)
+	assert.Equal(t, 8000, c.Port)
+	assert.Equal(t, 16, c.BlockSize)
+	assert.True(t, c.EnablePrefixCaching)
+	assert.Equal(t, "fcfs", c.SchedulingPolicy)
+	assert.Equal(t, "auto", c.Device)
+	assert.Equal(t, []string{"*"}, c.AllowedOrigins)
+	assert.Equal(t, 0.01, c.Tracing.StepSampleRate)
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, c Config)
+		err   string
+	}{
+		{name: "vllm names", args: []string{"--model", "m", "--served-model-name", "a,b", "--max-model-len", "128",
+			"--no-enable-prefix-caching", "--scheduling-policy", "priority", "--kv-cache-memory", "64MiB", "--request-timeout", "1.5",
+			"--api-key", "k", "--device", "cpu", "--enable-journey-tracing", "--otlp-traces-endpoint", "localhost:4317"},
+			check: func(t *testing.T, c Config) {
+				assert.Equal(t, "m", c.Model)
+				assert.Equal(t, []string{"a", "b"}, c.ServedModelNames)
+				assert.Equal(t, 128, c.MaxModelLen)
+				assert.False(t, c.EnablePrefixCaching)
+				assert.Equal(t, "priority", c.SchedulingPolicy)
+				assert.Equal(t, int64(64<<20), c.KVCacheMemory)
+				assert.Equal(t, 1500e6, float64(c.RequestTimeout))
+				assert.True(t, c.Tracing.EnableJourneyTracing)
+			}},
+		{name: "positional model", args: []string{"dir"}, check: func(t *testing.T, c Config) { assert.Equal(t, "dir", c.Model) }},
+		{name: "policy", args: []string{"--scheduling-policy", "lifo"}, err: "--scheduling-policy must be fcfs or priority"},
+		{name: "device", args: []string{"--device", "tpu"}, err: "--device must be cpu, cuda or auto"},
+		{name: "block size", args: []string{"--block-size", "12"}, err: "--block-size must be a power of two"},
+		{name: "batched tokens", args: []string{"--max-num-seqs", "64", "--max-num-batched-tokens", "32"}, err: "must be at least --max-num-seqs"},
+		{name: "kv memory", args: []string{"--kv-cache-memory", "lots"}, err: "--kv-cache-memory"},
+		{name: "gpu util", args: []string{"--gpu-memory-utilization", "1.5"}, err: "--gpu-memory-utilization must be in (0, 1]"},
+		{name: "journey rate", args: []string{"--journey-tracing-sample-rate", "2"}, err: "--journey-tracing-sample-rate must be in [0,1]"},
+		{name: "journey needs endpoint", args: []string{"--enable-journey-tracing"}, err: "need --otlp-traces-endpoint"},
+		{name: "log level", args: []string{"--log-level", "loud"}, err: "--log-level"},
+		{name: "timeout", args: []string{"--request-timeout", "-1"}, err: "--request-timeout"},
+		{name: "several errors at once", args: []string{"--port", "70000", "--max-num-seqs", "0"}, err: "--port must be in [0, 65535]"},
+		{name: "unknown flag", args: []string{"--bogus"}, err: "flag provided but not defined"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseFlags(tc.args, io.Discard)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1000": 1000, "2GiB": 2 << 30, "512MiB": 512 << 20, "1.5G": 1.5e9, "10 KB": 10e3} {
+		got, err := ParseBytes(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "-1", "0", "GiB", "1.2.3M"} {
+		_, err := ParseBytes(in)
+		assert.Error(t, err, in)
+	}
+}
+
+// startApp starts vserve on a free loopback port and waits until loading
+// ended.
+func startApp(t *testing.T, args ...string) (*App, string) {
+	t.Helper()
+	cfg, err := ParseFlags(append([]string{"--host", "127.0.0.1", "--port", "0", "--cache-dir", t.TempDir(), "--stats-interval", "0"}, args...), io.Discard)
+	require.NoError(t, err)
+	a, err := Start(context.Background(), cfg, NewLogger(io.Discard, cfg.LogLevel), io.Discard)
+	require.NoError(t, err)
+	<-a.Ready()
+	return a, "http://" + a.Addr().String()
+}
+
+func postJSON(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var m map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+	return resp.StatusCode, m
+}
+
+func TestBuiltinModelServes(t *testing.T) {
+	a, base := startApp(t)
+	require.NoError(t, a.LoadErr())
+	resp, err := http.Get(base + "/health")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	resp, err = http.Get(base + "/v1/models")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(body), BuiltinName)
+	assert.Contains(t, string(body), "RANDOM weights")
+	status, m := postJSON(t, base+"/v1/completions", `{"prompt":"hello","max_tokens":8,"ignore_eos":true,"temperature":0}`)
+	require.Equal(t, 200, status, "%v", m)
+	u := m["usage"].(map[string]any)
+	assert.Equal(t, 8.0, u["completion_tokens"])
+	status, m = postJSON(t, base+"/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"ignore_eos":true}`)
+	require.Equal(t, 200, status, "%v", m)
+	require.NoError(t, a.Shutdown(context.Background()))
+}
+
+func TestStories260KGreedy(t *testing.T) {
+	dir := sharedtest.Path(t, "models", "stories260K", "hf")
+	a, base := startApp(t, "--model", dir, "--served-model-name", "stories")
+	require.NoError(t, a.LoadErr())
+	defer func() { require.NoError(t, a.Shutdown(context.Background())) }()
+	status, m := postJSON(t, base+"/v1/completions", `{"model":"stories","prompt":"Once upon a time","max_tokens":24,"temperature":0}`)
+	require.Equal(t, 200, status, "%v", m)
+	text := m["choices"].([]any)[0].(map[string]any)["text"].(string)
+	assert.Contains(t, text, "Lily", "the trained model tells its usual story")
+	status, m = postJSON(t, base+"/v1/chat/completions", `{"model":"stories","messages":[{"role":"user","content":"Tell a story"}],"max_tokens":16,"stop":["."]}`)
+	require.Equal(t, 200, status, "%v", m)
+	assert.NotContains(t, m["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"], ".")
+}
+
+func TestKVCacheTooSmall(t *testing.T) {
+	a, _ := startApp(t, "--kv-cache-memory", "1000")
+	err := a.LoadErr()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "raise --kv-cache-memory or lower --max-model-len")
+	require.NoError(t, a.Shutdown(context.Background()))
+}
+
+func TestMaxModelLenOverModel(t *testing.T) {
+	a, _ := startApp(t, "--max-model-len", "100000")
+	err := a.LoadErr()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exceeds the model's max_position_embeddings")
+	require.NoError(t, a.Shutdown(context.Background()))
+}

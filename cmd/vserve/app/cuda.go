@@ -1,0 +1,5 @@
+//go:build cuda
+
+package app
+
+import _ "github.com/vserve/vserve/cuda" // registers the "cuda" kernel backend
