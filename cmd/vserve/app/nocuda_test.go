@@ -17,4 +17,3 @@ func TestDeviceCUDAWithoutCUDABuild(t *testing.T) {
 	assert.Contains(t, err.Error(), "built without CUDA support")
 	require.NoError(t, a.Shutdown(context.Background()))
 }
-
