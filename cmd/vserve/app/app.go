@@ -247,7 +247,7 @@ func openBackend(device string, threads int) (kernel.Backend, error) {
 
 // memoryInfo is an optional backend capability (device memory).
 type memoryInfo interface {
-	MemoryInfo() (free, total int64, err error)
+	MemInfo() (free, total int64, err error)
 }
 
 // kvBlocks derives the number of KV blocks (including the null block) from
@@ -258,7 +258,7 @@ func kvBlocks(cfg Config, be kernel.Backend, perBlock int64, maxLen int) (int, e
 	source := "--kv-cache-memory"
 	if budget == 0 {
 		if mi, ok := be.(memoryInfo); ok && be.Name() != "cpu" {
-			free, total, err := mi.MemoryInfo()
+			free, total, err := mi.MemInfo()
 			if err != nil {
 				return 0, fmt.Errorf("device memory: %w", err)
 			}
