@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/vserve/vserve/runtime/kernel"
 )
@@ -69,13 +70,15 @@ type attnBatch struct {
 // PagedAttention computes causal attention for a batch mixing prefill
 // chunks and decodes: query row j of sequence i (query length q, sequence
 // length L) attends cached positions 0..L-q+j. Work is split over
-// (sequence, head) pairs.
+// (sequence, KV head) pairs; each pair computes the query heads that share
+// that KV head together, so every key and value row is loaded once per
+// query row.
 func (be *Backend) PagedAttention(out, q, kCache, vCache kernel.Buffer, m *kernel.AttentionMeta) error {
 	ab, err := newAttnBatch(out, q, kCache, vCache, m)
 	if err != nil {
 		return err
 	}
-	units := m.NumSeqs * m.NumHeads
+	units := m.NumSeqs * m.NumKVHeads
 	var next atomic.Int64
 	be.pool.run(units, func(_, _ int) {
 		s := newAttnScratch(m)
@@ -84,7 +87,7 @@ func (be *Backend) PagedAttention(out, q, kCache, vCache kernel.Buffer, m *kerne
 			if u >= units {
 				return
 			}
-			ab.unit(u/m.NumHeads, u%m.NumHeads, s)
+			ab.unit(u/m.NumKVHeads, u%m.NumKVHeads, s)
 		}
 	})
 	return nil
@@ -159,66 +162,118 @@ func (ab *attnBatch) validate() error {
 	return nil
 }
 
-// attnScratch is one worker's temporary storage.
+// attnScratch is one worker's temporary storage, per query head of a
+// group: scores of one block, the running maximum and sum of the online
+// softmax, and the output accumulator.
 type attnScratch struct {
-	scores, acc []float32
+	scores  []float32 // [group][blockSize]
+	acc     []float32 // [group][headDim]
+	runMax  []float32
+	sum     []float32
+	tileRes [4 * maxWide]float32
 }
 
 func newAttnScratch(m *kernel.AttentionMeta) *attnScratch {
-	return &attnScratch{scores: make([]float32, m.BlockSize), acc: make([]float32, m.HeadDim)}
+	g := m.NumHeads / m.NumKVHeads
+	return &attnScratch{
+		scores: make([]float32, g*m.BlockSize),
+		acc:    make([]float32, g*m.HeadDim),
+		runMax: make([]float32, g),
+		sum:    make([]float32, g),
+	}
 }
 
-// unit computes every query row of sequence i for query head h.
-func (ab *attnBatch) unit(i, h int, s *attnScratch) {
+// unit computes every query row of sequence i for the query heads of KV
+// head kvh.
+func (ab *attnBatch) unit(i, kvh int, s *attnScratch) {
 	m := ab.m
 	qs, qe, l := int(ab.qStart[i]), int(ab.qStart[i+1]), int(ab.seqLens[i])
 	ctx := l - (qe - qs)
-	kvh := h / (m.NumHeads / m.NumKVHeads)
+	g := m.NumHeads / m.NumKVHeads
 	table := ab.blockTables[i*m.MaxBlocksPerSeq : (i+1)*m.MaxBlocksPerSeq]
-	hd := m.HeadDim
+	span := g * m.HeadDim
 	for row := qs; row < qe; row++ {
-		off := (row*m.NumHeads + h) * hd
-		ab.attendRow(ab.out[off:off+hd], ab.q[off:off+hd], table, kvh, ctx+row-qs+1, s)
+		off := (row*m.NumHeads + kvh*g) * m.HeadDim
+		ab.attendRow(ab.out[off:off+span], ab.q[off:off+span], table, kvh, ctx+row-qs+1, s)
 	}
 }
 
-// attendRow is online-softmax attention of one query vector over the
-// first n positions of a block table, one block at a time: scores of the
-// block, rescale of the running sum when the maximum grows, then the
-// weighted values.
+// attendRow is online-softmax attention of the g query vectors of one
+// token (q holds them back to back) over the first n positions of a block
+// table, one block at a time: the block's scores, a rescale of the running
+// sums of the heads whose maximum grew, then the weighted values.
 func (ab *attnBatch) attendRow(out, q []float32, table []int32, kvh, n int, s *attnScratch) {
 	m := ab.m
 	hd, bs := m.HeadDim, m.BlockSize
-	acc := s.acc
-	clear(acc)
-	runMax := float32(math.Inf(-1))
-	var sum float32
+	g := len(q) / hd
+	clear(s.acc)
+	for h := range g {
+		s.runMax[h] = float32(math.Inf(-1))
+		s.sum[h] = 0
+	}
 	for blk := 0; blk*bs < n; blk++ {
 		cnt := min(bs, n-blk*bs)
 		base := ((int(table[blk])*m.NumKVHeads + kvh) * bs) * hd
-		sc := s.scores[:cnt]
-		blockMax := float32(math.Inf(-1))
-		for p := range sc {
-			v := dot(q, ab.kc[base+p*hd:base+p*hd+hd]) * m.Scale
-			sc[p] = v
-			blockMax = max(blockMax, v)
-		}
-		if blockMax > runMax {
-			if sum != 0 {
-				c := float32(math.Exp(float64(runMax - blockMax)))
-				scaleInPlace(acc, c)
-				sum *= c
+		keys := ab.kc[base : base+cnt*hd]
+		vals := ab.vc[base : base+cnt*hd]
+		ab.blockScores(s, q, keys, cnt)
+		for h := range g {
+			sc := s.scores[h*bs : h*bs+cnt]
+			acc := s.acc[h*hd : h*hd+hd]
+			blockMax := float32(math.Inf(-1))
+			for p := range sc {
+				sc[p] *= m.Scale
+				blockMax = max(blockMax, sc[p])
 			}
-			runMax = blockMax
-		}
-		for p, v := range sc {
-			e := float32(math.Exp(float64(v - runMax)))
-			sum += e
-			axpy(acc, e, ab.vc[base+p*hd:base+p*hd+hd])
+			if blockMax > s.runMax[h] {
+				if s.sum[h] != 0 {
+					c := expf(s.runMax[h] - blockMax)
+					scaleInPlace(acc, c)
+					s.sum[h] *= c
+				}
+				s.runMax[h] = blockMax
+			}
+			var sum float32
+			for p, v := range sc {
+				e := expf(v - s.runMax[h])
+				sc[p] = e
+				sum += e
+			}
+			s.sum[h] += sum
+			accumRows(acc, vals, sc, hd)
 		}
 	}
-	inv := 1 / sum
-	for i, v := range acc {
-		out[i] = v * inv
+	for h := range g {
+		inv := 1 / s.sum[h]
+		acc := s.acc[h*hd : h*hd+hd]
+		o := out[h*hd : h*hd+hd]
+		for i, v := range acc {
+			o[i] = v * inv
+		}
+	}
+}
+
+// blockScores writes the unscaled dot products of the g query vectors with
+// the cnt key rows of one block into s.scores[h*blockSize+p], four key rows
+// at a time through the matmul tiles when the head dim suits them.
+func (ab *attnBatch) blockScores(s *attnScratch, q, keys []float32, cnt int) {
+	hd, bs := ab.m.HeadDim, ab.m.BlockSize
+	g := len(q) / hd
+	p := 0
+	if hd%simd.kStep == 0 {
+		t1 := simd.tile4x1[0]
+		for ; p+4 <= cnt; p += 4 {
+			kp := unsafe.Pointer(&keys[p*hd])
+			for h := range g {
+				t1(kp, uintptr(hd), &q[h*hd], uintptr(hd), uintptr(hd), &s.tileRes[0])
+				copy(s.scores[h*bs+p:h*bs+p+4], s.tileRes[:4])
+			}
+		}
+	}
+	for ; p < cnt; p++ {
+		k := keys[p*hd : p*hd+hd]
+		for h := range g {
+			s.scores[h*bs+p] = dot(q[h*hd:h*hd+hd], k)
+		}
 	}
 }

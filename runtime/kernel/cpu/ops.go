@@ -123,7 +123,7 @@ func (be *Backend) SiLUMul(out, gate, up kernel.Buffer, rows, dim int) error {
 	}
 	for i := range o {
 		x := g[i]
-		o[i] = x / (1 + float32(math.Exp(float64(-x)))) * u[i]
+		o[i] = x / (1 + expf(-x)) * u[i]
 	}
 	return nil
 }

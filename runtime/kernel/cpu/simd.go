@@ -33,8 +33,10 @@ type kernels struct {
 	dot      func(a, b []float32) float32 // len(b) >= len(a)
 	axpy     func(y []float32, a float32, x []float32)
 	scale    func(y []float32, a float32)
-	bf16     func(dst []float32, src []uint16) // len(src) >= len(dst)
-	f16      func(dst []float32, src []uint16)
+	// accum adds Σ_p w[p]·v[p·hd : p·hd+hd] to acc[:hd] (p < len(w)).
+	accum func(acc, v, w []float32, hd int)
+	bf16  func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16   func(dst []float32, src []uint16)
 }
 
 // maxWide bounds kernels.wide (the result buffer of a tile).
@@ -61,5 +63,6 @@ func KernelSet() string { return simd.name }
 func dot(a, b []float32) float32               { return simd.dot(a, b) }
 func axpy(y []float32, a float32, x []float32) { simd.axpy(y, a, x) }
 func scaleInPlace(y []float32, a float32)      { simd.scale(y, a) }
+func accumRows(acc, v, w []float32, hd int)    { simd.accum(acc, v, w, hd) }
 func bf16ToF32(dst []float32, src []uint16)    { simd.bf16(dst, src) }
 func f16ToF32(dst []float32, src []uint16)     { simd.f16(dst, src) }

@@ -43,6 +43,9 @@ func dotAVX2(a, b *float32, n uintptr) float32
 func axpyAVX2(y, x *float32, a float32, n uintptr)
 
 //go:noescape
+func accumRowsAVX2(acc, v, w *float32, hd, n uintptr)
+
+//go:noescape
 func scaleAVX2(y *float32, a float32, n uintptr)
 
 //go:noescape
@@ -61,6 +64,7 @@ var avx2Kernels = kernels{
 	dot:      dotAVX2Go,
 	axpy:     axpyAVX2Go,
 	scale:    scaleAVX2Go,
+	accum:    accumAVX2Go,
 	bf16:     bf16AVX2Go,
 	f16:      f16AVX2Go,
 }
@@ -145,4 +149,20 @@ func f16AVX2Go(dst []float32, src []uint16) {
 		cvtF16AVX2(&dst[0], &src[0], uintptr(n8))
 	}
 	f16Generic(dst[n8:], src[n8:])
+}
+
+func accumAVX2Go(acc, v, w []float32, hd int) {
+	n := len(w)
+	if n == 0 || hd == 0 {
+		return
+	}
+	_ = v[n*hd-1]
+	acc = acc[:hd]
+	if hd%8 == 0 {
+		accumRowsAVX2(&acc[0], &v[0], &w[0], uintptr(hd), uintptr(n))
+		return
+	}
+	for p, wp := range w {
+		axpyAVX2Go(acc, wp, v[p*hd:p*hd+hd])
+	}
 }

@@ -805,3 +805,94 @@ TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL CX, ecx+16(FP)
 	MOVL DX, edx+20(FP)
 	RET
+
+// func accumRowsAVX2(acc, v, w *float32, hd, n uintptr)
+// acc[0:hd] += Σ_{p<n} w[p]·v[p·hd : p·hd+hd]; hd is a multiple of 8.
+TEXT ·accumRowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ acc+0(FP), DI
+	MOVQ v+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ hd+24(FP), R8
+	MOVQ n+32(FP), R9
+	MOVQ R8, R10
+	SHLQ $2, R10          // row stride in bytes
+	XORQ CX, CX           // chunk offset in bytes
+	SHLQ $2, R8           // hd in bytes
+acc32chunk:
+	MOVQ R8, AX
+	SUBQ CX, AX
+	CMPQ AX, $128
+	JLT acc8chunk
+	VMOVUPS (DI)(CX*1), Y0
+	VMOVUPS 32(DI)(CX*1), Y1
+	VMOVUPS 64(DI)(CX*1), Y2
+	VMOVUPS 96(DI)(CX*1), Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	LEAQ (SI)(CX*1), R11   // v row pointer at this chunk
+	MOVQ DX, R12           // w pointer
+	MOVQ R9, R13           // positions left
+acc32pair:
+	CMPQ R13, $2
+	JLT acc32single
+	VBROADCASTSS (R12), Y8
+	VBROADCASTSS 4(R12), Y9
+	LEAQ (R11)(R10*1), R14
+	VFMADD231PS 0(R11), Y8, Y0
+	VFMADD231PS 0(R14), Y9, Y4
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 32(R14), Y9, Y5
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 64(R14), Y9, Y6
+	VFMADD231PS 96(R11), Y8, Y3
+	VFMADD231PS 96(R14), Y9, Y7
+	LEAQ (R14)(R10*1), R11
+	ADDQ $8, R12
+	SUBQ $2, R13
+	JMP acc32pair
+acc32single:
+	CMPQ R13, $1
+	JLT acc32store
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS 0(R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 96(R11), Y8, Y3
+acc32store:
+	VADDPS Y4, Y0, Y0
+	VMOVUPS Y0, 0(DI)(CX*1)
+	VADDPS Y5, Y1, Y1
+	VMOVUPS Y1, 32(DI)(CX*1)
+	VADDPS Y6, Y2, Y2
+	VMOVUPS Y2, 64(DI)(CX*1)
+	VADDPS Y7, Y3, Y3
+	VMOVUPS Y3, 96(DI)(CX*1)
+	ADDQ $128, CX
+	JMP acc32chunk
+acc8chunk:
+	CMPQ AX, $32
+	JLT accdone
+	VMOVUPS (DI)(CX*1), Y0
+	LEAQ (SI)(CX*1), R11
+	MOVQ DX, R12
+	MOVQ R9, R13
+acc8loop:
+	CMPQ R13, $1
+	JLT acc8store
+	VBROADCASTSS (R12), Y8
+	VFMADD231PS (R11), Y8, Y0
+	ADDQ R10, R11
+	ADDQ $4, R12
+	DECQ R13
+	JMP acc8loop
+acc8store:
+	VMOVUPS Y0, (DI)(CX*1)
+	ADDQ $32, CX
+	MOVQ R8, AX
+	SUBQ CX, AX
+	JMP acc8chunk
+accdone:
+	VZEROUPPER
+	RET

@@ -18,6 +18,7 @@ var genericKernels = kernels{
 	dot:      dotGeneric,
 	axpy:     axpyGeneric,
 	scale:    scaleGeneric,
+	accum:    accumGeneric,
 	bf16:     bf16Generic,
 	f16:      f16Generic,
 }
@@ -42,6 +43,13 @@ func axpyGeneric(y []float32, a float32, x []float32) {
 	x = x[:len(y)]
 	for i := range y {
 		y[i] += a * x[i]
+	}
+}
+
+func accumGeneric(acc, v, w []float32, hd int) {
+	acc = acc[:hd]
+	for p, wp := range w {
+		axpyGeneric(acc, wp, v[p*hd:p*hd+hd])
 	}
 }
 

@@ -36,6 +36,20 @@ func testSIMDMatchesGeneric(t *testing.T, simd kernels) {
 		if got, want := simd.dot(a, b), dotGeneric(a, b); !close32(got, want, float32(n)) {
 			t.Errorf("dot n=%d: %v, generic %v", n, got, want)
 		}
+		if n > 0 {
+			for _, hd := range []int{8, 24, 32, 64, 72, 128, 5} {
+				v := randF32(r, n*hd)
+				acc1 := randF32(r, hd)
+				acc2 := append([]float32(nil), acc1...)
+				simd.accum(acc1, v, a, hd)
+				accumGeneric(acc2, v, a, hd)
+				for i := range hd {
+					if !close32(acc1[i], acc2[i], float32(n)) {
+						t.Fatalf("accum n=%d hd=%d [%d]: %v, generic %v", n, hd, i, acc1[i], acc2[i])
+					}
+				}
+			}
+		}
 		y1 := randF32(r, n)
 		y2 := append([]float32(nil), y1...)
 		simd.axpy(y1, 0.75, a)
