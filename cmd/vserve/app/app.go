@@ -170,10 +170,10 @@ func (a *App) load() error {
 	}
 	maxLen := cfg.MaxModelLen
 	if maxLen == 0 {
-		maxLen = m.Config.MaxPositionEmbeddings
+		maxLen = runner.DefaultMaxModelLen(m.Config)
 	}
-	if maxLen > m.Config.MaxPositionEmbeddings {
-		return fmt.Errorf("--max-model-len %d exceeds the model's max_position_embeddings %d", maxLen, m.Config.MaxPositionEmbeddings)
+	if limit := runner.DefaultMaxModelLen(m.Config); maxLen > limit {
+		return fmt.Errorf("--max-model-len %d exceeds the model's max_position_embeddings (or sliding window) %d", maxLen, limit)
 	}
 	numBlocks, err := kvBlocks(cfg, be, m.KVBytesPerBlock(cfg.BlockSize), maxLen)
 	if err != nil {
