@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -44,17 +45,18 @@ type Config struct {
 	// ServiceName defaults to OTEL_SERVICE_NAME, then "vserve".
 	ServiceName string
 
-	EnableJourneyTracing     bool    // --enable-journey-tracing
-	JourneySampleRate        float64 // --journey-tracing-sample-rate
-	StepTracingEnabled       bool    // --step-tracing-enabled
-	StepSampleRate           float64 // --step-tracing-sample-rate
-	StepRichSubsampleRate    float64 // --step-tracing-rich-subsample-rate
-	StepClosureInterval      int     // --step-tracing-closure-interval
-	MaxEventsPerSpan         int     // 0: DefaultMaxEventsPerSpan
-	MaxExportQueue           int     // 0: DefaultMaxExportQueue
-	ModelName                string  // metric label model_name
-	EngineID                 string  // metric label engine (default "0")
-	MaxModelLen              int     // top of the token-count buckets (default 8192)
+	EnableJourneyTracing     bool          // --enable-journey-tracing
+	JourneySampleRate        float64       // --journey-tracing-sample-rate
+	StepTracingEnabled       bool          // --step-tracing-enabled
+	StepSampleRate           float64       // --step-tracing-sample-rate
+	StepRichSubsampleRate    float64       // --step-tracing-rich-subsample-rate
+	StepClosureInterval      int           // --step-tracing-closure-interval
+	MaxEventsPerSpan         int           // 0: DefaultMaxEventsPerSpan
+	MaxExportQueue           int           // 0: DefaultMaxExportQueue
+	ExportTimeout            time.Duration // one OTLP export at most (0: 10s)
+	ModelName                string        // metric label model_name
+	EngineID                 string        // metric label engine (default "0")
+	MaxModelLen              int           // top of the token-count buckets (default 8192)
 	Logger                   *slog.Logger
 	SpanProcessors           []sdktrace.SpanProcessor // tests: replace the OTLP exporter
 	JourneySampler           RequestSampler           // nil: NewRateSampler(JourneySampleRate)
@@ -145,6 +147,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if d.MaxExportQueue == 0 {
 		d.MaxExportQueue = DefaultMaxExportQueue
+	}
+	if d.ExportTimeout == 0 {
+		d.ExportTimeout = defaultExportTimeout
 	}
 	if d.EngineID == "" {
 		d.EngineID = "0"

@@ -126,7 +126,24 @@ func newMetrics(c Config) (*metrics, error) {
 	if err := m.createInstruments(mp.Meter(meterName), c.MaxModelLen); err != nil {
 		return nil, err
 	}
+	m.initSeries()
 	return m, nil
+}
+
+// initSeries exposes the counters and gauges at zero from startup, as
+// upstream does, so that rate() and absent() work before the first request.
+func (m *metrics) initSeries() {
+	ctx := context.Background()
+	for _, c := range []metric.Int64Counter{m.prefixQueries, m.prefixHits, m.preemptions, m.promptTokens,
+		m.generationTokens, m.engineSteps} {
+		c.Add(ctx, 0, m.base)
+	}
+	for _, opt := range m.reasons {
+		m.success.Add(ctx, 0, opt)
+	}
+	m.running.Record(ctx, 0, m.base)
+	m.waiting.Record(ctx, 0, m.base)
+	m.kvUsage.Record(ctx, 0, m.base)
 }
 
 // instrumentBuilder collects the first instrument-creation error.

@@ -14,9 +14,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// exportTimeout bounds one export call of the batch span processor; the
-// processor's goroutine is the only one that waits on the collector.
-const exportTimeout = 10 * time.Second
+// defaultExportTimeout bounds one export call of the batch span processor;
+// the processor's goroutine is the only one that waits on the collector.
+const defaultExportTimeout = 10 * time.Second
 
 // newTracerProvider builds the process's single TracerProvider: the OTLP
 // exporter behind a batch span processor with a bounded, non-blocking queue
@@ -40,7 +40,7 @@ func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider,
 		bsp := sdktrace.NewBatchSpanProcessor(exp,
 			sdktrace.WithMaxQueueSize(c.MaxExportQueue),
 			sdktrace.WithMaxExportBatchSize(min(512, c.MaxExportQueue)),
-			sdktrace.WithExportTimeout(exportTimeout),
+			sdktrace.WithExportTimeout(c.ExportTimeout),
 		) // non-blocking by default: a full queue drops spans
 		opts = append(opts, sdktrace.WithSpanProcessor(bsp))
 	}
@@ -56,13 +56,13 @@ func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, erro
 	}
 	switch p := c.protocol(); p {
 	case ProtocolGRPC:
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(target.hostPort), otlptracegrpc.WithTimeout(exportTimeout)}
+		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(target.hostPort), otlptracegrpc.WithTimeout(c.ExportTimeout)}
 		if target.insecure {
 			opts = append(opts, otlptracegrpc.WithInsecure())
 		}
 		return otlptracegrpc.New(ctx, opts...)
 	case ProtocolHTTPProtobuf:
-		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(target.hostPort), otlptracehttp.WithTimeout(exportTimeout)}
+		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(target.hostPort), otlptracehttp.WithTimeout(c.ExportTimeout)}
 		if target.insecure {
 			opts = append(opts, otlptracehttp.WithInsecure())
 		}
