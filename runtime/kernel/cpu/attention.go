@@ -261,7 +261,7 @@ func (ab *attnBatch) blockScores(s *attnScratch, q, keys []float32, cnt int) {
 	g := len(q) / hd
 	p := 0
 	if hd%simd.kStep == 0 {
-		t1 := simd.tile4x1[0]
+		t1 := simd.tiles[0][1]
 		for ; p+4 <= cnt; p += 4 {
 			kp := unsafe.Pointer(&keys[p*hd])
 			for h := range g {

@@ -80,15 +80,12 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 		j := jlo
 		for ; j+4 <= jhi; j += 4 {
 			wp, ldw, wf, di := rowBlock(w, j, k, direct, scratch)
-			t1, tw := simd.tile4x1[di], simd.tileWide[di]
-			t := tb
-			for ; t+wide <= te; t += wide {
-				tw(wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
-				storeTile(out, x, res[:4*wide], wf, w, j, t, wide, n, k, k8)
-			}
-			for ; t < te; t++ {
-				t1(wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
-				storeTile(out, x, res[:4], wf, w, j, t, 1, n, k, k8)
+			tiles := simd.tiles[di]
+			for t := tb; t < te; {
+				tt := min(wide, te-t)
+				tiles[tt](wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
+				storeTile(out, x, res[:4*tt], wf, w, j, t, tt, n, k, k8)
+				t += tt
 			}
 		}
 		for ; j < jhi; j++ {

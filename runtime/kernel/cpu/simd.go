@@ -25,14 +25,13 @@ type kernels struct {
 	// be used directly; otherwise MatMul converts weight rows to float32
 	// scratch once per row block and uses the F32 tiles.
 	direct16 bool
-	// tile4x1[dt] and tileWide[dt] by weight dtype (F32, F16, BF16);
-	// tileWide computes 4 rows × wide tokens (wide ≤ maxWide).
-	tile4x1  [3]tileFn
-	tileWide [3]tileFn
-	wide     int
-	dot      func(a, b []float32) float32 // len(b) >= len(a)
-	axpy     func(y []float32, a float32, x []float32)
-	scale    func(y []float32, a float32)
+	// tiles[dt][T] computes 4 weight rows × T tokens, for weight dtype
+	// index dt (F32, F16, BF16; see dtIndex) and T = 1..wide.
+	tiles [3][]tileFn
+	wide  int
+	dot   func(a, b []float32) float32 // len(b) >= len(a)
+	axpy  func(y []float32, a float32, x []float32)
+	scale func(y []float32, a float32)
 	// accum adds Σ_p w[p]·v[p·hd : p·hd+hd] to acc[:hd] (p < len(w)).
 	accum func(acc, v, w []float32, hd int)
 	bf16  func(dst []float32, src []uint16) // len(src) >= len(dst)

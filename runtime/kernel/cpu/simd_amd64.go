@@ -13,8 +13,8 @@ import (
 //
 //   - tile4x1*: 4 weight rows · 1 token, 16 elements an iteration with two
 //     accumulators per row (decode: memory bound, keep loads in flight).
-//   - tile4x3*: 4 weight rows · 3 tokens, 12 accumulators: each weight
-//     load feeds 3 FMAs and each activation load 4.
+//   - tile4x2*, tile4x3*: 4 weight rows · 2 or 3 tokens, one accumulator
+//     per (row, token): each weight load feeds T FMAs, each activation 4.
 //   - 16-bit weights are widened in registers: VCVTPH2PS for f16,
 //     zero-extend and shift left 16 for bf16.
 
@@ -35,6 +35,15 @@ func tile4x1BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k u
 
 //go:noescape
 func tile4x3BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x2F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x2F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x2BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 //go:noescape
 func dotAVX2(a, b *float32, n uintptr) float32
@@ -58,15 +67,18 @@ var avx2Kernels = kernels{
 	name:     "avx2",
 	kStep:    8,
 	direct16: true,
-	tile4x1:  [3]tileFn{tile4x1F32AVX2, tile4x1F16AVX2, tile4x1BF16AVX2},
-	tileWide: [3]tileFn{tile4x3F32AVX2, tile4x3F16AVX2, tile4x3BF16AVX2},
-	wide:     3,
-	dot:      dotAVX2Go,
-	axpy:     axpyAVX2Go,
-	scale:    scaleAVX2Go,
-	accum:    accumAVX2Go,
-	bf16:     bf16AVX2Go,
-	f16:      f16AVX2Go,
+	tiles: [3][]tileFn{
+		{nil, tile4x1F32AVX2, tile4x2F32AVX2, tile4x3F32AVX2},
+		{nil, tile4x1F16AVX2, tile4x2F16AVX2, tile4x3F16AVX2},
+		{nil, tile4x1BF16AVX2, tile4x2BF16AVX2, tile4x3BF16AVX2},
+	},
+	wide:  3,
+	dot:   dotAVX2Go,
+	axpy:  axpyAVX2Go,
+	scale: scaleAVX2Go,
+	accum: accumAVX2Go,
+	bf16:  bf16AVX2Go,
+	f16:   f16AVX2Go,
 }
 
 // platformKernels lists the kernel sets this CPU supports, best last.

@@ -12,8 +12,9 @@ import (
 //
 //   - tile4x1*AVX512: 4 weight rows · 1 token, 32 elements an iteration
 //     with two accumulators per row.
-//   - tile4x6*AVX512: 4 weight rows · 6 tokens, 24 accumulators in
-//     registers: each weight vector feeds 6 FMAs, each activation 4.
+//   - tile4xT*AVX512, T = 2..6: 4 weight rows · T tokens, up to 24
+//     accumulators in registers: each weight vector feeds T FMAs, each
+//     activation 4.
 //
 // k must be a multiple of 16. The other kernels (dot, axpy, conversions)
 // are the AVX2 ones: their vectors are short (head dims) or rare.
@@ -22,10 +23,34 @@ import (
 func tile4x1F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 //go:noescape
+func tile4x2F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x4F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x5F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
 func tile4x6F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 //go:noescape
 func tile4x1F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x2F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x4F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x5F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 //go:noescape
 func tile4x6F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
@@ -34,14 +59,29 @@ func tile4x6F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k 
 func tile4x1BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 //go:noescape
+func tile4x2BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x3BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x4BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func tile4x5BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
 func tile4x6BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
 func avx512Kernels() kernels {
 	k := avx2Kernels
 	k.name = "avx512"
 	k.kStep = 16
-	k.tile4x1 = [3]tileFn{tile4x1F32AVX512, tile4x1F16AVX512, tile4x1BF16AVX512}
-	k.tileWide = [3]tileFn{tile4x6F32AVX512, tile4x6F16AVX512, tile4x6BF16AVX512}
+	k.tiles = [3][]tileFn{
+		{nil, tile4x1F32AVX512, tile4x2F32AVX512, tile4x3F32AVX512, tile4x4F32AVX512, tile4x5F32AVX512, tile4x6F32AVX512},
+		{nil, tile4x1F16AVX512, tile4x2F16AVX512, tile4x3F16AVX512, tile4x4F16AVX512, tile4x5F16AVX512, tile4x6F16AVX512},
+		{nil, tile4x1BF16AVX512, tile4x2BF16AVX512, tile4x3BF16AVX512, tile4x4BF16AVX512, tile4x5BF16AVX512, tile4x6BF16AVX512},
+	}
 	k.wide = 6
 	return k
 }

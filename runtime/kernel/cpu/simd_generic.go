@@ -10,17 +10,16 @@ import (
 // without AVX2/FMA/F16C and on other architectures, and the reference the
 // assembly is tested against.
 var genericKernels = kernels{
-	name:     "generic",
-	kStep:    1,
-	tile4x1:  [3]tileFn{tile4x1F32Generic, tile4x1F16Generic, tile4x1BF16Generic},
-	tileWide: [3]tileFn{tile4x3F32Generic, tile4x3F16Generic, tile4x3BF16Generic},
-	wide:     3,
-	dot:      dotGeneric,
-	axpy:     axpyGeneric,
-	scale:    scaleGeneric,
-	accum:    accumGeneric,
-	bf16:     bf16Generic,
-	f16:      f16Generic,
+	name:  "generic",
+	kStep: 1,
+	tiles: [3][]tileFn{genericTiles(f32Rows), genericTiles(f16Rows), genericTiles(bf16Rows)},
+	wide:  3,
+	dot:   dotGeneric,
+	axpy:  axpyGeneric,
+	scale: scaleGeneric,
+	accum: accumGeneric,
+	bf16:  bf16Generic,
+	f16:   f16Generic,
 }
 
 func dotGeneric(a, b []float32) float32 {
@@ -101,26 +100,17 @@ func tileRows(rows [4][]float32, x *float32, ldx uintptr, k uintptr, res *float3
 	}
 }
 
-func tile4x1F32Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(f32Rows(w, ldw, k), x, ldx, k, res, 1)
-}
+func f16Rows(w unsafe.Pointer, ldw, k uintptr) [4][]float32 { return u16Rows(w, ldw, k, f16Generic) }
 
-func tile4x3F32Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(f32Rows(w, ldw, k), x, ldx, k, res, 3)
-}
+func bf16Rows(w unsafe.Pointer, ldw, k uintptr) [4][]float32 { return u16Rows(w, ldw, k, bf16Generic) }
 
-func tile4x1F16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(u16Rows(w, ldw, k, f16Generic), x, ldx, k, res, 1)
-}
-
-func tile4x3F16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(u16Rows(w, ldw, k, f16Generic), x, ldx, k, res, 3)
-}
-
-func tile4x1BF16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(u16Rows(w, ldw, k, bf16Generic), x, ldx, k, res, 1)
-}
-
-func tile4x3BF16Generic(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-	tileRows(u16Rows(w, ldw, k, bf16Generic), x, ldx, k, res, 3)
+// genericTiles returns the 4×T tiles, T = 1..3, for weight rows read by rows.
+func genericTiles(rows func(w unsafe.Pointer, ldw, k uintptr) [4][]float32) []tileFn {
+	tiles := make([]tileFn, 4)
+	for t := 1; t < len(tiles); t++ {
+		tiles[t] = func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
+			tileRows(rows(w, ldw, k), x, ldx, k, res, t)
+		}
+	}
+	return tiles
 }

@@ -107,11 +107,8 @@ func testSIMDTiles(t *testing.T, simd kernels) {
 				}
 				wp = unsafe.Pointer(&bits[0])
 			}
-			for _, tokens := range []int{1, simd.wide} {
-				fast := simd.tile4x1[di]
-				if tokens > 1 {
-					fast = simd.tileWide[di]
-				}
+			for tokens := 1; tokens <= simd.wide; tokens++ {
+				fast := simd.tiles[di][tokens]
 				var got, want [4 * maxWide]float32
 				fast(wp, uintptr(ldw), &x[0], uintptr(ldx), uintptr(k), &got[0])
 				tileRows(u16OrF32Rows(dt, wp, uintptr(ldw), uintptr(k)), &x[0], uintptr(ldx), uintptr(k), &want[0], tokens)
