@@ -1,0 +1,411 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSSEReader(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		events []string
+		last   error
+	}{
+		{"simple", "data: a\n\ndata: b\n\n", []string{"a", "b"}, io.EOF},
+		{"crlf and comments", ": keep-alive\r\ndata: x\r\n\r\n", []string{"x"}, io.EOF},
+		{"multi-line data", "data: a\ndata: b\n\n", []string{"a\nb"}, io.EOF},
+		{"other fields skipped", "event: e\nid: 1\ndata:{}\n\n", []string{"{}"}, io.EOF},
+		{"cut off", "data: a\n\ndata: part", []string{"a", "part"}, io.ErrUnexpectedEOF},
+		{"blank lines only", "\n\n\n", nil, io.EOF},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewSSEReader(strings.NewReader(tc.in))
+			var got []string
+			var err error
+			for {
+				var d []byte
+				d, err = r.Next()
+				if d != nil {
+					got = append(got, string(d))
+				}
+				if err != nil {
+					break
+				}
+			}
+			assert.Equal(t, tc.events, got)
+			assert.ErrorIs(t, err, tc.last)
+		})
+	}
+}
+
+func FuzzSSEReader(f *testing.F) {
+	f.Add([]byte("data: a\n\ndata: [DONE]\n\n"))
+	f.Add([]byte(":x\r\ndata:\n\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewSSEReader(bytes.NewReader(in))
+		for i := 0; i <= len(in)+1; i++ {
+			d, err := r.Next()
+			if bytes.ContainsAny(d, "\r") {
+				t.Fatalf("event data keeps a CR: %q", d)
+			}
+			if err != nil {
+				return
+			}
+		}
+		t.Fatal("reader did not terminate")
+	})
+}
+
+func TestPercentileMatchesNumpyLinear(t *testing.T) {
+	v := []float64{1, 2, 3, 4}
+	// numpy.percentile([1,2,3,4], [50, 90, 99]) = 2.5, 3.7, 3.97
+	assert.InDelta(t, 2.5, Percentile(v, 50), 1e-12)
+	assert.InDelta(t, 3.7, Percentile(v, 90), 1e-12)
+	assert.InDelta(t, 3.97, Percentile(v, 99), 1e-12)
+	assert.Equal(t, 7.0, Percentile([]float64{7}, 99))
+	assert.True(t, math.IsNaN(Percentile(nil, 50)))
+}
+
+func TestSummarizeArithmetic(t *testing.T) {
+	msd := time.Millisecond
+	results := []Result{
+		{TTFT: 100 * msd, E2E: 1100 * msd, PromptTokens: 10, OutputTokens: 11, ITL: []time.Duration{100 * msd, 100 * msd}},
+		{TTFT: 300 * msd, E2E: 2300 * msd, PromptTokens: 20, OutputTokens: 5, ITL: []time.Duration{500 * msd}},
+		{Err: "HTTP 429", ErrKind: "http_429"},
+		{Err: "boom", ErrKind: "connection"},
+		{Err: "HTTP 429", ErrKind: "http_429"},
+	}
+	s := Summarize("x", results, 2*time.Second, SLO{TTFT: 200 * msd, TPOT: 150 * msd})
+	assert.Equal(t, 2, s.Completed)
+	assert.Equal(t, 3, s.Failed)
+	assert.Equal(t, map[string]int{"http_429": 2, "connection": 1}, s.ErrorsByKind)
+	assert.Equal(t, 30, s.InputTokens)
+	assert.Equal(t, 16, s.OutputTokens)
+	assert.InDelta(t, 1.0, s.RequestRate, 1e-12)
+	assert.InDelta(t, 8.0, s.OutputTokensPS, 1e-12)
+	assert.InDelta(t, 23.0, s.TotalTokensPS, 1e-12)
+	// TPOT: (1100-100)/10 = 100 ms and (2300-300)/4 = 500 ms.
+	assert.InDelta(t, 300.0, s.TPOT.Mean, 1e-9)
+	assert.InDelta(t, 300.0, s.TPOT.Median, 1e-9)
+	assert.InDelta(t, 200.0, s.TTFT.Mean, 1e-9)
+	assert.Equal(t, 3, s.ITL.Count)
+	assert.InDelta(t, 100.0, s.ITL.Median, 1e-9)
+	assert.InDelta(t, 1700.0, s.E2E.Mean, 1e-9)
+	// Only the first request meets both SLOs: 1 good request in 2 s.
+	assert.InDelta(t, 0.5, s.Goodput, 1e-12)
+}
+
+func TestTPOTSingleToken(t *testing.T) {
+	r := Result{TTFT: time.Second, E2E: 2 * time.Second, OutputTokens: 1}
+	assert.Zero(t, r.TPOT())
+}
+
+func TestArrivalsRate(t *testing.T) {
+	for _, b := range []float64{0.5, 1, 4} {
+		gaps := Arrivals(20000, 50, b, 7)
+		var sum, sumSq float64
+		for _, g := range gaps {
+			s := g.Seconds()
+			sum += s
+			sumSq += s * s
+		}
+		n := float64(len(gaps))
+		mean := sum / n
+		cv2 := (sumSq/n - mean*mean) / (mean * mean)
+		assert.InDelta(t, 0.02, mean, 0.02*0.05, "burstiness %v: mean gap", b)
+		// Gamma(shape k): squared coefficient of variation is 1/k.
+		assert.InDelta(t, 1/b, cv2, 0.15/b, "burstiness %v: variability", b)
+	}
+	assert.Equal(t, Arrivals(5, 10, 1, 3), Arrivals(5, 10, 1, 3), "seeded arrivals are reproducible")
+	for _, g := range Arrivals(3, 0, 1, 1) {
+		assert.Zero(t, g)
+	}
+}
+
+func TestRunRespectsConcurrency(t *testing.T) {
+	var inFlight, peak, calls atomic.Int64
+	send := func(ctx context.Context, p Prompt) Result {
+		n := inFlight.Add(1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		calls.Add(1)
+		time.Sleep(time.Millisecond)
+		inFlight.Add(-1)
+		return Result{OutputTokens: p.OutputLen}
+	}
+	prompts := make([]Prompt, 40)
+	for i := range prompts {
+		prompts[i].OutputLen = i + 1
+	}
+	var progress []int
+	var mu sync.Mutex
+	res, _ := Run(context.Background(), send, prompts, LoadConfig{Concurrency: 3, Warmup: 2,
+		Progress: func(done, total int) { mu.Lock(); progress = append(progress, done); mu.Unlock() }})
+	require.Len(t, res, 40)
+	for i, r := range res {
+		assert.Equal(t, i+1, r.OutputTokens, "result %d belongs to prompt %d", i, i)
+	}
+	assert.LessOrEqual(t, peak.Load(), int64(3))
+	assert.Equal(t, int64(42), calls.Load(), "warm-up requests are sent too")
+	assert.Len(t, progress, 40)
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var calls atomic.Int64
+	send := func(ctx context.Context, p Prompt) Result {
+		if calls.Add(1) == 5 {
+			cancel()
+		}
+		return Result{}
+	}
+	res, _ := Run(ctx, send, make([]Prompt, 100), LoadConfig{Concurrency: 1})
+	assert.Less(t, len(res), 100)
+}
+
+func TestCompareInterleavesABBA(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	mk := func(name string) Sender {
+		return func(ctx context.Context, p Prompt) Result {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return Result{OutputTokens: p.OutputLen}
+		}
+	}
+	prompts := []Prompt{{OutputLen: 1}, {OutputLen: 2}, {OutputLen: 3}, {OutputLen: 4}}
+	ra, rb, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1}, 2)
+	assert.Equal(t, []string{"a", "a", "b", "b", "b", "b", "a", "a"}, order)
+	require.Len(t, ra, 4)
+	require.Len(t, rb, 4)
+	for i := range ra {
+		assert.Equal(t, ra[i].OutputTokens, rb[i].OutputTokens, "both targets see the same prompts")
+	}
+}
+
+// fakeTok is a tokenizer whose tokens are single letters a..z: Encode
+// splits runes, Decode joins them. Ids 0 and 1 are special.
+type fakeTok struct{}
+
+func (fakeTok) Encode(s string, _ bool) []int32 {
+	ids := make([]int32, 0, len(s))
+	for _, r := range s {
+		ids = append(ids, int32(r-'a')+2)
+	}
+	return ids
+}
+func (fakeTok) Decode(ids []int32, skip bool) string {
+	var b strings.Builder
+	for _, id := range ids {
+		if id < 2 {
+			if !skip {
+				b.WriteString("<s>")
+			}
+			continue
+		}
+		b.WriteRune(rune(id-2) + 'a')
+	}
+	return b.String()
+}
+func (fakeTok) VocabSize() int          { return 28 }
+func (fakeTok) IsSpecial(id int32) bool { return id < 2 }
+
+func TestRandomPromptsTokenExact(t *testing.T) {
+	ps, err := RandomPrompts(fakeTok{}, 50, LenRange{Mean: 20, Ratio: 0.5}, LenRange{Mean: 8}, 1)
+	require.NoError(t, err)
+	for _, p := range ps {
+		assert.Len(t, fakeTok{}.Encode(p.Text, false), p.PromptLen)
+		assert.GreaterOrEqual(t, p.PromptLen, 10)
+		assert.LessOrEqual(t, p.PromptLen, 30)
+		assert.Equal(t, 8, p.OutputLen)
+		for _, id := range p.TokenIDs {
+			assert.False(t, fakeTok{}.IsSpecial(id))
+		}
+	}
+	again, _ := RandomPrompts(fakeTok{}, 50, LenRange{Mean: 20, Ratio: 0.5}, LenRange{Mean: 8}, 1)
+	assert.Equal(t, ps, again)
+	_, err = RandomPrompts(nil, 1, LenRange{Mean: 1}, LenRange{Mean: 1}, 1)
+	assert.Error(t, err)
+}
+
+func TestParseShareGPT(t *testing.T) {
+	data := []byte(`[
+	 {"conversations": [{"from":"human","value":"abcdef"},{"from":"gpt","value":"ghijkl"}]},
+	 {"conversations": [{"from":"human","value":"ab"},{"from":"gpt","value":"ghijkl"}]},
+	 {"conversations": [{"from":"human","value":"abcdefgh"}]},
+	 {"conversations": [{"from":"human","value":"abcdefghij"},{"from":"gpt","value":"abcde"}]}
+	]`)
+	ps, err := ParseShareGPT(data, fakeTok{}, ShareGPTOptions{})
+	require.NoError(t, err)
+	require.Len(t, ps, 2, "short prompts and single-turn entries are dropped")
+	lens := map[int]int{}
+	for _, p := range ps {
+		lens[p.PromptLen] = p.OutputLen
+	}
+	assert.Equal(t, map[int]int{6: 6, 10: 5}, lens)
+
+	fixed, err := ParseShareGPT(data, nil, ShareGPTOptions{OutputLen: 32, N: 1})
+	require.NoError(t, err)
+	require.Len(t, fixed, 1)
+	assert.Equal(t, 32, fixed[0].OutputLen)
+
+	_, err = ParseShareGPT([]byte(`{`), fakeTok{}, ShareGPTOptions{})
+	assert.Error(t, err)
+	_, err = ParseShareGPT(data, nil, ShareGPTOptions{})
+	assert.Error(t, err, "no tokenizer and no fixed output length")
+}
+
+func TestSharedPrefixPrompts(t *testing.T) {
+	ps, err := SharedPrefixPrompts(fakeTok{}, 3, 4, 40, 5, 16, 2)
+	require.NoError(t, err)
+	require.Len(t, ps, 12)
+	for i, p := range ps {
+		assert.Equal(t, ps[i%3].System, p.System, "group %d shares its prefix", i%3)
+		assert.True(t, strings.HasPrefix(p.Text, p.System))
+		assert.Len(t, fakeTok{}.Encode(p.System, false), 40)
+		assert.Equal(t, 45, p.PromptLen)
+	}
+	assert.NotEqual(t, ps[0].System, ps[1].System)
+}
+
+func TestParseCounters(t *testing.T) {
+	text := `# HELP vllm:prefix_cache_queries_total Prefix cache queries.
+# TYPE vllm:prefix_cache_queries_total counter
+vllm:prefix_cache_queries_total{engine="0",model_name="m"} 100
+# HELP vllm:prefix_cache_hits_total Prefix cache hits.
+# TYPE vllm:prefix_cache_hits_total counter
+vllm:prefix_cache_hits_total{engine="0",model_name="m"} 25
+# HELP vllm:num_preemptions_total Preemptions.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0",model_name="m"} 3
+`
+	c, err := ParseCounters(strings.NewReader(text))
+	require.NoError(t, err)
+	assert.Equal(t, ServerCounters{100, 25, 3}, c)
+	assert.InDelta(t, 0.25, c.HitRate(), 1e-12)
+	assert.Equal(t, ServerCounters{50, 20, 1}, c.Sub(ServerCounters{50, 5, 2}))
+	assert.Zero(t, ServerCounters{}.HitRate())
+	_, err = ParseCounters(strings.NewReader("not { metrics"))
+	assert.Error(t, err)
+}
+
+// sseServer answers completions with a scripted SSE stream.
+func sseServer(t *testing.T, status int, body string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			io.WriteString(w, `{"object":"list","data":[{"id":"m1"}]}`)
+			return
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestClientDo(t *testing.T) {
+	stream := "data: {\"choices\":[{\"text\":\"a\"}]}\n\n" +
+		"data: {\"choices\":[{\"text\":\"b\"}]}\n\n" +
+		"data: {\"choices\":[{\"text\":\"\"}]}\n\n" +
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\n" +
+		"data: [DONE]\n\n"
+	tests := []struct {
+		name, body string
+		status     int
+		kind       string
+		out        int
+	}{
+		{"ok", stream, 200, "", 2},
+		{"429", `{"error":{"message":"busy"}}`, 429, "http_429", 0},
+		{"400", `{"error":{"message":"bad"}}`, 400, "http_4xx", 0},
+		{"no done", "data: {\"choices\":[{\"text\":\"a\"}]}\n\n", 200, "protocol", 0},
+		{"error chunk", "data: {\"error\":{\"message\":\"x\"}}\n\n", 200, "server_error", 0},
+		{"bad json", "data: {nope\n\n", 200, "protocol", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := sseServer(t, tc.status, tc.body)
+			c := NewClient(Target{Name: "t", BaseURL: srv.URL, API: Completions}, 1)
+			require.NoError(t, c.ResolveModel(context.Background()))
+			assert.Equal(t, "m1", c.Target.Model)
+			r := c.Do(context.Background(), Prompt{Text: "hi", OutputLen: 2, PromptLen: 1})
+			assert.Equal(t, tc.kind, r.ErrKind, r.Err)
+			if tc.kind == "" {
+				assert.Equal(t, 2, r.OutputTokens)
+				assert.Equal(t, 7, r.PromptTokens)
+				assert.Len(t, r.ITL, 1)
+				assert.Positive(t, r.TTFT)
+				assert.GreaterOrEqual(t, r.E2E, r.TTFT)
+			}
+			c.HTTP.CloseIdleConnections()
+		})
+	}
+}
+
+func TestClientConnectionError(t *testing.T) {
+	srv := sseServer(t, 200, "")
+	url := srv.URL
+	srv.Close()
+	c := NewClient(Target{Name: "t", BaseURL: url, Model: "m", API: Chat}, 1)
+	r := c.Do(context.Background(), Prompt{Text: "hi", OutputLen: 1})
+	assert.Equal(t, "connection", r.ErrKind)
+	assert.False(t, r.OK())
+}
+
+func TestClientBodies(t *testing.T) {
+	c := &Client{Target: Target{Model: "m", API: Chat}, IgnoreEOS: true}
+	b, path := c.body(Prompt{Text: "SYSquestion", System: "SYS", OutputLen: 3})
+	assert.Equal(t, "/v1/chat/completions", path)
+	assert.JSONEq(t, `{"model":"m","max_tokens":3,"stream":true,"stream_options":{"include_usage":true},"temperature":0,"ignore_eos":true,
+		"messages":[{"role":"system","content":"SYS"},{"role":"user","content":"question"}]}`, string(b))
+	c.Target.API = Completions
+	b, path = c.body(Prompt{Text: "x", TokenIDs: []int32{5, 6}, OutputLen: 1})
+	assert.Equal(t, "/v1/completions", path)
+	assert.Contains(t, string(b), `"prompt":[5,6]`)
+}
+
+func TestWriteTableAndPlots(t *testing.T) {
+	msd := time.Millisecond
+	res := []Result{{TTFT: 10 * msd, E2E: 100 * msd, OutputTokens: 10, PromptTokens: 5}, {TTFT: 20 * msd, E2E: 200 * msd, OutputTokens: 10, PromptTokens: 5}}
+	a := Summarize("a", res, time.Second, SLO{})
+	b := Summarize("b", res[:1], time.Second, SLO{})
+	var buf bytes.Buffer
+	require.NoError(t, WriteTable(&buf, a, b))
+	assert.Contains(t, buf.String(), "b/a")
+	assert.Contains(t, buf.String(), "0.50x", "b has half a's throughput")
+
+	dir := t.TempDir()
+	require.NoError(t, PlotLatencyCDF(filepath.Join(dir, "cdf.png"), Series{"a", res}, Series{"b", res[:1]}))
+	require.NoError(t, PlotThroughput(filepath.Join(dir, "tp.png"), map[string][]SweepPoint{"a": {{1, a}, {4, b}}}))
+	for _, f := range []string{"cdf.png", "tp.png"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		require.NoError(t, err)
+		assert.True(t, bytes.HasPrefix(data, []byte("\x89PNG")), f)
+	}
+	require.NoError(t, WriteJSON(filepath.Join(dir, "s.json"), []Summary{a}))
+	assert.Error(t, WriteJSON(filepath.Join(dir, "missing", "s.json"), a))
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/vserve/vserve/bench"
+	"github.com/vserve/vserve/tokenizer"
+)
+
+// common holds the flags shared by run, compare and sweep.
+type common struct {
+	baseURL, model, apiKey, api, name string
+	dataset, tokenizerDir, sharegpt     string
+	numPrompts                          int
+	inLen, outLen                       int
+	rangeRatio                          float64
+	groups, prefixLen, suffixLen        int
+	concurrency                         int
+	rate, burstiness                    float64
+	duration                            time.Duration
+	warmup                              int
+	seed                                uint64
+	sloTTFT, sloTPOT                    float64
+	jsonOut, plotDir                    string
+	noProgress                          bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.baseURL, "base-url", "http://127.0.0.1:8000", "server base URL")
+	fs.StringVar(&c.model, "model", "", "model name (default: the first of /v1/models)")
+	fs.StringVar(&c.apiKey, "api-key", os.Getenv("OPENAI_API_KEY"), "API key")
+	fs.StringVar(&c.api, "endpoint-type", "completions", "completions or chat")
+	fs.StringVar(&c.name, "name", "", "label of the target (default: base URL)")
+	fs.StringVar(&c.dataset, "dataset", "random", "random, sharegpt or shared-prefix")
+	fs.StringVar(&c.tokenizerDir, "tokenizer", "", "directory with the target model's tokenizer.json (needed by random and shared-prefix)")
+	fs.StringVar(&c.sharegpt, "sharegpt-path", "", "ShareGPT JSON file (dataset sharegpt)")
+	fs.IntVar(&c.numPrompts, "num-prompts", 100, "requests to send")
+	fs.IntVar(&c.inLen, "random-input-len", 128, "input tokens per request (random)")
+	fs.IntVar(&c.outLen, "random-output-len", 128, "output tokens per request (random, shared-prefix; sharegpt when > 0 overrides the reference length)")
+	fs.Float64Var(&c.rangeRatio, "random-range-ratio", 0, "lengths drawn uniformly in [len*(1-r), len*(1+r)]")
+	fs.IntVar(&c.groups, "prefix-groups", 4, "shared-prefix: distinct system prompts")
+	fs.IntVar(&c.prefixLen, "prefix-len", 512, "shared-prefix: tokens of each system prompt")
+	fs.IntVar(&c.suffixLen, "suffix-len", 32, "shared-prefix: tokens of each question")
+	fs.IntVar(&c.concurrency, "max-concurrency", 16, "requests in flight at most (0: no cap)")
+	fs.Float64Var(&c.rate, "request-rate", 0, "mean request arrival rate per second (0: all at once)")
+	fs.Float64Var(&c.burstiness, "burstiness", 1, "gamma shape of inter-arrival times (1: Poisson)")
+	fs.DurationVar(&c.duration, "duration", 0, "stop issuing requests after this long (0: send all prompts)")
+	fs.IntVar(&c.warmup, "warmup", 2, "unmeasured requests sent first")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed of datasets and arrivals")
+	fs.Float64Var(&c.sloTTFT, "goodput-ttft-ms", 0, "goodput SLO on TTFT in ms (0: none)")
+	fs.Float64Var(&c.sloTPOT, "goodput-tpot-ms", 0, "goodput SLO on TPOT in ms (0: none)")
+	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file ('-': stdout)")
+	fs.StringVar(&c.plotDir, "plot-dir", "", "write PNG plots to this directory")
+	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress bar")
+}
+
+func (c *common) slo() bench.SLO {
+	return bench.SLO{TTFT: time.Duration(c.sloTTFT * float64(time.Millisecond)), TPOT: time.Duration(c.sloTPOT * float64(time.Millisecond))}
+}
+
+func (c *common) target(baseURL, name string) (bench.Target, error) {
+	api := bench.API(c.api)
+	if api != bench.Completions && api != bench.Chat {
+		return bench.Target{}, fmt.Errorf("--endpoint-type must be completions or chat, not %q", c.api)
+	}
+	if name == "" {
+		name = baseURL
+	}
+	return bench.Target{Name: name, BaseURL: baseURL, Model: c.model, APIKey: c.apiKey, API: api}, nil
+}
+
+func (c *common) prompts() ([]bench.Prompt, error) {
+	var tok bench.Tokenizer
+	if c.tokenizerDir != "" {
+		t, err := tokenizer.LoadDir(c.tokenizerDir)
+		if err != nil {
+			return nil, err
+		}
+		tok = t
+	}
+	switch c.dataset {
+	case "random":
+		return bench.RandomPrompts(tok, c.numPrompts+c.warmup, bench.LenRange{Mean: c.inLen, Ratio: c.rangeRatio},
+			bench.LenRange{Mean: c.outLen, Ratio: c.rangeRatio}, c.seed)
+	case "sharegpt":
+		if c.sharegpt == "" {
+			return nil, fmt.Errorf("--dataset sharegpt needs --sharegpt-path")
+		}
+		out := 0
+		if tok == nil {
+			out = c.outLen
+		}
+		return bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: c.numPrompts + c.warmup, OutputLen: out, Seed: c.seed})
+	case "shared-prefix":
+		per := (c.numPrompts + c.warmup + c.groups - 1) / max(c.groups, 1)
+		return bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed)
+	}
+	return nil, fmt.Errorf("--dataset must be random, sharegpt or shared-prefix, not %q", c.dataset)
+}
+
+func (c *common) load(total int) bench.LoadConfig {
+	cfg := bench.LoadConfig{Concurrency: c.concurrency, RequestRate: c.rate, Burstiness: c.burstiness,
+		Duration: c.duration, Warmup: c.warmup, Seed: c.seed}
+	if !c.noProgress {
+		bar := progressbar.NewOptions(total, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionSetDescription("requests"),
+			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+		cfg.Progress = func(done, _ int) { _ = bar.Set(done) }
+	}
+	return cfg
+}
+
+// measured drops the warm-up prompts' share from the prompt list's count.
+func (c *common) measuredCount(prompts []bench.Prompt) int {
+	return max(len(prompts)-c.warmup, 0)
+}
+
+// runOne runs the prompts against one target and summarises, reading the
+// server's counters before and after when it exposes /metrics.
+func runOne(ctx context.Context, c *common, client *bench.Client, prompts []bench.Prompt, cfg bench.LoadConfig) (bench.Summary, []bench.Result) {
+	before, errBefore := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL)
+	warm := prompts[:min(c.warmup, len(prompts))]
+	measured := prompts[len(warm):]
+	for _, p := range warm {
+		client.Do(ctx, p)
+	}
+	cfg.Warmup = 0
+	results, d := bench.Run(ctx, client.Do, measured, cfg)
+	s := bench.Summarize(client.Target.Name, results, d, c.slo())
+	s.Concurrency = c.concurrency
+	if after, err := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL); err == nil && errBefore == nil {
+		diff := after.Sub(before)
+		s.ServerMetricsOK = true
+		s.PrefixHitRate = diff.HitRate()
+		s.Preemptions = diff.Preemptions
+	}
+	return s, results
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad concurrency list %q", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

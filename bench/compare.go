@@ -1,0 +1,43 @@
+package bench
+
+import (
+	"context"
+	"time"
+)
+
+// Compare runs the same prompts against two targets, interleaved so that
+// both see the same machine conditions: the prompts are cut into rounds and
+// the rounds alternate in ABBA order. It returns each target's results and
+// the summed wall time of its rounds.
+func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig, rounds int) (ra, rb []Result, da, db time.Duration) {
+	if rounds < 1 {
+		rounds = 1
+	}
+	warm := cfg
+	cfg.Warmup = 0
+	if warm.Warmup > 0 && len(prompts) > 0 {
+		Run(ctx, a, prompts[:min(warm.Warmup, len(prompts))], LoadConfig{Concurrency: 1})
+		Run(ctx, b, prompts[:min(warm.Warmup, len(prompts))], LoadConfig{Concurrency: 1})
+	}
+	per := (len(prompts) + rounds - 1) / rounds
+	for r := 0; r < rounds && ctx.Err() == nil; r++ {
+		lo := r * per
+		hi := min(lo+per, len(prompts))
+		if lo >= hi {
+			break
+		}
+		chunk := prompts[lo:hi]
+		first, second := a, b
+		if r%2 == 1 {
+			first, second = b, a
+		}
+		res1, d1 := Run(ctx, first, chunk, cfg)
+		res2, d2 := Run(ctx, second, chunk, cfg)
+		if r%2 == 1 {
+			res1, res2, d1, d2 = res2, res1, d2, d1
+		}
+		ra, rb = append(ra, res1...), append(rb, res2...)
+		da, db = da+d1, db+d2
+	}
+	return ra, rb, da, db
+}

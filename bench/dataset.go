@@ -1,0 +1,197 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+)
+
+// Prompt is one request of a workload.
+type Prompt struct {
+	Text      string  // prompt text (chat: the user message)
+	System    string  // chat only: a system message (the shared-prefix workload puts its prefix here)
+	TokenIDs  []int32 // when set, completions send these ids instead of Text
+	PromptLen int     // input tokens as the target's tokenizer counts them (0: unknown)
+	OutputLen int     // max_tokens asked for
+}
+
+// Tokenizer is what the datasets need of the target model's tokenizer;
+// *tokenizer.Tokenizer satisfies it.
+type Tokenizer interface {
+	Encode(text string, addSpecialTokens bool) []int32
+	Decode(ids []int32, skipSpecialTokens bool) string
+	VocabSize() int
+	IsSpecial(id int32) bool
+}
+
+// LenRange draws lengths uniformly from [Mean*(1-Ratio), Mean*(1+Ratio)],
+// at least 1 (vLLM's --random-range-ratio).
+type LenRange struct {
+	Mean  int
+	Ratio float64
+}
+
+func (l LenRange) draw(r *rand.Rand) int {
+	lo := int(float64(l.Mean) * (1 - l.Ratio))
+	hi := int(float64(l.Mean) * (1 + l.Ratio))
+	if lo < 1 {
+		lo = 1
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return lo + r.IntN(hi-lo+1)
+}
+
+// RandomPrompts makes n prompts of random tokens whose text re-encodes to
+// exactly the drawn input length (token-exact through tok), asking for the
+// drawn output length. Special tokens are never drawn.
+func RandomPrompts(tok Tokenizer, n int, in, out LenRange, seed uint64) ([]Prompt, error) {
+	if tok == nil {
+		return nil, fmt.Errorf("bench: random prompts need the target model's tokenizer")
+	}
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	prompts := make([]Prompt, n)
+	for i := range prompts {
+		want := in.draw(r)
+		text, ids, err := exactText(tok, r, want)
+		if err != nil {
+			return nil, err
+		}
+		prompts[i] = Prompt{Text: text, TokenIDs: ids, PromptLen: len(ids), OutputLen: out.draw(r)}
+	}
+	return prompts, nil
+}
+
+// exactText draws random token ids, decodes them and re-encodes the text,
+// trimming or extending until the text encodes to exactly want tokens.
+func exactText(tok Tokenizer, r *rand.Rand, want int) (string, []int32, error) {
+	vocab := tok.VocabSize()
+	ids := make([]int32, 0, want)
+	for attempt := 0; attempt < 64; attempt++ {
+		for len(ids) < want {
+			id := int32(r.IntN(vocab))
+			if tok.IsSpecial(id) {
+				continue
+			}
+			ids = append(ids, id)
+		}
+		text := tok.Decode(ids[:want], true)
+		got := tok.Encode(text, false)
+		if len(got) == want {
+			return text, got, nil
+		}
+		if len(got) > want {
+			got = got[:want]
+		}
+		ids = append(ids[:0], got...)
+	}
+	return "", nil, fmt.Errorf("bench: could not make a prompt of exactly %d tokens", want)
+}
+
+// shareGPTEntry is one conversation of a ShareGPT-format file.
+type shareGPTEntry struct {
+	Conversations []struct {
+		From  string `json:"from"`
+		Value string `json:"value"`
+	} `json:"conversations"`
+}
+
+// ShareGPTOptions filter a ShareGPT file the way vLLM's benchmark does.
+type ShareGPTOptions struct {
+	N         int // prompts wanted (0: all that pass)
+	OutputLen int // fixed output length; 0 uses the reference answer's length (needs a tokenizer)
+	MaxPrompt int // drop prompts longer than this (default 1024 tokens)
+	MaxTotal  int // drop prompt+output longer than this (default 2048 tokens)
+	Seed      uint64
+}
+
+// LoadShareGPT reads a ShareGPT JSON file (a list of {"conversations":
+// [{"from","value"}...]}), takes the first human turn as the prompt and the
+// next turn's length as the output length, shuffles with the seed and keeps
+// the first N that pass the filters.
+func LoadShareGPT(path string, tok Tokenizer, o ShareGPTOptions) ([]Prompt, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseShareGPT(data, tok, o)
+}
+
+// ParseShareGPT is LoadShareGPT on bytes already read.
+func ParseShareGPT(data []byte, tok Tokenizer, o ShareGPTOptions) ([]Prompt, error) {
+	var entries []shareGPTEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("bench: ShareGPT file: %w", err)
+	}
+	if o.MaxPrompt == 0 {
+		o.MaxPrompt = 1024
+	}
+	if o.MaxTotal == 0 {
+		o.MaxTotal = 2048
+	}
+	if tok == nil && o.OutputLen == 0 {
+		return nil, fmt.Errorf("bench: ShareGPT without a tokenizer needs a fixed output length")
+	}
+	r := rand.New(rand.NewPCG(o.Seed, 0x5eed))
+	r.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
+	var prompts []Prompt
+	for _, e := range entries {
+		if o.N > 0 && len(prompts) == o.N {
+			break
+		}
+		if len(e.Conversations) < 2 || strings.TrimSpace(e.Conversations[0].Value) == "" {
+			continue
+		}
+		p := Prompt{Text: e.Conversations[0].Value, OutputLen: o.OutputLen}
+		if tok != nil {
+			p.PromptLen = len(tok.Encode(p.Text, false))
+			if p.OutputLen == 0 {
+				p.OutputLen = len(tok.Encode(e.Conversations[1].Value, false))
+			}
+			if p.PromptLen < 4 || p.OutputLen < 4 || p.PromptLen > o.MaxPrompt || p.PromptLen+p.OutputLen > o.MaxTotal {
+				continue
+			}
+		}
+		prompts = append(prompts, p)
+	}
+	if len(prompts) == 0 {
+		return nil, fmt.Errorf("bench: no usable conversation in the ShareGPT data")
+	}
+	return prompts, nil
+}
+
+// SharedPrefixPrompts makes groups*perGroup prompts: each group shares one
+// random system prompt of prefixLen tokens, each prompt adds its own random
+// question of suffixLen tokens, to exercise the prefix cache. Prompts of
+// different groups are interleaved.
+func SharedPrefixPrompts(tok Tokenizer, groups, perGroup, prefixLen, suffixLen, outputLen int, seed uint64) ([]Prompt, error) {
+	if tok == nil {
+		return nil, fmt.Errorf("bench: shared-prefix prompts need the target model's tokenizer")
+	}
+	r := rand.New(rand.NewPCG(seed, 0xfeed))
+	prefixes := make([]string, groups)
+	for g := range prefixes {
+		text, _, err := exactText(tok, r, prefixLen)
+		if err != nil {
+			return nil, err
+		}
+		prefixes[g] = text
+	}
+	var prompts []Prompt
+	for i := 0; i < perGroup; i++ {
+		for g := 0; g < groups; g++ {
+			q, _, err := exactText(tok, r, suffixLen)
+			if err != nil {
+				return nil, err
+			}
+			full := prefixes[g] + q
+			prompts = append(prompts, Prompt{
+				Text: full, System: prefixes[g], PromptLen: len(tok.Encode(full, false)), OutputLen: outputLen,
+			})
+		}
+	}
+	return prompts, nil
+}
