@@ -18,19 +18,19 @@ import (
 // common holds the flags shared by run, compare and sweep.
 type common struct {
 	baseURL, model, apiKey, api, name string
-	dataset, tokenizerDir, sharegpt     string
-	numPrompts                          int
-	inLen, outLen                       int
-	rangeRatio                          float64
-	groups, prefixLen, suffixLen        int
-	concurrency                         int
-	rate, burstiness                    float64
-	duration                            time.Duration
-	warmup                              int
-	seed                                uint64
-	sloTTFT, sloTPOT                    float64
-	jsonOut, plotDir                    string
-	noProgress                          bool
+	dataset, tokenizerDir, sharegpt   string
+	numPrompts                        int
+	inLen, outLen                     int
+	rangeRatio                        float64
+	groups, prefixLen, suffixLen      int
+	concurrency                       int
+	rate, burstiness                  float64
+	duration                          time.Duration
+	warmup                            int
+	seed                              uint64
+	sloTTFT, sloTPOT                  float64
+	jsonOut, plotDir                  string
+	noProgress                        bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
