@@ -122,9 +122,11 @@ type Backend interface {
 	Alloc(dt DType, n int) (Buffer, error)
 	Free(b Buffer)
 	// Upload copies src ([]float32, []int32 or []uint16 raw f16/bf16 bits,
-	// matching dst's DType) into dst starting at element 0.
+	// matching dst's DType) into dst starting at element 0. len(src) may
+	// be less than dst.Len(); more is an error, as is a mismatched type.
 	Upload(dst Buffer, src any) error
-	// Download copies src into dst ([]float32 or []int32).
+	// Download copies all of src into dst ([]float32 or []int32; []uint16
+	// raw bits for F16/BF16). dst must hold at least src.Len() elements.
 	Download(dst any, src Buffer) error
 	Sync() error
 
