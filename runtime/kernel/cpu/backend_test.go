@@ -1,7 +1,10 @@
 package cpu
 
 import (
+	"encoding/binary"
+	"math"
 	"testing"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -65,3 +68,83 @@ func TestRegistered(t *testing.T) {
 		t.Error("second Close: no error")
 	}
 }
+
+func TestMapHost(t *testing.T) {
+	be := open(t, 1)
+	backing := make([]uint64, 4) // 8-byte aligned
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&backing[0])), 32)
+	binary.LittleEndian.PutUint32(raw[0:], math.Float32bits(1.5))
+	binary.LittleEndian.PutUint32(raw[4:], math.Float32bits(-2))
+	buf, err := be.MapHost(kernel.F32, raw[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, 2)
+	if err := be.Download(got, buf); err != nil || got[0] != 1.5 || got[1] != -2 {
+		t.Fatalf("mapped f32: %v %v", got, err)
+	}
+	// No copy: a change to the bytes shows through the buffer.
+	binary.LittleEndian.PutUint32(raw[0:], math.Float32bits(7))
+	if err := be.Download(got, buf); err != nil || got[0] != 7 {
+		t.Fatalf("mapped f32 after a write to the bytes: %v %v", got, err)
+	}
+	// Unaligned bytes are copied, still correct.
+	binary.LittleEndian.PutUint32(raw[1:], math.Float32bits(3.25))
+	ub, err := be.MapHost(kernel.F32, raw[1:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := make([]float32, 1)
+	if err := be.Download(one, ub); err != nil || one[0] != 3.25 {
+		t.Fatalf("unaligned f32: %v %v", one, err)
+	}
+	if _, err := be.MapHost(kernel.F32, raw[:6]); err == nil {
+		t.Error("MapHost of 6 bytes as f32: no error")
+	}
+	if _, err := be.MapHost(kernel.DType(9), raw[:8]); err == nil {
+		t.Error("MapHost of an unknown dtype: no error")
+	}
+	if b, err := be.MapHost(kernel.BF16, nil); err != nil || b.Len() != 0 {
+		t.Errorf("MapHost of no bytes: %v", err)
+	}
+}
+
+func TestOpErrors(t *testing.T) {
+	be := open(t, 1)
+	f, _ := be.Alloc(kernel.F32, 8)
+	i, _ := be.Alloc(kernel.I32, 8)
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"MatMul short out", be.MatMul(f.Slice(0, 3), f, f, 2, 2, 2)},
+		{"MatMul i32 weights", be.MatMul(f, f, i, 1, 2, 2)},
+		{"MatMul negative", be.MatMul(f, f, f, -1, 2, 2)},
+		{"Embedding id out of range", func() error {
+			_ = be.Upload(i, []int32{5})
+			return be.Embedding(f, f, i, 1, 4) // table of 2 rows
+		}()},
+		{"GatherRows row out of range", func() error {
+			_ = be.Upload(i, []int32{9})
+			return be.GatherRows(f, f, i, 1, 4)
+		}()},
+		{"RoPE odd head dim", be.RoPE(f, f, i, f, 1, 1, 1, 3)},
+		{"ReshapeAndCache slot out of range", func() error {
+			_ = be.Upload(i, []int32{100})
+			return be.ReshapeAndCache(f, f, f, f, i, 1, 1, 4, 1)
+		}()},
+		{"PagedAttention nil meta", be.PagedAttention(f, f, f, f, nil)},
+		{"foreign buffer", be.Add(f, fakeBuffer{}, f, 1)},
+	}
+	for _, tc := range tests {
+		if tc.err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+}
+
+type fakeBuffer struct{}
+
+func (fakeBuffer) DType() kernel.DType              { return kernel.F32 }
+func (fakeBuffer) Len() int                         { return 1 }
+func (f fakeBuffer) Slice(off, n int) kernel.Buffer { return f }
