@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/engine/enginetest"
+	"github.com/vserve/vserve/scheduler"
+)
+
+// holdExec blocks every step until release is closed.
+type holdExec struct {
+	enginetest.FakeExecutor
+	release chan struct{}
+}
+
+func (h *holdExec) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	<-h.release
+	return h.FakeExecutor.Execute(out)
+}
+
+// TestDisconnectMidStream: 1000 streaming clients each read their first
+// token and hang up. Every request must end aborted (client_disconnect) and
+// every KV block must be free afterwards.
+func TestDisconnectMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1000 connections")
+	}
+	const clients = 1000
+	var mu sync.Mutex
+	causes := map[string]int{}
+	cfg := engine.Config{Hooks: engine.Hooks{OnRequestEnd: func(e engine.RequestEnd) {
+		mu.Lock()
+		causes[string(e.Reason)+"/"+e.AbortCause]++
+		mu.Unlock()
+	}}}
+	exec := &holdExec{release: make(chan struct{}), FakeExecutor: enginetest.FakeExecutor{Next: letters}}
+	h := newHarness(t, harnessOpts{engine: cfg, exec: exec, maxModelLen: 1 << 14, numBlocks: 1 << 17, maxNumSeqs: 1024})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1, DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	body, _ := json.Marshal(map[string]any{"prompt": "hi", "max_tokens": 1<<14 - 8, "stream": true, "ignore_eos": true})
+	var wg sync.WaitGroup
+	var gotToken atomic.Int64
+	t0 := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Post(h.http.URL+"/v1/completions", "application/json", bytes.NewReader(body))
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer resp.Body.Close() // hang up mid-stream
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), `"text":"a`) { // the first token chunk (maybe coalesced)
+					gotToken.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumActive == clients }, 60e9, 1e6)
+	t.Log("all in", time.Since(t0))
+	close(exec.release) // all are in; let the model run
+	wg.Wait()
+	t.Log("clients done", time.Since(t0))
+	assert.Equal(t, int64(clients), gotToken.Load(), "every client saw a token before hanging up")
+	st := h.settle()
+	t.Log("settled", time.Since(t0))
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree, "all KV blocks free")
+	assert.Zero(t, h.sched.NumRunning()+h.sched.NumWaiting())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{"abort/" + engine.CauseClientDisconnect: clients}, causes)
+}
+
+// TestBurst: thousands of requests at once against a queue bound. None may
+// crash the server; those past the bound get 429 with Retry-After; the rest
+// complete.
+func TestBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("thousands of requests")
+	}
+	const requests, bound = 3000, 200
+	exec := &holdExec{release: make(chan struct{}), FakeExecutor: enginetest.FakeExecutor{Next: letters}}
+	h := newHarness(t, harnessOpts{engine: engine.Config{MaxQueuedRequests: bound}, exec: exec, maxNumSeqs: 64})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
+	defer client.CloseIdleConnections()
+	var ok, full, other atomic.Int64
+	var wg sync.WaitGroup
+	for range requests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Post(h.http.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"burst","max_tokens":4}`))
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
+				assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+				full.Add(1)
+				io.Copy(io.Discard, resp.Body)
+				return
+			case http.StatusOK:
+				ok.Add(1)
+			default:
+				other.Add(1)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}()
+	}
+	// Every request is either queued in the engine or refused.
+	require.Eventually(t, func() bool { return int64(h.eng.Snapshot().NumActive)+full.Load() == requests }, 60e9, 1e6)
+	accepted := h.eng.Snapshot().NumActive
+	assert.LessOrEqual(t, accepted, bound+64, "at most the queue bound plus one step's admissions")
+	assert.Positive(t, full.Load(), "429s past the bound")
+	close(exec.release)
+	wg.Wait()
+	assert.Equal(t, int64(accepted), ok.Load())
+	assert.Zero(t, other.Load())
+	st := h.settle()
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+}
