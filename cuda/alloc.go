@@ -87,7 +87,12 @@ func (a *allocator) get(bytes int64) (*block, error) {
 			}
 			p, e = cu.MemAlloc(class)
 		}
-		return e
+		if e != nil {
+			return e
+		}
+		// Fresh memory starts zeroed, so that nothing reads stale bit
+		// patterns (NaN) from a new KV arena; reused blocks are not cleared.
+		return cu.MemsetD8(p, 0, class)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cuda: allocate %d bytes: %w", class, err)
