@@ -3,6 +3,9 @@ package model
 import (
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -118,5 +121,43 @@ func TestInvFreqLlama3(t *testing.T) {
 	lin := &Config{HeadDim: 4, RopeTheta: 100, RopeScaling: RopeScaling{Type: "linear", Factor: 2}}
 	if got := lin.InvFreq(); got[0] != 0.5 || math.Abs(got[1]-0.05) > 1e-15 {
 		t.Errorf("linear: %v", got)
+	}
+}
+
+func TestParseReleaseConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want Config
+	}{
+		{"llama-3.2-1b.json", Config{Architecture: ArchLlama, HiddenSize: 2048, IntermediateSize: 8192, NumLayers: 16,
+			NumHeads: 32, NumKVHeads: 8, HeadDim: 64, VocabSize: 128256, TieWordEmbeddings: true, RopeTheta: 500000,
+			RopeScaling: RopeScaling{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192},
+			EOSTokenIDs: []int32{128001, 128008, 128009}}},
+		{"qwen2.5-0.5b.json", Config{Architecture: ArchQwen2, HiddenSize: 896, IntermediateSize: 4864, NumLayers: 24,
+			NumHeads: 14, NumKVHeads: 2, HeadDim: 64, VocabSize: 151936, TieWordEmbeddings: true, RopeTheta: 1e6,
+			QKVBias: true, EOSTokenIDs: []int32{151645}}},
+		{"mistral-7b-v0.1.json", Config{Architecture: ArchMistral, HiddenSize: 4096, IntermediateSize: 14336, NumLayers: 32,
+			NumHeads: 32, NumKVHeads: 8, HeadDim: 128, VocabSize: 32000, RopeTheta: 10000, SlidingWindow: 4096,
+			EOSTokenIDs: []int32{2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", "configs", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := ParseConfig(tc.file, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := tc.want
+			if c.Architecture != w.Architecture || c.HiddenSize != w.HiddenSize || c.IntermediateSize != w.IntermediateSize ||
+				c.NumLayers != w.NumLayers || c.NumHeads != w.NumHeads || c.NumKVHeads != w.NumKVHeads || c.HeadDim != w.HeadDim ||
+				c.VocabSize != w.VocabSize || c.TieWordEmbeddings != w.TieWordEmbeddings || c.RopeTheta != w.RopeTheta ||
+				c.RopeScaling != w.RopeScaling || c.QKVBias != w.QKVBias || c.SlidingWindow != w.SlidingWindow ||
+				!slices.Equal(c.EOSTokenIDs, w.EOSTokenIDs) {
+				t.Errorf("got  %+v\nwant %+v", *c, w)
+			}
+		})
 	}
 }
