@@ -1,0 +1,181 @@
+package tracing
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/scheduler"
+	"github.com/vserve/vserve/server"
+)
+
+// benchRequestTokens is the output length of one benchmark request.
+const benchRequestTokens = 16
+
+// BenchmarkRequestOverhead measures the CPU that observability costs per
+// request: requests through every hook (API span, engine start/end, one
+// prefill and 15 decode steps with their step hooks), in lockstep batches of
+// 1 (the worst case for step tracing, whose per-step cost a real batch
+// shares among its requests) and 32. Spans are exported with the real OTLP
+// http/protobuf exporter to a loopback sink, and cpu-us/req counts the
+// process CPU time (rusage, all goroutines: hooks, batch processor,
+// protobuf encoding, HTTP) divided by the requests.
+func BenchmarkRequestOverhead(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer sink.Close()
+	cases := []struct {
+		name string
+		cfg  func(*Config)
+	}{
+		{"off", func(*Config) {}},
+		{"metrics+endpoint-only", func(c *Config) { c.OTLPTracesEndpoint = sink.URL }},
+		{"journey=1", func(c *Config) {
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
+		}},
+		{"journey=1,steps=1,rich=0.1", func(c *Config) {
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
+			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+		}},
+	}
+	for _, batch := range []int{1, 32} {
+		for _, tc := range cases {
+			benchOverhead(b, fmt.Sprintf("batch=%d/%s", batch, tc.name), batch, tc.cfg)
+		}
+	}
+}
+
+// benchOverhead runs one configuration; one op is one request.
+func benchOverhead(b *testing.B, name string, batch int, mutate func(*Config)) {
+	b.Run(name, func(b *testing.B) {
+		c := DefaultConfig()
+		c.Protocol = ProtocolHTTPProtobuf
+		c.MaxExportQueue = 1 << 16
+		mutate(&c)
+		tel, err := Setup(context.Background(), c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sim := newBenchSim(tel, batch)
+		start := cpuTime()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i += batch {
+			sim.run()
+		}
+		b.StopTimer()
+		if tel.tp != nil {
+			_ = tel.tp.ForceFlush(context.Background())
+		}
+		b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-us/req")
+		_ = tel.Shutdown(context.Background())
+	})
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type benchSim struct {
+	tel   *Telemetry
+	obs   scheduler.Observer
+	http  server.Telemetry
+	batch int
+	step  uint64
+	req   *http.Request
+	seq   int
+}
+
+func newBenchSim(tel *Telemetry, batch int) *benchSim {
+	return &benchSim{tel: tel, obs: tel.SchedulerObserver(), http: tel.HTTP(), batch: batch,
+		req: httptest.NewRequest("POST", "/v1/completions", nil)}
+}
+
+// benchReq is one in-flight request of the simulation.
+type benchReq struct {
+	r       *fakeReq
+	api     server.RequestSpan
+	headers map[string]string
+	times   engine.RequestTimes
+}
+
+// run serves batch requests in lockstep: they arrive together, share one
+// prefill step and benchRequestTokens-1 decode steps, and finish together.
+func (s *benchSim) run() {
+	reqs := make([]*benchReq, s.batch)
+	view := &fakeStep{scheduled: make(map[string]int, s.batch), start: time.Now()}
+	for i := range reqs {
+		s.seq++
+		id := "bench-" + strconv.Itoa(s.seq)
+		q := &benchReq{r: &fakeReq{id: id, prompt: 32, maxTokens: benchRequestTokens, phase: scheduler.PhaseWaiting}}
+		q.api = s.http.Arrived(s.req, "/v1/completions")
+		maxTokens := benchRequestTokens
+		q.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "m", PromptTokens: 32, MaxTokens: &maxTokens, N: 1})
+		q.headers = q.api.TraceHeaders()
+		q.times.Arrival = time.Now()
+		s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,
+			MaxTokens: maxTokens, Arrival: q.times.Arrival})
+		s.obs.Queued(q.r, s.step)
+		q.api.HandoffToCore()
+		reqs[i] = q
+		view.running = append(view.running, q.r)
+	}
+	out := &scheduler.Output{NumScheduledTokens: view.scheduled}
+	rec := &engine.StepRecord{Outputs: make([]scheduler.RequestOutput, s.batch)}
+	token := []int32{7}
+	for produced := 0; produced < benchRequestTokens; produced++ {
+		s.step++
+		view.start = time.Now()
+		total := 0
+		for _, q := range reqs {
+			n := 1
+			if produced == 0 {
+				n = q.r.prompt
+				q.r.phase = scheduler.PhasePrefill
+				q.times.Scheduled = view.start
+				s.obs.Scheduled(q.r, s.step, false)
+			}
+			view.scheduled[q.r.id] = n
+			total += n
+		}
+		out.Step, out.TotalNumScheduledTokens = s.step, total
+		s.obs.StepBuilt(out, view)
+		now := time.Now()
+		for i, q := range reqs {
+			q.r.computed += view.scheduled[q.r.id]
+			q.r.highWater = min(q.r.computed, q.r.prompt)
+			q.r.output++
+			q.r.phase = scheduler.PhaseDecode
+			if q.r.output == 1 {
+				q.times.FirstToken = now
+				s.obs.FirstToken(q.r, s.step)
+				q.api.FirstResponseFromCore(now)
+			}
+			q.times.LastToken = now
+			rec.Outputs[i] = scheduler.RequestOutput{ID: q.r.id, Step: s.step, NewTokenIDs: token}
+			if q.r.output == benchRequestTokens {
+				s.obs.Finished(q.r, s.step, scheduler.FinishLength)
+			}
+		}
+		rec.Step, rec.Start, rec.End, rec.NumScheduledTokens = s.step, view.start, time.Now(), total
+		s.tel.OnStep(rec)
+	}
+	for _, q := range reqs {
+		q.times.Finished = time.Now()
+		s.tel.OnRequestEnd(engine.RequestEnd{ID: q.r.id, TraceHeaders: q.headers, Reason: scheduler.FinishLength,
+			NumPromptTokens: 32, NumOutputTokens: q.r.output, MaxTokens: benchRequestTokens, Times: q.times})
+		q.api.Departed(server.Outcome{CompletionTokens: q.r.output, Times: q.times})
+		q.api.End()
+		delete(view.scheduled, q.r.id)
+	}
+}
