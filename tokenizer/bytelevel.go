@@ -8,13 +8,11 @@ import (
 // GPT-2's byte-level alphabet: every byte is shown as a printable rune.
 // Printable Latin-1 bytes map to themselves; the other 68 bytes map, in
 // order, to U+0100 onwards.
-var (
-	byteToRune [256]rune
-	runeToByte map[rune]byte
-)
+var byteToRune, runeToByte = byteLevelAlphabet()
 
-func init() {
-	runeToByte = make(map[rune]byte, 256)
+func byteLevelAlphabet() ([256]rune, map[rune]byte) {
+	var byteToRune [256]rune
+	runeToByte := make(map[rune]byte, 256)
 	printable := func(b int) bool {
 		return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
 	}
@@ -28,6 +26,7 @@ func init() {
 		byteToRune[b] = r
 		runeToByte[r] = byte(b)
 	}
+	return byteToRune, runeToByte
 }
 
 // byteLevelDecodeToken maps a token spelled in the byte-level alphabet back

@@ -137,6 +137,9 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 	if t.model, err = parseModel(f.Model, vocab, info.byteLevel); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if err := checkIDs(vocab, f.AddedTokens); err != nil {
+		return nil, err
+	}
 	t.buildIDTable(vocab, f.AddedTokens)
 	if err := t.setAddedTokens(f.AddedTokens); err != nil {
 		return nil, err
@@ -179,6 +182,27 @@ func parseModel(m modelJSON, vocab map[string]int32, byteLevel bool) (*bpeModel,
 		o.eowSuffix = *m.EndOfWordSuffix
 	}
 	return newBPEModel(vocab, merges, o)
+}
+
+// maxTokenID bounds token ids so that a corrupt file cannot make the id
+// table huge; real vocabularies stay far below it.
+const maxTokenID = 1 << 24
+
+// checkIDs rejects negative ids and ids so far beyond the number of tokens
+// that the id table would be mostly holes (a corrupt file).
+func checkIDs(vocab map[string]int32, added []addedTokenJSON) error {
+	limit := int32(min(2*(len(vocab)+len(added))+1024, maxTokenID))
+	for tok, id := range vocab {
+		if id < 0 || id >= limit {
+			return fmt.Errorf("model.vocab[%q] = %d: id out of range [0, %d)", tok, id, limit)
+		}
+	}
+	for _, a := range added {
+		if a.ID < 0 || a.ID >= limit {
+			return fmt.Errorf("added_tokens: %q has id %d, out of range [0, %d)", a.Content, a.ID, limit)
+		}
+	}
+	return nil
 }
 
 // buildIDTable fills idToToken/tokenToID from the model vocab and the added
@@ -290,6 +314,9 @@ func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
 // addTokens adds tokens named only in added_tokens_decoder.
 func (t *Tokenizer) addTokens(extra []addedTokenJSON) error {
 	for _, a := range extra {
+		if a.ID < 0 || a.ID >= maxTokenID {
+			return fmt.Errorf("added_tokens_decoder: %q has id %d, out of range [0, %d)", a.Content, a.ID, maxTokenID)
+		}
 		if int(a.ID) >= len(t.idToToken) {
 			t.idToToken = append(t.idToToken, make([]string, int(a.ID)+1-len(t.idToToken))...)
 			t.special = append(t.special, make([]bool, int(a.ID)+1-len(t.special))...)

@@ -1,0 +1,53 @@
+package tokenizer
+
+import (
+	"strings"
+	"testing"
+)
+
+// benchParagraph is English prose with some digits, punctuation, code and
+// non-ASCII text, about 1.3 KB.
+var benchParagraph = strings.Repeat("Once upon a time, in a small village by the sea, there lived a girl named Lily. "+
+	"She loved to collect shells: 12 white ones, 7 pink ones and 1 very rare blue one! "+
+	"Every morning she'd say \"I'm going to find the 100th shell today.\" ", 3) +
+	"def count(shells):\n    return sum(1 for s in shells if s.color == 'blue')\n" +
+	"Café, naïve, 你好世界, Привет мир. 😀 The end.\n"
+
+// BenchmarkEncode measures Encode on a paragraph per tokenizer family and
+// reports tokens per second. The per-word cache is warm after the first
+// iteration, as in a server.
+func BenchmarkEncode(b *testing.B) {
+	for _, dir := range []string{
+		"tokenizers/llama2", "tokenizers/mistral", "tokenizers/llama3",
+		"tokenizers/qwen2.5", "tokenizers/gpt2", "models/stories260K/hf",
+	} {
+		b.Run(strings.ReplaceAll(dir, "/", "_"), func(b *testing.B) {
+			tok := loadShared(b, dir)
+			n := len(tok.Encode(benchParagraph, false))
+			b.SetBytes(int64(len(benchParagraph)))
+			b.ResetTimer()
+			for b.Loop() {
+				tok.Encode(benchParagraph, false)
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkDecodeIncremental measures streaming detokenization per token.
+func BenchmarkDecodeIncremental(b *testing.B) {
+	for _, dir := range []string{"tokenizers/llama2", "tokenizers/llama3"} {
+		b.Run(strings.ReplaceAll(dir, "/", "_"), func(b *testing.B) {
+			tok := loadShared(b, dir)
+			ids := tok.Encode(benchParagraph, false)
+			b.ResetTimer()
+			for b.Loop() {
+				d := tok.NewIncrementalDecoder(nil, true)
+				for _, id := range ids {
+					d.Add(id)
+				}
+			}
+			b.ReportMetric(float64(len(ids)*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

@@ -1,0 +1,132 @@
+package tokenizer
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+var fuzzSeeds = []string{
+	"", " ", "Hello world", "I'm you're THEY'LL", "  leading\n\n  x\r\n\ty", "1234567 3.14",
+	"emoji 😀🎉 CJK 你好 café", "a\u00a0b\u3000c", "'s 'S 'x", "   ", "\n", "x  \n  y  ", "!!! ??\n\n",
+	"ſ 'ſ", "a\u0301", "\u2028\u2029", "٣٤٥ ²³ Ⅻ",
+}
+
+// FuzzScannerMatchesRegex checks the hand-written pre-tokenizer scanners
+// against regexp2 running the original patterns.
+func FuzzScannerMatchesRegex(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	type pair struct {
+		name string
+		fast matcher
+		re   matcher
+	}
+	var pairs []pair
+	for name, p := range map[string]string{"gpt2": gpt2Pattern, "llama3": llama3Pattern, "qwen2": qwen2Pattern} {
+		re, err := compileOniguruma(p)
+		require.NoError(f, err)
+		fast := knownScanner(p)
+		require.NotNil(f, fast)
+		pairs = append(pairs, pair{name, fast, regexMatcher{re: re}})
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		for _, p := range pairs {
+			want := nonEmpty(p.re.findAll(s))
+			got := nonEmpty(p.fast.findAll(s))
+			require.Equal(t, want, got, "%s on %q", p.name, s)
+		}
+	})
+}
+
+func nonEmpty(m [][]int) [][]int {
+	out := [][]int{}
+	for _, r := range m {
+		if r[0] < r[1] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// FuzzParseTokenizerJSON feeds arbitrary bytes to the tokenizer.json
+// parser: it must return an error or a tokenizer that encodes and decodes
+// without panicking.
+func FuzzParseTokenizerJSON(f *testing.F) {
+	f.Add([]byte(tinySentencePieceJSON))
+	f.Add([]byte(tinyByteLevelJSON))
+	f.Add([]byte(`{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`))
+	f.Add([]byte(`{"model":{"type":"Unigram","vocab":[["a",0.0]]}}`))
+	f.Add([]byte(`{"model":{"vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"added_tokens":[{"id":5,"content":"<x>","special":true}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := parseTokenizerJSON(data)
+		if err != nil {
+			return
+		}
+		ids := tok.Encode("ab a<x> ▁b", true)
+		_ = tok.Decode(ids, false)
+		_ = tok.Decode([]int32{-1, 0, 1, 1 << 30}, true)
+	})
+}
+
+// FuzzRoundTripByteLevel checks decode(encode(s)) == s for the byte-level
+// BPE families on valid UTF-8 (GPT-2 without its clean-up rule).
+func FuzzRoundTripByteLevel(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	tok, err := parseTokenizerJSON([]byte(tinyByteLevelJSON))
+	require.NoError(f, err)
+	toks := []*Tokenizer{tok}
+	for _, dir := range []string{"tokenizers/gpt2", "tokenizers/llama3", "tokenizers/qwen2.5"} {
+		if shared := sharedDirOrEmpty(dir); shared != "" {
+			toks = append(toks, loadShared(f, dir))
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		for _, tok := range toks {
+			got := tok.decodeRaw(tok.Encode(s, false), false)
+			want := s
+			if tok.normalizer != nil { // Qwen's NFC
+				want = tok.normalizer.normalize(s)
+			}
+			if strings.Contains(s, "<|") { // special tokens may be written in the text
+				continue
+			}
+			require.Equal(t, want, got)
+		}
+	})
+}
+
+// FuzzRoundTripSentencePiece checks decode(encode(s)) == s for SentencePiece
+// BPE with byte fallback; the decoder strips the one space it prepends.
+func FuzzRoundTripSentencePiece(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	tok, err := parseTokenizerJSON([]byte(tinySentencePieceJSON))
+	require.NoError(f, err)
+	toks := []*Tokenizer{tok}
+	for _, dir := range []string{"tokenizers/llama2", "tokenizers/mistral", "models/stories260K/hf"} {
+		if sharedDirOrEmpty(dir) != "" {
+			toks = append(toks, loadShared(f, dir))
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) || strings.ContainsAny(s, "<▁") {
+			return // written special tokens, or "▁" which decodes to a space
+		}
+		for _, tok := range toks {
+			require.Equal(t, s, tok.decodeRaw(tok.Encode(s, false), false))
+		}
+	})
+}
