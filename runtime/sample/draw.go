@@ -20,42 +20,143 @@ func before(a, b *cand) bool {
 	return a.z > b.z || (a.z == b.z && a.id < b.id)
 }
 
+// rowFilter describes min_p and top_k for a row: the tokens with
+// z >= thr are kept, with weights exp(-(zmax - z)/T).
+type rowFilter struct {
+	zmax, thr float32
+	invT      float64
+}
+
+// weight is the unnormalised probability of a kept logit. Every path uses
+// this one expression, so a token's weight is the same wherever it is
+// computed.
+func (f *rowFilter) weight(v float32) float64 {
+	return expNeg(-(float64(f.zmax) - float64(v)) * f.invT)
+}
+
+// bucket maps a kept logit to its histogram bucket: bucketsPerNat buckets
+// per nat of -log(weight), the last bucket taking everything beyond.
+// It is monotone: a larger logit never lands in a later bucket.
+func (f *rowFilter) bucket(v float32) int {
+	d := (float64(f.zmax) - float64(v)) * f.invT * bucketsPerNat
+	if d < numBuckets-1 {
+		return int(d)
+	}
+	return numBuckets - 1
+}
+
+const (
+	numBuckets    = 1024
+	bucketsPerNat = 32 // buckets 0..1022 cover weights down to e^-32
+)
+
+// smallTopK is the largest top_k for which the kept set is collected
+// directly after a heap selection; otherwise the histogram path is used.
+const smallTopK = 1024
+
 // draw samples one token from the processed logits z of a row whose
 // temperature is at least GreedyEpsilon.
 func (w *worker) draw(z []float32, p *kernel.SampleParams) (int32, error) {
-	cands, total, err := w.keep(z, p)
+	f, small, err := w.prefilter(z, p)
 	if err != nil {
 		return 0, err
 	}
+	u := Uniform(p.Seed, p.Offset)
+	if !small && p.TopP == 1 {
+		return w.drawBucketed(z, &f, u), nil
+	}
+	cands, total := w.keepMaterialized(z, &f, p.TopP, small)
 	if len(cands) == 1 {
 		return cands[0].id, nil
 	}
-	u := Uniform(p.Seed, p.Offset)
 	pos, _ := crossing(cands, u*total, false)
 	return cands[pos].id, nil
 }
 
-// keep applies min_p, top_k and top_p to z and returns the kept tokens
-// with their weights and the weights' sum.
+// keep applies min_p, top_k and top_p to z and returns every kept token
+// with its weight, and the weights' sum (used by tests; draw avoids
+// materialising large keep sets).
 func (w *worker) keep(z []float32, p *kernel.SampleParams) ([]cand, float64, error) {
-	_, zmax, err := argmax(z)
+	f, small, err := w.prefilter(z, p)
 	if err != nil {
 		return nil, 0, err
 	}
+	if !small && p.TopP == 1 {
+		small = true // materialise everything
+	}
+	cands, total := w.keepMaterialized(z, &f, p.TopP, small)
+	return cands, total, nil
+}
+
+// prefilter finds the maximum and the min_p and top_k threshold. small
+// reports a top_k small enough for the direct path.
+func (w *worker) prefilter(z []float32, p *kernel.SampleParams) (rowFilter, bool, error) {
+	_, zmax, err := argmax(z)
+	if err != nil {
+		return rowFilter{}, false, err
+	}
 	temp := float64(p.Temperature)
-	thr := minPThreshold(zmax, temp, p.MinP)
+	f := rowFilter{zmax: zmax, thr: minPThreshold(zmax, temp, p.MinP), invT: 1 / temp}
+	small := false
 	if p.TopK > 0 && p.TopK < len(z) {
-		if kth := w.kthLargest(z, thr, p.TopK); kth > thr {
-			thr = kth
+		small = p.TopK <= smallTopK
+		if kth := w.kthLargest(z, f.thr, p.TopK); kth > f.thr {
+			f.thr = kth
 		}
 	}
-	cands, total := w.collect(z, thr, zmax, temp)
-	if len(cands) > 1 && p.TopP < 1 {
-		pos, _ := crossing(cands, float64(p.TopP)*total, true)
+	return f, small, nil
+}
+
+// keepMaterialized returns the kept tokens after top_p as an array whose
+// canonical order is implied (not sorted). With small, all tokens above
+// the threshold are collected; otherwise a histogram first bounds the
+// top_p crossing and only the buckets up to it are collected.
+func (w *worker) keepMaterialized(z []float32, f *rowFilter, topP float32, small bool) ([]cand, float64) {
+	var cands []cand
+	var total float64
+	if small {
+		cands, total = w.collect(z, f, numBuckets)
+	} else {
+		total = w.histogram(z, f)
+		cut, _ := w.passBucket(float64(topP)*total, true)
+		cands, _ = w.collect(z, f, cut+1)
+	}
+	if len(cands) > 1 && topP < 1 {
+		pos, _ := crossing(cands, float64(topP)*total, true)
 		cands = cands[:pos+1]
 		total = sumWeights(cands)
 	}
-	return cands, total, nil
+	return cands, total
+}
+
+// drawBucketed draws from every kept token without materialising them:
+// the histogram locates the bucket holding the crossing of u·total, and
+// only that bucket's tokens are collected and searched.
+func (w *worker) drawBucketed(z []float32, f *rowFilter, u float64) int32 {
+	total := w.histogram(z, f)
+	target := u * total
+	b, before := w.passBucket(target, false)
+	cands := w.collectBucket(z, f, b)
+	pos, _ := crossing(cands, target-before, false)
+	return cands[pos].id
+}
+
+// passBucket returns the first bucket at which the running sum of bucket
+// masses passes target (> or, when inclusive, >=), and the mass before it.
+func (w *worker) passBucket(target float64, inclusive bool) (int, float64) {
+	cum := 0.0
+	last := 0
+	for b, m := range w.mass {
+		if m == 0 {
+			continue
+		}
+		last = b
+		if next := cum + m; next > target || (inclusive && next >= target) {
+			return b, cum
+		}
+		cum += m
+	}
+	return last, cum - w.mass[last] // only through rounding
 }
 
 // minPThreshold returns the smallest kept logit as a float32 threshold:
@@ -81,7 +182,7 @@ func minPThreshold(zmax float32, temp float64, minP float32) float32 {
 
 // heapSelectMaxK is the largest k selected with a heap; larger k use
 // quickselect on a copy of the candidate values.
-const heapSelectMaxK = 512
+const heapSelectMaxK = smallTopK
 
 // kthLargest returns the k-th largest value (counting repeats) among the
 // values of z that are >= thr, or -Inf when fewer than k are.
@@ -202,24 +303,6 @@ func median3(a, b, c float32) float32 {
 		b = a
 	}
 	return b
-}
-
-// collect gathers the tokens with z >= thr (in ascending id order) with
-// their weights exp((z - zmax)/T) and returns them with the weights' sum.
-func (w *worker) collect(z []float32, thr, zmax float32, temp float64) ([]cand, float64) {
-	cands := w.cands[:0]
-	invT := 1 / temp
-	m := float64(zmax)
-	total := 0.0
-	for i, v := range z {
-		if v >= thr {
-			wt := math.Exp((float64(v) - m) * invT)
-			cands = append(cands, cand{w: wt, z: v, id: int32(i)})
-			total += wt
-		}
-	}
-	w.cands = cands
-	return cands, total
 }
 
 func sumWeights(c []cand) float64 {

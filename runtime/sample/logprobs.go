@@ -15,7 +15,7 @@ type idVal struct {
 // temperature), the log-softmax value of tok, its rank and the len(topIDs)
 // most likely tokens:
 //
-//	lse        = max + ln(Σ exp(x_j - max))         (float64)
+//	lse        = max + ln(Σ exp(x_j - max))         (float64, exp by expNeg)
 //	logprob(j) = float32(float64(x_j) - lse)
 //	rank       = #{j : x_j >= x_tok}                 (vLLM: 1 = most likely; ties count)
 //	top        = the k best by descending x, ties by ascending id
@@ -26,10 +26,9 @@ func (w *worker) rawLogprobs(x []float32, tok int32, topIDs []int32, topLPs []fl
 	}
 	m := float64(xmax)
 	xt := x[tok]
-	sum := 0.0
+	sum := w.sumExpShifted(x, m)
 	rank := 0
 	for _, v := range x {
-		sum += math.Exp(float64(v) - m)
 		if v >= xt {
 			rank++
 		}

@@ -20,10 +20,12 @@ type worker struct {
 	count   []int32  // occurrences in output
 	touched []int32
 
-	cands []cand    // candidates of the row being drawn
-	heap  []float32 // top-k selection (values)
-	vals  []float32 // top-k selection for large k
-	top   []idVal   // top logprobs selection
+	cands []cand              // candidates of the row being drawn
+	mass  [numBuckets]float64 // weight histogram
+	blk   block               // block of kept tokens and weights
+	heap  []float32           // top-k selection (values)
+	vals  []float32           // top-k selection for large k
+	top   []idVal             // top logprobs selection
 }
 
 // sampleRow samples row i of the batch and fills its part of res.
@@ -150,24 +152,57 @@ func (w *worker) nextGeneration(vocab int) {
 }
 
 // argmax returns the lowest id holding the largest value and that value.
-// It fails on NaN or +Inf and when every value is -Inf.
+// It fails on NaN or +Inf and when every value is -Inf. The maximum is
+// found with four independent running maxima (short dependency chains),
+// then a second pass stops at its first occurrence.
 func argmax(z []float32) (int32, float32, error) {
-	best := float32(math.Inf(-1))
-	idx := -1
-	nan := false
-	for i, v := range z {
-		if v > best {
-			best, idx = v, i
-		}
-		nan = nan || v != v
+	if len(z) == 0 {
+		return 0, 0, ErrAllMasked
 	}
+	m0 := z[0]
+	m1, m2, m3 := m0, m0, m0
+	nan := false
+	i := 0
+	for ; i+4 <= len(z); i += 4 {
+		a, b, c, d := z[i], z[i+1], z[i+2], z[i+3]
+		if a > m0 {
+			m0 = a
+		}
+		if b > m1 {
+			m1 = b
+		}
+		if c > m2 {
+			m2 = c
+		}
+		if d > m3 {
+			m3 = d
+		}
+		if a != a || b != b || c != c || d != d {
+			nan = true
+		}
+	}
+	for ; i < len(z); i++ {
+		v := z[i]
+		if v > m0 {
+			m0 = v
+		}
+		if v != v {
+			nan = true
+		}
+	}
+	m := max(m0, m1, m2, m3)
 	switch {
 	case nan:
 		return 0, 0, ErrNonFinite
-	case math.IsInf(float64(best), 1):
+	case math.IsInf(float64(m), 1):
 		return 0, 0, ErrNonFinite
-	case idx < 0:
+	case math.IsInf(float64(m), -1):
 		return 0, 0, ErrAllMasked
 	}
-	return int32(idx), best, nil
+	for i, v := range z {
+		if v == m {
+			return int32(i), m, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: maximum %v not found", ErrNonFinite, m) // unreachable
 }
