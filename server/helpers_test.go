@@ -104,7 +104,7 @@ func (byteTokenizer) VocabSize() int       { return 259 }
 var letters = enginetest.DefaultNext
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *server.Server
 	http  *httptest.Server
 	eng   *engine.Engine
@@ -122,7 +122,7 @@ type harnessOpts struct {
 	noModel     bool
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	if o.maxModelLen == 0 {
 		o.maxModelLen = 256
