@@ -1,8 +1,8 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"fmt"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -21,6 +21,10 @@ type bpeModel struct {
 	ignoreMerges bool
 	contPrefix   string
 	eowSuffix    string
+	// splitWords: no token has "▁" after another character, so no merge
+	// can cross the start of a "▁"-prefixed word and a SentencePiece-style
+	// input may be encoded (and cached) word by word with identical result.
+	splitWords bool
 
 	cache wordCache
 }
@@ -84,6 +88,7 @@ func newBPEModel(vocab map[string]int32, merges [][2]string, o bpeOptions) (*bpe
 			m.byteIDs[b] = id
 		}
 	}
+	m.splitWords = !o.byteLevel && canSplitAtMetaspace(vocab)
 	if o.unkToken != nil {
 		id, ok := vocab[*o.unkToken]
 		if !ok {
@@ -115,11 +120,47 @@ func newBPEModel(vocab map[string]int32, merges [][2]string, o bpeOptions) (*bpe
 	return m, nil
 }
 
+const metaspace = "▁"
+
+// canSplitAtMetaspace reports whether "▁" is a token and every token has
+// its "▁"s only at its start.
+func canSplitAtMetaspace(vocab map[string]int32) bool {
+	if _, ok := vocab[metaspace]; !ok {
+		return false
+	}
+	for tok := range vocab {
+		if strings.Contains(strings.TrimLeft(tok, metaspace), metaspace) {
+			return false
+		}
+	}
+	return true
+}
+
 // encodeWord appends the ids of one pre-token (in model space) to dst.
 func (m *bpeModel) encodeWord(dst []int32, word string) []int32 {
 	if word == "" {
 		return dst
 	}
+	if m.splitWords && !(m.ignoreMerges && m.inVocab(word)) {
+		start := 0
+		for i := 1; i < len(word); i++ {
+			if word[i] == metaspace[0] && strings.HasPrefix(word[i:], metaspace) && !strings.HasSuffix(word[:i], metaspace) {
+				dst = m.encodePiece(dst, word[start:i])
+				start = i
+			}
+		}
+		return m.encodePiece(dst, word[start:])
+	}
+	return m.encodePiece(dst, word)
+}
+
+func (m *bpeModel) inVocab(s string) bool {
+	_, ok := m.vocab[s]
+	return ok
+}
+
+// encodePiece runs BPE on a piece that no merge can cross.
+func (m *bpeModel) encodePiece(dst []int32, word string) []int32 {
 	if m.ignoreMerges {
 		if id, ok := m.vocab[word]; ok {
 			return append(dst, id)
@@ -246,9 +287,9 @@ func (m *bpeModel) mergeAll(w *bpeWork) {
 			w.heap = append(w.heap, mergeCand{rank: r.rank, pos: int32(i)})
 		}
 	}
-	heap.Init(&w.heap)
-	for w.heap.Len() > 0 {
-		c := heap.Pop(&w.heap).(mergeCand)
+	w.heap.init()
+	for len(w.heap) > 0 {
+		c := w.heap.pop()
 		left := &syms[c.pos]
 		if left.dead || left.next < 0 {
 			continue
@@ -266,12 +307,12 @@ func (m *bpeModel) mergeAll(w *bpeWork) {
 		}
 		if left.prev >= 0 {
 			if r2, ok := m.merges[pairKey(syms[left.prev].id, left.id)]; ok {
-				heap.Push(&w.heap, mergeCand{rank: r2.rank, pos: left.prev})
+				w.heap.push(mergeCand{rank: r2.rank, pos: left.prev})
 			}
 		}
 		if left.next >= 0 {
 			if r2, ok := m.merges[pairKey(left.id, syms[left.next].id)]; ok {
-				heap.Push(&w.heap, mergeCand{rank: r2.rank, pos: c.pos})
+				w.heap.push(mergeCand{rank: r2.rank, pos: c.pos})
 			}
 		}
 	}
@@ -282,22 +323,65 @@ type mergeCand struct {
 	pos  int32
 }
 
+// mergeHeap is a binary min-heap of merge candidates ordered by rank, then
+// position (leftmost first). It is hand-rolled to avoid container/heap's
+// interface boxing on the hot path.
 type mergeHeap []mergeCand
 
-func (h mergeHeap) Len() int { return len(h) }
-func (h mergeHeap) Less(i, j int) bool {
+func (h mergeHeap) less(i, j int) bool {
 	if h[i].rank != h[j].rank {
 		return h[i].rank < h[j].rank
 	}
 	return h[i].pos < h[j].pos
 }
-func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeCand)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *mergeHeap) init() {
+	for i := len(*h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *mergeHeap) push(c mergeCand) {
+	*h = append(*h, c)
+	hh := *h
+	for i := len(hh) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !hh.less(i, parent) {
+			break
+		}
+		hh[i], hh[parent] = hh[parent], hh[i]
+		i = parent
+	}
+}
+
+func (h *mergeHeap) pop() mergeCand {
+	hh := *h
+	top := hh[0]
+	last := len(hh) - 1
+	hh[0] = hh[last]
+	*h = hh[:last]
+	h.down(0)
+	return top
+}
+
+func (h *mergeHeap) down(i int) {
+	hh := *h
+	n := len(hh)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		small := l
+		if r := l + 1; r < n && hh.less(r, l) {
+			small = r
+		}
+		if !hh.less(small, i) {
+			return
+		}
+		hh[i], hh[small] = hh[small], hh[i]
+		i = small
+	}
 }
 
 const (

@@ -45,8 +45,8 @@ func FuzzScannerMatchesRegex(f *testing.F) {
 	})
 }
 
-func nonEmpty(m [][]int) [][]int {
-	out := [][]int{}
+func nonEmpty(m [][2]int) [][2]int {
+	out := [][2]int{}
 	for _, r := range m {
 		if r[0] < r[1] {
 			out = append(out, r)

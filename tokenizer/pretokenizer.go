@@ -31,23 +31,30 @@ func (seq preTokenizerSeq) preTokenize(in []piece) []piece {
 
 // matcher finds the byte ranges a Split pattern matches.
 type matcher interface {
-	findAll(s string) [][]int
+	findAll(s string) [][2]int
 }
 
 type regexMatcher struct{ re *regexp2.Regexp }
 
-func (m regexMatcher) findAll(s string) [][]int { return findAllIndex(m.re, s) }
+func (m regexMatcher) findAll(s string) [][2]int {
+	idx := findAllIndex(m.re, s)
+	out := make([][2]int, len(idx))
+	for i, r := range idx {
+		out[i] = [2]int{r[0], r[1]}
+	}
+	return out
+}
 
 type literalMatcher struct{ lit string }
 
-func (m literalMatcher) findAll(s string) [][]int {
-	var out [][]int
+func (m literalMatcher) findAll(s string) [][2]int {
+	var out [][2]int
 	for off := 0; ; {
 		i := strings.Index(s[off:], m.lit)
 		if i < 0 {
 			return out
 		}
-		out = append(out, []int{off + i, off + i + len(m.lit)})
+		out = append(out, [2]int{off + i, off + i + len(m.lit)})
 		off += i + len(m.lit)
 	}
 }

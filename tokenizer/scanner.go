@@ -97,11 +97,11 @@ func whitespaceEnd(s string, i int) int {
 
 type gpt2Scanner struct{}
 
-func (gpt2Scanner) findAll(s string) [][]int {
-	out := make([][]int, 0, len(s)/4+1)
+func (gpt2Scanner) findAll(s string) [][2]int {
+	out := make([][2]int, 0, len(s)/4+1)
 	for i := 0; i < len(s); {
 		end := gpt2MatchAt(s, i)
-		out = append(out, []int{i, end})
+		out = append(out, [2]int{i, end})
 		i = end
 	}
 	return out
@@ -132,11 +132,11 @@ func gpt2MatchAt(s string, i int) int {
 
 type llama3Scanner struct{ maxDigits int }
 
-func (sc llama3Scanner) findAll(s string) [][]int {
-	out := make([][]int, 0, len(s)/4+1)
+func (sc llama3Scanner) findAll(s string) [][2]int {
+	out := make([][2]int, 0, len(s)/4+1)
 	for i := 0; i < len(s); {
 		end := sc.matchAt(s, i)
-		out = append(out, []int{i, end})
+		out = append(out, [2]int{i, end})
 		i = end
 	}
 	return out

@@ -33,9 +33,9 @@ func buildTinySentencePiece() string {
 		}},
 		"pre_tokenizer": nil,
 		"post_processor": map[string]any{
-			"type":   "TemplateProcessing",
-			"single": []any{map[string]any{"SpecialToken": map[string]any{"id": "<s>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
-			"pair":   []any{},
+			"type":           "TemplateProcessing",
+			"single":         []any{map[string]any{"SpecialToken": map[string]any{"id": "<s>", "type_id": 0}}, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+			"pair":           []any{},
 			"special_tokens": map[string]any{"<s>": map[string]any{"id": "<s>", "ids": []int{1}, "tokens": []string{"<s>"}}},
 		},
 		"decoder": map[string]any{"type": "Sequence", "decoders": []any{
