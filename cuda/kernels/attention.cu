@@ -120,11 +120,14 @@ __device__ void paged_attention(void* out, int dto, const void* q, int dtq, cons
       }
     }
     __syncthreads();
+    // Positions past kEnd have probability 0 but their V rows may hold
+    // anything (NaN past the sequence's end): never touch them.
+    const int tEnd = min(bs, kEnd - kb);
     for (int e = threadIdx.x; e < R * hd; e += blockDim.x) {
       int r = e / hd, d = e % hd;
       float a = sacc[e] * salpha[r];
       const float* pr = sp + r * bs;
-      for (int t = 0; t < bs; t++) a = fmaf(pr[t], sv[t * hd + d], a);
+      for (int t = 0; t < tEnd; t++) a = fmaf(pr[t], sv[t * hd + d], a);
       sacc[e] = a;
     }
     __syncthreads();

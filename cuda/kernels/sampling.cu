@@ -531,11 +531,18 @@ sample_rows(const float* logits, float* work, int vocab, const SampleRow* rows, 
   }
   c.mass = true;
 
-  // Compact the candidates when few enough.
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-    float v = z[i];
-    if (v >= c.thr) {
-      int slot = atomicAdd(&ncand, 1);
+  // Compact the candidates when few enough (one shared atomic per warp).
+  for (int base = 0; base < vocab; base += blockDim.x) {
+    int i = base + threadIdx.x;
+    float v = i < vocab ? z[i] : -INFINITY;
+    bool keep = i < vocab && v >= c.thr;
+    unsigned int m = __ballot_sync(FULL, keep);
+    int lane = threadIdx.x & 31;
+    int first = 0;
+    if (lane == 0 && m) first = atomicAdd(&ncand, __popc(m));
+    first = __shfl_sync(FULL, first, 0);
+    if (keep) {
+      int slot = first + __popc(m & ((1u << lane) - 1));
       if (slot < CAND_MAX) {
         ckey[slot] = fkey(v);
         cid[slot] = i;
