@@ -73,6 +73,14 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 	if !direct {
 		scratch = make([]float32, 4*k)
 	}
+	if m == 1 && direct && k8 == k && simd.gemv[dtIndex(w.dt)] != nil {
+		nblk := (jhi - jlo) / 4
+		if nblk > 0 {
+			wp, ldw, _, di := rowBlock(w, jlo, k, true, nil)
+			simd.gemv[di](wp, uintptr(ldw), &x[0], uintptr(k), &out[jlo], uintptr(nblk))
+		}
+		jlo += 4 * nblk
+	}
 	var res [4 * maxWide]float32
 	wide := simd.wide
 	for tb := 0; tb < m; tb += tokenBlock {

@@ -15,6 +15,10 @@ import (
 // multiple of kStep, writing res[t*4+r].
 type tileFn func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
+// gemvFn computes out[0:4·nblk] = the dot products of 4·nblk weight rows
+// (stride ldw elements) with x over k elements.
+type gemvFn func(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
 // kernels is one implementation of the inner loops.
 type kernels struct {
 	name string
@@ -29,6 +33,9 @@ type kernels struct {
 	// index dt (F32, F16, BF16; see dtIndex) and T = 1..wide.
 	tiles [3][]tileFn
 	wide  int
+	// gemv[dt], when set, computes out[j] for 4·nblk consecutive weight
+	// rows and one token (decode) in one call; k a multiple of kStep.
+	gemv  [3]gemvFn
 	dot   func(a, b []float32) float32 // len(b) >= len(a)
 	axpy  func(y []float32, a float32, x []float32)
 	scale func(y []float32, a float32)

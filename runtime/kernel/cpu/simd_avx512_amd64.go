@@ -11,7 +11,12 @@ import (
 // AVX-512 matmul tiles (simd_avx512_amd64.s), 16 floats a vector:
 //
 //   - tile4x1*AVX512: 4 weight rows · 1 token, 32 elements an iteration
-//     with two accumulators per row.
+//     with two accumulators per row, and a software prefetch 1 KiB ahead
+//     on each row (measured: bf16 decode from DRAM 19-20 → 25-26 GB/s per
+//     CPU-second; f32 unchanged within noise).
+//   - gemv4*AVX512: the 4x1 tile looped over consecutive row blocks,
+//     storing straight into out: a whole decode product (m = 1) in one
+//     call, without a return to Go every 4 rows.
 //   - tile4xT*AVX512, T = 2..6: 4 weight rows · T tokens, up to 24
 //     accumulators in registers: each weight vector feeds T FMAs, each
 //     activation 4.
@@ -73,6 +78,15 @@ func tile4x5BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k
 //go:noescape
 func tile4x6BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
 
+//go:noescape
+func gemv4F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
+//go:noescape
+func gemv4F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
+//go:noescape
+func gemv4BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
 func avx512Kernels() kernels {
 	k := avx2Kernels
 	k.name = "avx512"
@@ -83,6 +97,7 @@ func avx512Kernels() kernels {
 		{nil, tile4x1BF16AVX512, tile4x2BF16AVX512, tile4x3BF16AVX512, tile4x4BF16AVX512, tile4x5BF16AVX512, tile4x6BF16AVX512},
 	}
 	k.wide = 6
+	k.gemv = [3]gemvFn{gemv4F32AVX512, gemv4F16AVX512, gemv4BF16AVX512}
 	return k
 }
 

@@ -132,3 +132,37 @@ func u16OrF32Rows(dt kernel.DType, w unsafe.Pointer, ldw, k uintptr) [4][]float3
 	}
 	return f32Rows(w, ldw, k)
 }
+
+func TestSIMDGemv(t *testing.T) {
+	for _, ks := range platformKernels() {
+		for di, dt := range []kernel.DType{kernel.F32, kernel.F16, kernel.BF16} {
+			g := ks.gemv[di]
+			if g == nil {
+				continue
+			}
+			r := rand.New(rand.NewPCG(5, 6))
+			for _, sh := range []struct{ nblk, k int }{{1, 16}, {3, 48}, {5, 288}, {2, 1376}} {
+				k := sh.k
+				wf := randF32(r, 4*sh.nblk*k)
+				x := randF32(r, k)
+				wb := &buffer{dt: dt, f32: wf}
+				if dt != kernel.F32 {
+					wb = &buffer{dt: dt, u16: make([]uint16, len(wf))}
+					for i, v := range wf {
+						wb.u16[i] = kernel.FromF32(dt, v)
+					}
+				}
+				wp, _, _, _ := rowBlock(wb, 0, k, true, nil)
+				got := make([]float32, 4*sh.nblk)
+				g(wp, uintptr(k), &x[0], uintptr(k), &got[0], uintptr(sh.nblk))
+				row := make([]float32, k)
+				for j := range got {
+					wb.rowF32(row, j*k)
+					if want := dotGeneric(row, x); !close32(got[j], want, float32(k)) {
+						t.Errorf("%s gemv %v %+v out[%d]: %v, want %v", ks.name, dt, sh, j, got[j], want)
+					}
+				}
+			}
+		}
+	}
+}
