@@ -251,7 +251,9 @@ func BenchmarkMemoryBandwidth(b *testing.B) {
 		buf[i] = uint64(i)
 	}
 	b.SetBytes(int64(len(buf) * 8))
+	var cpu cpuClock
 	b.ResetTimer()
+	cpu.start()
 	for i := 0; i < b.N; i++ {
 		var s0, s1, s2, s3, s4, s5, s6, s7 uint64
 		for j := 0; j+8 <= len(buf); j += 8 {
@@ -266,5 +268,9 @@ func BenchmarkMemoryBandwidth(b *testing.B) {
 			s7 += v[7]
 		}
 		sink += s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+	}
+	cpu.stop()
+	if cpu.total > 0 {
+		b.ReportMetric(float64(len(buf)*8*b.N)/cpu.total.Seconds()/1e9, "GB/cpu-s")
 	}
 }
