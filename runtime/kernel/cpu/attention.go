@@ -105,6 +105,9 @@ func newAttnBatch(out, q, kCache, vCache kernel.Buffer, m *kernel.AttentionMeta)
 		return nil, fmt.Errorf("cpu: PagedAttention with %d tokens, %d sequences, %d blocks per sequence",
 			m.NumTokens, m.NumSeqs, m.MaxBlocksPerSeq)
 	}
+	if !(m.Scale > 0) || math.IsInf(float64(m.Scale), 1) {
+		return nil, fmt.Errorf("cpu: PagedAttention scale %v, want a positive finite number", m.Scale)
+	}
 	ab := &attnBatch{m: m}
 	var err error
 	n := m.NumTokens * m.NumHeads * m.HeadDim
@@ -162,118 +165,124 @@ func (ab *attnBatch) validate() error {
 	return nil
 }
 
-// attnScratch is one worker's temporary storage, per query head of a
-// group: scores of one block, the running maximum and sum of the online
-// softmax, and the output accumulator.
+// attnScratch is one worker's temporary storage for up to maxWide query
+// rows of one head: scores of one block, the running maximum and sum of
+// the online softmax, and the output accumulators.
 type attnScratch struct {
-	scores  []float32 // [group][blockSize]
-	acc     []float32 // [group][headDim]
-	runMax  []float32
-	sum     []float32
+	scores  []float32 // [maxWide][blockSize]
+	acc     []float32 // [maxWide][headDim]
+	runMax  [maxWide]float32
+	sum     [maxWide]float32
 	tileRes [4 * maxWide]float32
 }
 
 func newAttnScratch(m *kernel.AttentionMeta) *attnScratch {
-	g := m.NumHeads / m.NumKVHeads
 	return &attnScratch{
-		scores: make([]float32, g*m.BlockSize),
-		acc:    make([]float32, g*m.HeadDim),
-		runMax: make([]float32, g),
-		sum:    make([]float32, g),
+		scores: make([]float32, maxWide*m.BlockSize),
+		acc:    make([]float32, maxWide*m.HeadDim),
 	}
 }
 
 // unit computes every query row of sequence i for the query heads of KV
-// head kvh.
+// head kvh, up to simd.wide query vectors at a time, so that each key row
+// loaded feeds several of them: the heads of a GQA group for a decode,
+// consecutive rows of one head for a prefill chunk.
 func (ab *attnBatch) unit(i, kvh int, s *attnScratch) {
 	m := ab.m
 	qs, qe, l := int(ab.qStart[i]), int(ab.qStart[i+1]), int(ab.seqLens[i])
 	ctx := l - (qe - qs)
 	g := m.NumHeads / m.NumKVHeads
+	hd, rowStride := m.HeadDim, m.NumHeads*m.HeadDim
 	table := ab.blockTables[i*m.MaxBlocksPerSeq : (i+1)*m.MaxBlocksPerSeq]
-	span := g * m.HeadDim
-	for row := qs; row < qe; row++ {
-		off := (row*m.NumHeads + kvh*g) * m.HeadDim
-		ab.attendRow(ab.out[off:off+span], ab.q[off:off+span], table, kvh, ctx+row-qs+1, s)
+	wide := 1
+	if hd%simd.kStep == 0 {
+		wide = simd.wide
+	}
+	if qe-qs == 1 {
+		for h := kvh * g; h < (kvh+1)*g; h += wide {
+			n := min(wide, (kvh+1)*g-h)
+			ab.attend(qs*rowStride+h*hd, hd, n, kvh, table, l, 0, s)
+		}
+		return
+	}
+	for h := kvh * g; h < (kvh+1)*g; h++ {
+		for r0 := qs; r0 < qe; r0 += wide {
+			n := min(wide, qe-r0)
+			ab.attend(r0*rowStride+h*hd, rowStride, n, kvh, table, ctx+r0-qs+1, 1, s)
+		}
 	}
 }
 
-// attendRow is online-softmax attention of the g query vectors of one
-// token (q holds them back to back) over the first n positions of a block
-// table, one block at a time: the block's scores, a rescale of the running
-// sums of the heads whose maximum grew, then the weighted values.
-func (ab *attnBatch) attendRow(out, q []float32, table []int32, kvh, n int, s *attnScratch) {
+// attend is online-softmax attention of n query vectors, vector t at
+// offset qOff+t·qStep of q (and of out), attending the first n0+t·nStep
+// positions of the block table; one block at a time: the block's scores,
+// a rescale of the running sums whose maximum grew, the weighted values.
+func (ab *attnBatch) attend(qOff, qStep, n, kvh int, table []int32, n0, nStep int, s *attnScratch) {
 	m := ab.m
 	hd, bs := m.HeadDim, m.BlockSize
-	g := len(q) / hd
-	clear(s.acc)
-	for h := range g {
-		s.runMax[h] = float32(math.Inf(-1))
-		s.sum[h] = 0
+	clear(s.acc[:n*hd])
+	for t := range n {
+		s.runMax[t] = float32(math.Inf(-1))
+		s.sum[t] = 0
 	}
-	for blk := 0; blk*bs < n; blk++ {
-		cnt := min(bs, n-blk*bs)
+	nMax := n0 + (n-1)*nStep
+	for blk := 0; blk*bs < nMax; blk++ {
+		cnt := min(bs, nMax-blk*bs)
 		base := ((int(table[blk])*m.NumKVHeads + kvh) * bs) * hd
 		keys := ab.kc[base : base+cnt*hd]
 		vals := ab.vc[base : base+cnt*hd]
-		ab.blockScores(s, q, keys, cnt)
-		for h := range g {
-			sc := s.scores[h*bs : h*bs+cnt]
-			acc := s.acc[h*hd : h*hd+hd]
-			blockMax := float32(math.Inf(-1))
-			for p := range sc {
-				sc[p] *= m.Scale
-				blockMax = max(blockMax, sc[p])
+		ab.blockScores(s, qOff, qStep, n, keys, cnt)
+		for t := range n {
+			valid := min(cnt, n0+t*nStep-blk*bs) // causal limit of vector t
+			if valid <= 0 {
+				continue
 			}
-			if blockMax > s.runMax[h] {
-				if s.sum[h] != 0 {
-					c := expf(s.runMax[h] - blockMax)
+			sc := s.scores[t*bs : t*bs+valid]
+			acc := s.acc[t*hd : t*hd+hd]
+			blockMax := m.Scale * simd.max(sc) // Scale > 0 (validated)
+			if blockMax > s.runMax[t] {
+				if s.sum[t] != 0 {
+					c := expf(s.runMax[t] - blockMax)
 					scaleInPlace(acc, c)
-					s.sum[h] *= c
+					s.sum[t] *= c
 				}
-				s.runMax[h] = blockMax
+				s.runMax[t] = blockMax
 			}
-			var sum float32
-			for p, v := range sc {
-				e := expf(v - s.runMax[h])
-				sc[p] = e
-				sum += e
-			}
-			s.sum[h] += sum
+			s.sum[t] += simd.expScaled(sc, m.Scale, s.runMax[t])
 			accumRows(acc, vals, sc, hd)
 		}
 	}
-	for h := range g {
-		inv := 1 / s.sum[h]
-		acc := s.acc[h*hd : h*hd+hd]
-		o := out[h*hd : h*hd+hd]
-		for i, v := range acc {
+	for t := range n {
+		inv := 1 / s.sum[t]
+		off := qOff + t*qStep
+		o := ab.out[off : off+hd]
+		for i, v := range s.acc[t*hd : t*hd+hd] {
 			o[i] = v * inv
 		}
 	}
 }
 
-// blockScores writes the unscaled dot products of the g query vectors with
-// the cnt key rows of one block into s.scores[h*blockSize+p], four key rows
-// at a time through the matmul tiles when the head dim suits them.
-func (ab *attnBatch) blockScores(s *attnScratch, q, keys []float32, cnt int) {
+// blockScores writes the unscaled dot products of the n query vectors at
+// qOff, qOff+qStep, ... with the cnt key rows of one block into
+// s.scores[t*blockSize+p], four key rows by all n vectors at a time
+// through the matmul tiles when the head dim suits them.
+func (ab *attnBatch) blockScores(s *attnScratch, qOff, qStep, n int, keys []float32, cnt int) {
 	hd, bs := ab.m.HeadDim, ab.m.BlockSize
-	g := len(q) / hd
 	p := 0
 	if hd%simd.kStep == 0 {
-		t1 := simd.tiles[0][1]
+		tile := simd.tiles[0][n]
 		for ; p+4 <= cnt; p += 4 {
-			kp := unsafe.Pointer(&keys[p*hd])
-			for h := range g {
-				t1(kp, uintptr(hd), &q[h*hd], uintptr(hd), uintptr(hd), &s.tileRes[0])
-				copy(s.scores[h*bs+p:h*bs+p+4], s.tileRes[:4])
+			tile(unsafe.Pointer(&keys[p*hd]), uintptr(hd), &ab.q[qOff], uintptr(qStep), uintptr(hd), &s.tileRes[0])
+			for t := range n {
+				copy(s.scores[t*bs+p:t*bs+p+4], s.tileRes[t*4:t*4+4])
 			}
 		}
 	}
 	for ; p < cnt; p++ {
 		k := keys[p*hd : p*hd+hd]
-		for h := range g {
-			s.scores[h*bs+p] = dot(q[h*hd:h*hd+hd], k)
+		for t := range n {
+			off := qOff + t*qStep
+			s.scores[t*bs+p] = dot(ab.q[off:off+hd], k)
 		}
 	}
 }

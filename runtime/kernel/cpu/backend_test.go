@@ -148,3 +148,18 @@ type fakeBuffer struct{}
 func (fakeBuffer) DType() kernel.DType              { return kernel.F32 }
 func (fakeBuffer) Len() int                         { return 1 }
 func (f fakeBuffer) Slice(off, n int) kernel.Buffer { return f }
+
+func TestOpsAfterCloseRunInline(t *testing.T) {
+	be, err := New(kernel.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := be.Alloc(kernel.F32, 64*64)
+	out, _ := be.Alloc(kernel.F32, 64*64)
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.MatMul(out, x, x, 64, 64, 64); err != nil {
+		t.Fatalf("MatMul after Close: %v", err)
+	}
+}

@@ -40,7 +40,10 @@ func (p *pool) work(ch chan job) {
 
 func (p *pool) size() int { return len(p.workers) + 1 }
 
+// close stops the workers once the op in flight (if any) is done. It
+// keeps mu locked, so later ops run inline on their caller's goroutine.
 func (p *pool) close() {
+	p.mu.Lock()
 	for _, ch := range p.workers {
 		close(ch)
 	}

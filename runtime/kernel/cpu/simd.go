@@ -41,8 +41,12 @@ type kernels struct {
 	scale func(y []float32, a float32)
 	// accum adds Σ_p w[p]·v[p·hd : p·hd+hd] to acc[:hd] (p < len(w)).
 	accum func(acc, v, w []float32, hd int)
-	bf16  func(dst []float32, src []uint16) // len(src) >= len(dst)
-	f16   func(dst []float32, src []uint16)
+	// max returns the largest element of a non-empty x.
+	max func(x []float32) float32
+	// expScaled sets x[i] = exp(scale·x[i] − sub) and returns their sum.
+	expScaled func(x []float32, scale, sub float32) float32
+	bf16      func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16       func(dst []float32, src []uint16)
 }
 
 // maxWide bounds kernels.wide (the result buffer of a tile).

@@ -55,6 +55,12 @@ func axpyAVX2(y, x *float32, a float32, n uintptr)
 func accumRowsAVX2(acc, v, w *float32, hd, n uintptr)
 
 //go:noescape
+func maxAVX2(x *float32, n uintptr) float32
+
+//go:noescape
+func expScaledAVX2(x *float32, n uintptr, scale, sub float32) float32
+
+//go:noescape
 func scaleAVX2(y *float32, a float32, n uintptr)
 
 //go:noescape
@@ -72,13 +78,15 @@ var avx2Kernels = kernels{
 		{nil, tile4x1F16AVX2, tile4x2F16AVX2, tile4x3F16AVX2},
 		{nil, tile4x1BF16AVX2, tile4x2BF16AVX2, tile4x3BF16AVX2},
 	},
-	wide:  3,
-	dot:   dotAVX2Go,
-	axpy:  axpyAVX2Go,
-	scale: scaleAVX2Go,
-	accum: accumAVX2Go,
-	bf16:  bf16AVX2Go,
-	f16:   f16AVX2Go,
+	wide:      3,
+	dot:       dotAVX2Go,
+	axpy:      axpyAVX2Go,
+	scale:     scaleAVX2Go,
+	accum:     accumAVX2Go,
+	max:       maxAVX2Go,
+	expScaled: expScaledAVX2Go,
+	bf16:      bf16AVX2Go,
+	f16:       f16AVX2Go,
 }
 
 // platformKernels lists the kernel sets this CPU supports, best last.
@@ -177,4 +185,25 @@ func accumAVX2Go(acc, v, w []float32, hd int) {
 	for p, wp := range w {
 		axpyAVX2Go(acc, wp, v[p*hd:p*hd+hd])
 	}
+}
+
+func maxAVX2Go(x []float32) float32 {
+	n8 := len(x) &^ 7
+	if n8 == 0 {
+		return maxGeneric(x)
+	}
+	m := maxAVX2(&x[0], uintptr(n8))
+	for _, v := range x[n8:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+func expScaledAVX2Go(x []float32, scale, sub float32) float32 {
+	n8 := len(x) &^ 7
+	var s float32
+	if n8 > 0 {
+		s = expScaledAVX2(&x[0], uintptr(n8), scale, sub)
+	}
+	return s + expScaledGeneric(x[n8:], scale, sub)
 }

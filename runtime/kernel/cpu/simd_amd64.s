@@ -1170,3 +1170,113 @@ acc8store:
 accdone:
 	VZEROUPPER
 	RET
+
+// func maxAVX2(x *float32, n uintptr) float32
+// The maximum of x[0:n], n a positive multiple of 8.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VMOVUPS (SI), Y0
+	ADDQ $32, SI
+	SUBQ $8, CX
+maxloop:
+	CMPQ CX, $8
+	JLT maxdone
+	VMAXPS (SI), Y0, Y0
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP maxloop
+maxdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4e, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xb1, X0, X1
+	VMAXPS X1, X0, X0
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func expScaledAVX2(x *float32, n uintptr, scale, sub float32) float32
+// x[i] = exp(scale·x[i] − sub) for i < n (a multiple of 8), returning the
+// sum of the new values. exp as expf in exp.go: x = k·ln2 + r, a degree-6
+// polynomial for e^r, 2^k from exponent bits; arguments are clamped to
+// [-87.3, 88.3].
+TEXT ·expScaledAVX2(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS scale+16(FP), Y14
+	VBROADCASTSS sub+20(FP), Y15
+	MOVL $0x3fb8aa3b, AX // log2(e)
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x3f317200, AX // ln2 high part
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL $0x35bfbe8e, AX // ln2 low part
+	VMOVD AX, X11
+	VPBROADCASTD X11, Y11
+	MOVL $0xc2ae999a, AX // -87.3
+	VMOVD AX, X10
+	VPBROADCASTD X10, Y10
+	MOVL $0x42b0999a, AX // 88.3
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	MOVL $0x3ab60b61, AX // 1/720
+	VMOVD AX, X8
+	VPBROADCASTD X8, Y8
+	MOVL $0x3c088889, AX // 1/120
+	VMOVD AX, X7
+	VPBROADCASTD X7, Y7
+	MOVL $0x3d2aaaab, AX // 1/24
+	VMOVD AX, X6
+	VPBROADCASTD X6, Y6
+	MOVL $0x3e2aaaab, AX // 1/6
+	VMOVD AX, X5
+	VPBROADCASTD X5, Y5
+	MOVL $0x3f000000, AX // 1/2
+	VMOVD AX, X4
+	VPBROADCASTD X4, Y4
+	MOVL $0x3f800000, AX // 1
+	VMOVD AX, X3
+	VPBROADCASTD X3, Y3
+	VXORPS Y2, Y2, Y2 // sum
+exploop:
+	CMPQ CX, $8
+	JLT expdone
+	VMOVUPS (SI), Y0
+	VFMSUB213PS Y15, Y14, Y0 // y0 = scale*x - sub
+	VMAXPS Y10, Y0, Y0
+	VMINPS Y9, Y0, Y0
+	VMULPS Y13, Y0, Y1
+	VROUNDPS $0, Y1, Y1 // k = round(x·log2e)
+	VFNMADD231PS Y12, Y1, Y0 // r = x - k·ln2hi
+	VFNMADD231PS Y11, Y1, Y0 // r -= k·ln2lo
+	VCVTPS2DQ Y1, Y1
+	VPSLLD $23, Y1, Y1
+	VPADDD Y1, Y3, Y1 // 2^k as bits: (k << 23) + bits(1.0)
+	VMOVAPS Y8, Y13
+	VFMADD213PS Y7, Y0, Y13
+	VFMADD213PS Y6, Y0, Y13
+	VFMADD213PS Y5, Y0, Y13
+	VFMADD213PS Y4, Y0, Y13
+	VFMADD213PS Y3, Y0, Y13
+	VFMADD213PS Y3, Y0, Y13 // p(r)
+	VMULPS Y1, Y13, Y0
+	VMOVUPS Y0, (SI)
+	VADDPS Y0, Y2, Y2
+	MOVL $0x3fb8aa3b, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13 // log2(e) again
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP exploop
+expdone:
+	VEXTRACTF128 $1, Y2, X0
+	VADDPS X0, X2, X2
+	VHADDPS X2, X2, X2
+	VHADDPS X2, X2, X2
+	VMOVSS X2, ret+24(FP)
+	VZEROUPPER
+	RET
+

@@ -10,16 +10,18 @@ import (
 // without AVX2/FMA/F16C and on other architectures, and the reference the
 // assembly is tested against.
 var genericKernels = kernels{
-	name:  "generic",
-	kStep: 1,
-	tiles: [3][]tileFn{genericTiles(f32Rows), genericTiles(f16Rows), genericTiles(bf16Rows)},
-	wide:  3,
-	dot:   dotGeneric,
-	axpy:  axpyGeneric,
-	scale: scaleGeneric,
-	accum: accumGeneric,
-	bf16:  bf16Generic,
-	f16:   f16Generic,
+	name:      "generic",
+	kStep:     1,
+	tiles:     [3][]tileFn{genericTiles(f32Rows), genericTiles(f16Rows), genericTiles(bf16Rows)},
+	wide:      3,
+	dot:       dotGeneric,
+	axpy:      axpyGeneric,
+	scale:     scaleGeneric,
+	accum:     accumGeneric,
+	max:       maxGeneric,
+	expScaled: expScaledGeneric,
+	bf16:      bf16Generic,
+	f16:       f16Generic,
 }
 
 func dotGeneric(a, b []float32) float32 {
@@ -50,6 +52,24 @@ func accumGeneric(acc, v, w []float32, hd int) {
 	for p, wp := range w {
 		axpyGeneric(acc, wp, v[p*hd:p*hd+hd])
 	}
+}
+
+func maxGeneric(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	return m
+}
+
+func expScaledGeneric(x []float32, scale, sub float32) float32 {
+	var s float32
+	for i, v := range x {
+		e := expf(scale*v - sub)
+		x[i] = e
+		s += e
+	}
+	return s
 }
 
 func scaleGeneric(y []float32, a float32) {

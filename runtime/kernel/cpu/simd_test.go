@@ -50,6 +50,23 @@ func testSIMDMatchesGeneric(t *testing.T, simd kernels) {
 				}
 			}
 		}
+		if n > 0 {
+			if got, want := simd.max(a), maxGeneric(a); got != want {
+				t.Errorf("max n=%d: %v, generic %v", n, got, want)
+			}
+			e1 := append([]float32(nil), a...)
+			e2 := append([]float32(nil), a...)
+			s1 := simd.expScaled(e1, 0.7, 1.5)
+			s2 := expScaledGeneric(e2, 0.7, 1.5)
+			if !close32(s1, s2, s2) {
+				t.Errorf("expScaled n=%d: sum %v, generic %v", n, s1, s2)
+			}
+			for i := range n {
+				if math.Abs(float64(e1[i]-e2[i])) > 1e-6*float64(e2[i]) {
+					t.Fatalf("expScaled n=%d [%d] of %v: %v, generic %v", n, i, a[i], e1[i], e2[i])
+				}
+			}
+		}
 		y1 := randF32(r, n)
 		y2 := append([]float32(nil), y1...)
 		simd.axpy(y1, 0.75, a)
