@@ -24,8 +24,9 @@
 //     z -= frequency_penalty * count and z -= presence_penalty.
 //  4. Temperature T. If T < GreedyEpsilon (1e-5) the token is the argmax
 //     of z, ties to the lowest id, and steps 5 to 8 are skipped.
-//     Otherwise weights are w_j = exp((z_j - max z) / T) in float64 (the
-//     softmax of z/T up to normalisation).
+//     Otherwise weights are w_j = exp(-(max z - z_j) / T) in float64 (the
+//     softmax of z/T up to normalisation); the exponential is expNeg, with
+//     a relative error below 1e-11 (and 0 below e^-708).
 //  5. min_p (if > 0): keep j iff float64(z_j) >= float64(max z) + T*ln(min_p),
 //     i.e. p_j >= min_p * p_max. -Inf logits are never kept.
 //  6. top_k (if 0 < k < V): among the kept tokens, keep those whose z is
@@ -40,8 +41,9 @@
 //     running sum of weights exceeds t (inverse CDF).
 //
 // Sums of weights are float64; an implementation may add them in another
-// order, so two implementations can differ only when u (or top_p) falls
-// within rounding error of a boundary between two tokens.
+// order and compute exp to another last-bits accuracy, so two
+// implementations can differ only when u (or top_p) falls within rounding
+// error (~1e-11 relative) of a boundary between two tokens.
 //
 // # Random numbers
 //
@@ -61,17 +63,28 @@
 //     values for larger k. The kept set is then "z >= max(min_p
 //     threshold, k-th value)", collected in one pass with the weights.
 //   - top_p and the draw are the same query: "the first candidate in
-//     canonical order at which the running weight passes a target". It is
-//     answered by a weighted quickselect: partition the candidates around
-//     a median-of-three pivot (canonical order), sum the weight of the
-//     part before the pivot, and continue in the part that holds the
-//     crossing, carrying the weight already passed. Expected O(n); ranges
-//     of <= 16 are sorted and scanned; after 2*log2(n) rounds it falls
-//     back to sorting the remaining range. top_p leaves its kept set as a
-//     prefix of the candidate array, on which the draw runs the same
-//     query. A GPU port can answer the same query by bisection on the
-//     logit value (mass of z >= v by a parallel reduction) followed by a
-//     canonical scan of the few tokens at the crossing value.
+//     canonical order at which the running weight passes a target". On a
+//     materialised candidate array it is answered by a weighted
+//     quickselect (crossing): partition around a median-of-three pivot
+//     (canonical order), sum the weight of the part before the pivot, and
+//     continue in the part that holds the crossing, carrying the weight
+//     already passed. Expected O(n); ranges of <= 16 are sorted and
+//     scanned; after 2*log2(n) rounds it falls back to sorting the
+//     remaining range.
+//   - Small top_k (<= 1024): the kept set (k tokens plus ties) is
+//     materialised, top_p and the draw run crossing on it.
+//   - Otherwise (no top_k or a large one) nothing vocabulary-sized is
+//     sorted or, for the plain draw, even materialised: one pass computes
+//     a weight histogram over 1024 buckets of -log(weight) (32 per nat,
+//     the last bucket taking everything below e^-32); the bucket holding
+//     the crossing is found by scanning the histogram; every token in an
+//     earlier bucket is canonically before every token of that bucket
+//     (buckets are monotone in z), so only that bucket's tokens (for
+//     top_p: the buckets up to it) are collected and searched by
+//     crossing, starting from the mass of the earlier buckets. A GPU port
+//     can build the same histogram with atomics or a block reduction.
+//   - Exponentials are computed a block of 256 tokens at a time (convert,
+//     then exp) so that they pipeline.
 //   - Raw logprobs: one pass for the maximum, one for the sum of
 //     exponentials and the rank, a min-heap of NumLogprobs for the top.
 //

@@ -617,6 +617,9 @@ func TestEmptyBatch(t *testing.T) {
 }
 
 func TestResultReusesCapacityWithoutAllocating(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	r := rand.New(rand.NewPCG(17, 18))
 	const vocab = 2000
 	rows := []kernel.SampleParams{params(0), params(0.8), params(1), params(1)}
