@@ -58,6 +58,8 @@ var attnCases = []attnCase{
 	{8, 2, 128, 16, []seqShape{{0, 37}, {0, 1}}},                             // prefill, GQA 4
 	{8, 1, 8, 32, []seqShape{{20, 13}, {0, 5}, {70, 1}, {33, 1}}},            // mixed, GQA 8
 	{6, 3, 64, 16, []seqShape{{31, 1}, {17, 16}, {0, 3}, {47, 2}, {64, 17}}}, // mixed, GQA 2
+	{16, 2, 64, 16, []seqShape{{40, 1}, {0, 9}, {23, 7}}},                    // GQA 8, head dim 64
+	{4, 1, 128, 32, []seqShape{{50, 1}, {10, 20}, {95, 1}}},                  // GQA 4, block 32
 }
 
 // attnScene is a random batch laid out in paged caches.
