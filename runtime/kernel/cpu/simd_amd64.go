@@ -15,6 +15,8 @@ import (
 //     accumulators per row (decode: memory bound, keep loads in flight).
 //   - tile4x2*, tile4x3*: 4 weight rows · 2 or 3 tokens, one accumulator
 //     per (row, token): each weight load feeds T FMAs, each activation 4.
+//   - gemv4*: the 4x1 tile looped over consecutive 4-row blocks, storing
+//     straight into out (decode, m = 1), prefetching 1 KiB ahead per row.
 //   - 16-bit weights are widened in registers: VCVTPH2PS for f16,
 //     zero-extend and shift left 16 for bf16.
 
@@ -44,6 +46,15 @@ func tile4x2F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k ui
 
 //go:noescape
 func tile4x2BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+
+//go:noescape
+func gemv4F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
+//go:noescape
+func gemv4F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
+
+//go:noescape
+func gemv4BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
 
 //go:noescape
 func dotAVX2(a, b *float32, n uintptr) float32
@@ -79,6 +90,7 @@ var avx2Kernels = kernels{
 		{nil, tile4x1BF16AVX2, tile4x2BF16AVX2, tile4x3BF16AVX2},
 	},
 	wide:      3,
+	gemv:      [3]gemvFn{gemv4F32AVX2, gemv4F16AVX2, gemv4BF16AVX2},
 	dot:       dotAVX2Go,
 	axpy:      axpyAVX2Go,
 	scale:     scaleAVX2Go,
