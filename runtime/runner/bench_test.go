@@ -182,8 +182,8 @@ func BenchmarkDecode(b *testing.B) {
 				cpu.report(b, float64(batch*b.N))
 				weightBytes := float64(m.Config.NumParams() * 4)
 				b.ReportMetric(weightBytes*float64(b.N)/secs/1e9, "weightGB/s")
-				if prof != nil {
-					b.Logf("threads %d, per-op time of the last %d-step window:\n%s", *benchThreads, b.N, prof)
+				if prof != nil && b.N > 1 {
+					fmt.Printf("%s: threads %d, per-op time of the last %d-step window:\n%s", b.Name(), *benchThreads, b.N, prof)
 				}
 			})
 		}
@@ -216,8 +216,8 @@ func BenchmarkPrefill(b *testing.B) {
 				cpu.stop()
 				b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
 				cpu.report(b, float64(n*b.N))
-				if prof != nil {
-					b.Logf("threads %d, per-op time:\n%s", *benchThreads, prof)
+				if prof != nil && b.N > 1 {
+					fmt.Printf("%s: threads %d, per-op time over %d prefills:\n%s", b.Name(), *benchThreads, b.N, prof)
 				}
 			})
 		}

@@ -9,11 +9,14 @@ import (
 	"github.com/vserve/vserve/runtime/kernel"
 )
 
-// OpStat is the accumulated wall time of one backend op.
+// OpStat is the accumulated time of one backend op: wall clock, and the
+// process CPU time (which, on a machine shared with other work, excludes
+// the time the process waited for a CPU; zero where not measurable).
 type OpStat struct {
-	Op    string
-	Calls int
-	Time  time.Duration
+	Op      string
+	Calls   int
+	Time    time.Duration
+	CPUTime time.Duration
 }
 
 // OpProfile accumulates per-op wall time of a profiled backend. Each op is
@@ -26,32 +29,41 @@ type OpProfile struct {
 // Reset clears the accumulated times.
 func (p *OpProfile) Reset() { p.stats = map[string]*OpStat{} }
 
-// Stats returns the ops sorted by descending time.
+// Stats returns the ops sorted by descending CPU time (wall time where
+// CPU time is not measured).
 func (p *OpProfile) Stats() []OpStat {
 	out := make([]OpStat, 0, len(p.stats))
 	for _, s := range p.stats {
 		out = append(out, *s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time > out[j].Time })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].CPUTime != out[j].CPUTime {
+			return out[i].CPUTime > out[j].CPUTime
+		}
+		return out[i].Time > out[j].Time
+	})
 	return out
 }
 
 // String formats the profile as a table with each op's share of the total.
 func (p *OpProfile) String() string {
 	stats := p.Stats()
-	var total time.Duration
+	var total, totalCPU time.Duration
 	for _, s := range stats {
 		total += s.Time
+		totalCPU += s.CPUTime
 	}
 	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-16s %8s %12s %6s %12s %6s\n", "op", "calls", "wall", "wall%", "cpu", "cpu%")
 	for _, s := range stats {
-		fmt.Fprintf(&sb, "%-16s %8d calls %12v %5.1f%%\n", s.Op, s.Calls, s.Time.Round(time.Microsecond),
-			100*float64(s.Time)/float64(max(total, 1)))
+		fmt.Fprintf(&sb, "%-16s %8d %12v %5.1f%% %12v %5.1f%%\n", s.Op, s.Calls,
+			s.Time.Round(time.Microsecond), 100*float64(s.Time)/float64(max(total, 1)),
+			s.CPUTime.Round(time.Microsecond), 100*float64(s.CPUTime)/float64(max(totalCPU, 1)))
 	}
 	return sb.String()
 }
 
-func (p *OpProfile) time(op string, start time.Time) {
+func (p *OpProfile) time(op string, start time.Time, startCPU time.Duration) {
 	s := p.stats[op]
 	if s == nil {
 		s = &OpStat{Op: op}
@@ -59,10 +71,14 @@ func (p *OpProfile) time(op string, start time.Time) {
 	}
 	s.Calls++
 	s.Time += time.Since(start)
+	if startCPU > 0 {
+		s.CPUTime += processCPUTime() - startCPU
+	}
 }
 
-// Profile wraps be so that every op's wall time (op + Sync) is added to the
-// returned profile. The wrapper keeps be's HostMapper capability.
+// Profile wraps be so that every op's time (op + Sync) is added to the
+// returned profile. CPU time covers the whole process (every thread), so
+// with a multi-threaded backend it is the op's total CPU cost. The wrapper keeps be's HostMapper capability.
 func Profile(be kernel.Backend) (kernel.Backend, *OpProfile) {
 	p := &OpProfile{}
 	p.Reset()
@@ -88,12 +104,13 @@ func (m *profiledMapper) MapHost(dt kernel.DType, data []byte) (kernel.Buffer, e
 }
 
 func (b *profiled) timed(op string, f func() error) error {
+	startCPU := processCPUTime()
 	start := time.Now()
 	err := f()
 	if err == nil {
 		err = b.Backend.Sync()
 	}
-	b.p.time(op, start)
+	b.p.time(op, start, startCPU)
 	return err
 }
 
