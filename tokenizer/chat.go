@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/ardanlabs/jinja"
 )
@@ -129,19 +130,56 @@ func messageValue(m ChatMessage) (jinja.Value, error) {
 	return d, nil
 }
 
-// filterInTag matches a use of a filter we replace, e.g. "| tojson".
-var filterInTag = regexp.MustCompile(`\|\s*tojson\b`)
+// filterUse matches a use of a filter we replace, e.g. "| tojson".
+var filterUse = regexp.MustCompile(`\|\s*tojson\b`)
 
 // tagPattern matches Jinja expression and statement tags.
 var tagPattern = regexp.MustCompile(`(?s)\{\{.*?\}\}|\{%.*?%\}`)
 
-// rewriteFilters renames, inside tags only, the filters vserve implements
-// itself: the engine's tojson sorts keys and escapes HTML when indenting,
-// unlike Python's json.dumps used by transformers.
+// rewriteFilters renames the filters vserve implements itself inside tags,
+// outside string literals: the engine's tojson sorts keys and escapes HTML
+// when indenting, unlike the Python json.dumps that transformers uses.
 func rewriteFilters(src string) string {
 	return tagPattern.ReplaceAllStringFunc(src, func(tag string) string {
-		return filterInTag.ReplaceAllString(tag, "| vserve_tojson")
+		var b strings.Builder
+		for _, part := range splitQuoted(tag) {
+			if part.quoted {
+				b.WriteString(part.text)
+			} else {
+				b.WriteString(filterUse.ReplaceAllString(part.text, "| vserve_tojson"))
+			}
+		}
+		return b.String()
 	})
+}
+
+type quotedPart struct {
+	text   string
+	quoted bool
+}
+
+// splitQuoted cuts a tag into string literals ('...' or "..." with
+// backslash escapes) and the code between them.
+func splitQuoted(s string) []quotedPart {
+	var parts []quotedPart
+	start := 0
+	for i := 0; i < len(s); i++ {
+		q := s[i]
+		if q != '\'' && q != '"' {
+			continue
+		}
+		j := i + 1
+		for j < len(s) && s[j] != q {
+			if s[j] == '\\' {
+				j++
+			}
+			j++
+		}
+		end := min(j+1, len(s))
+		parts = append(parts, quotedPart{s[start:i], false}, quotedPart{s[i:end], true})
+		start, i = end, end-1
+	}
+	return append(parts, quotedPart{s[start:], false})
 }
 
 var templateFilters = map[string]jinja.Value{

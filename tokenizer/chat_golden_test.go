@@ -86,3 +86,41 @@ func TestGoldenChatTemplates(t *testing.T) {
 		})
 	}
 }
+
+type featureGolden struct {
+	Features []struct {
+		Name     string  `json:"name"`
+		Template string  `json:"template"`
+		Output   *string `json:"output"`
+		Error    string  `json:"error"`
+	} `json:"features"`
+	Context json.RawMessage `json:"feature_context"`
+}
+
+// TestGoldenJinjaFeatures renders small templates for each Jinja feature
+// chat templates rely on, against @huggingface/jinja's output.
+func TestGoldenJinjaFeatures(t *testing.T) {
+	var g featureGolden
+	readGolden(t, "chat_golden.json", &g)
+	require.NotEmpty(t, g.Features)
+	var ctx map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(g.Context, &ctx))
+	extra := map[string]any{}
+	for k, v := range ctx {
+		extra[k] = v // json.RawMessage: key order kept
+	}
+	for _, f := range g.Features {
+		t.Run(f.Name, func(t *testing.T) {
+			c, err := LoadChatTemplate(f.Template)
+			require.NoError(t, err)
+			got, err := c.Render(nil, RenderOptions{Extra: extra})
+			if f.Output == nil {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), f.Error)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, *f.Output, got)
+		})
+	}
+}

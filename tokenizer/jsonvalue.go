@@ -245,9 +245,6 @@ func pyFloatRepr(f float64) string {
 	mant, expStr, _ := strings.Cut(sci, "e")
 	exp, _ := strconv.Atoi(expStr)
 	if exp < -4 || exp >= 16 {
-		if !strings.Contains(mant, ".") {
-			return mant + "e" + pyExp(exp)
-		}
 		return mant + "e" + pyExp(exp)
 	}
 	s := strconv.FormatFloat(f, 'f', -1, 64)

@@ -109,6 +109,32 @@ for (const [name, { src, cfg }] of Object.entries(templates)) {
     }
   }
 }
+// Small templates exercising the Jinja features real chat templates use.
+const featureCtx = { xs: [1, 2, 3], s: "  Hi There  ", m: { b: [1, 2], a: { "z": "naïve ✓", "y": null } }, u: "naïve \"q\" \n", n: 0, f: 1.5, msgs: [{ role: "user", content: "a" }, { role: "assistant", content: "b" }] };
+const features = {
+  loop: "{% for x in xs %}{{ loop.index0 }}/{{ loop.index }}/{{ loop.length }}{% if loop.first %}F{% endif %}{% if loop.last %}L{% endif %},{% endfor %}",
+  slicing: "{{ xs[1:] | join('-') }}|{{ xs[:-1] | join('-') }}|{{ xs[::-1] | join('-') }}|{{ 'hello'[1:3] }}|{{ msgs[-1].content }}",
+  tests: "{% if m is mapping %}M{% endif %}{% if xs is mapping %}X{% endif %}{% if s is string %}S{% endif %}{% if nope is defined %}D{% endif %}{% if nope is not defined %}N{% endif %}{% if m.b is iterable %}I{% endif %}{% if n is number %}#{% endif %}{% if m.a.y is none %}0{% endif %}",
+  strings: "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ s | trim }}][{{ s.upper() }}][{{ s.lower() }}][{{ s.split() | join(',') }}][{{ 'a,b'.split(',') | join('+') }}][{% if s.strip().startswith('Hi') %}sw{% endif %}][{{ s.replace('Hi', 'Yo') }}]",
+  whitespace: "A  {%- if true -%}  B  {%- endif -%}  C\n{{- ' D ' -}}\n E",
+  trim_lstrip_blocks: "<ul>\n  {% for x in xs %}\n    <li>{{ x }}</li>\n  {% endfor %}\n</ul>\n{# comment #}\n  {% if true %}\nyes\n  {% endif %}\nend",
+  tojson: "{{ m | tojson }}|{{ xs | tojson }}|{{ u | tojson }}|{{ f | tojson }}|{{ n | tojson }}",
+  tojson_indent: "{{ m | tojson(indent=4) }}\n{{ msgs | tojson(indent=2) }}\n{{ [] | tojson(indent=2) }}",
+  namespace: "{% set ns = namespace(total=0, seen=false) %}{% for x in xs %}{% set ns.total = ns.total + x %}{% if x == 2 %}{% set ns.seen = true %}{% endif %}{% endfor %}{{ ns.total }}{% if ns.seen %}!{% endif %}",
+  expressions: "{{ 'x' ~ 1 ~ 'y' }}|{{ xs | length }}|{{ nope | default('dflt') }}|{{ 'yes' if 2 in xs else 'no' }}|{% if 'a' not in 'bcd' %}notin{% endif %}|{{ (n + 7) // 2 }}|{{ 7 % 3 }}|{{ xs | first }}{{ xs | last }}|{{ m['b'][0] }}|{{ m.get('zz', 'none') }}",
+  items: "{% for k, v in m.items() %}{{ k }}={{ v | tojson }};{% endfor %}|{% for k in m %}{{ k }}{% endfor %}|{{ m | length }}",
+  macro: "{% macro greet(name, punct='!') %}Hello {{ name }}{{ punct }}{% endmacro %}{{ greet('Ann') }} {{ greet('Bob', '?') }}",
+  raise: "{% if xs | length > 2 %}{{ raise_exception('too many: ' ~ xs | length) }}{% endif %}",
+  set_block: "{% set greeting %}Hi {{ s | trim }}{% endset %}[{{ greeting }}]",
+  filters: "{{ msgs | map(attribute='role') | join(',') }}|{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join }}|{{ xs | reverse | list | join }}|{{ 'ab' | upper }}|{{ s | replace(' ', '_') }}",
+};
+chatOut.features = [];
+for (const [name, src] of Object.entries(features)) {
+  const c = { name, template: src };
+  try { c.output = new Template(src).render(featureCtx); } catch (e) { c.error = String(e.message || e); }
+  chatOut.features.push(c);
+}
+chatOut.feature_context = featureCtx;
 chatOut.conversations = conversations;
 chatOut.tools = tools;
 fs.writeFileSync(path.join(outDir, "chat_golden.json"), JSON.stringify(chatOut, null, 1) + "\n");
