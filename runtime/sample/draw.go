@@ -91,11 +91,20 @@ func (w *worker) keep(z []float32, p *kernel.SampleParams) ([]cand, float64, err
 // prefilter finds the maximum and the min_p and top_k threshold. small
 // reports a top_k small enough for the direct path.
 func (w *worker) prefilter(z []float32, p *kernel.SampleParams) (rowFilter, bool, error) {
+	temp := float64(p.Temperature)
+	if p.MinP == 0 && p.TopK > 0 && p.TopK <= smallTopK && p.TopK < len(z) {
+		// The common top_k case: one pass finds both the maximum and the
+		// k-th largest value.
+		kth, zmax, err := w.heapTopK(z, p.TopK)
+		if err != nil {
+			return rowFilter{}, false, err
+		}
+		return rowFilter{zmax: zmax, thr: kth, invT: 1 / temp}, true, nil
+	}
 	_, zmax, err := argmax(z)
 	if err != nil {
 		return rowFilter{}, false, err
 	}
-	temp := float64(p.Temperature)
 	f := rowFilter{zmax: zmax, thr: minPThreshold(zmax, temp, p.MinP), invT: 1 / temp}
 	small := false
 	if p.TopK > 0 && p.TopK < len(z) {
@@ -227,6 +236,58 @@ func (w *worker) kthLargestHeap(z []float32, thr float32, k int) float32 {
 		}
 	}
 	return root
+}
+
+// heapTopK scans z once for its maximum and its k-th largest finite value
+// (counting repeats; the lowest finite float32 when fewer than k are
+// finite), with argmax's checks: NaN or +Inf fail, all -Inf is masked.
+func (w *worker) heapTopK(z []float32, k int) (kth, zmax float32, err error) {
+	const lowest = -math.MaxFloat32
+	h := w.heap[:0]
+	nan := false
+	i := 0
+	for ; i < len(z) && len(h) < k; i++ {
+		v := z[i]
+		if v >= lowest {
+			h = append(h, v)
+			siftUpMin(h, len(h)-1)
+		}
+		if v != v {
+			nan = true
+		}
+	}
+	w.heap = h
+	if len(h) == k {
+		root := h[0]
+		for _, v := range z[i:] {
+			if v > root {
+				h[0] = v
+				siftDownMin(h, 0)
+				root = h[0]
+			}
+			if v != v {
+				nan = true
+			}
+		}
+	}
+	switch {
+	case nan:
+		return 0, 0, ErrNonFinite
+	case len(h) == 0:
+		return 0, 0, ErrAllMasked
+	}
+	zmax = h[0]
+	for _, v := range h {
+		zmax = max(zmax, v)
+	}
+	if math.IsInf(float64(zmax), 1) {
+		return 0, 0, ErrNonFinite
+	}
+	kth = lowest
+	if len(h) == k {
+		kth = h[0]
+	}
+	return kth, zmax, nil
 }
 
 func siftUpMin(h []float32, j int) {
