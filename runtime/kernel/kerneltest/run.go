@@ -112,7 +112,7 @@ func testEmbedding(h *harness) {
 // matmulShapes cover decode (m ≤ 16), prefill, odd sizes and k tails.
 var matmulShapes = []struct{ m, n, k int }{
 	{1, 1, 1}, {1, 7, 5}, {2, 9, 16}, {3, 13, 17}, {4, 4, 24}, {5, 33, 64}, {7, 21, 40},
-	{16, 64, 96}, {17, 130, 257}, {50, 36, 72}, {1, 300, 288},
+	{16, 64, 96}, {17, 130, 257}, {50, 36, 72}, {1, 300, 288}, {1, 37, 96}, {6, 39, 48},
 }
 
 func testMatMul(h *harness) {
