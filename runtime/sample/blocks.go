@@ -105,19 +105,24 @@ func (w *worker) collectBucket(z []float32, f *rowFilter, bk int) []cand {
 	return cands
 }
 
-// sumExpShifted returns Σ exp(x_j - m) over x, a block at a time.
-func (w *worker) sumExpShifted(x []float32, m float64) float64 {
+// sumExpAndRank returns Σ exp(x_j - m) over x, a block at a time, and
+// the number of x_j >= xt.
+func (w *worker) sumExpAndRank(x []float32, m float64, xt float32) (float64, int) {
 	buf := &w.blk.ws
 	sum := 0.0
+	rank := 0
 	for base := 0; base < len(x); base += blockLen {
 		xs := x[base:min(base+blockLen, len(x))]
 		ws := buf[:len(xs)]
 		for i, v := range xs {
 			ws[i] = float64(v) - m
+			if v >= xt {
+				rank++
+			}
 		}
 		for _, d := range ws {
 			sum += expNeg(d)
 		}
 	}
-	return sum
+	return sum, rank
 }

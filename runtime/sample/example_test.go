@@ -36,3 +36,11 @@ func ExampleSample() {
 	// row 0 logprob -0.4402
 	// row 1 in {2, 3}: true
 }
+
+// The uniform behind a draw depends only on the request's seed and the
+// index of the token within the request.
+func ExampleUniform() {
+	fmt.Printf("%.6f %.6f\n", sample.Uniform(42, 0), sample.Uniform(42, 7))
+	// Output:
+	// 0.343292 0.734720
+}

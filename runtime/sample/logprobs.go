@@ -26,13 +26,7 @@ func (w *worker) rawLogprobs(x []float32, tok int32, topIDs []int32, topLPs []fl
 	}
 	m := float64(xmax)
 	xt := x[tok]
-	sum := w.sumExpShifted(x, m)
-	rank := 0
-	for _, v := range x {
-		if v >= xt {
-			rank++
-		}
-	}
+	sum, rank := w.sumExpAndRank(x, m, xt)
 	lse := m + math.Log(sum)
 	if k := len(topIDs); k > 0 {
 		top := w.topK(x, k)
