@@ -80,6 +80,13 @@ type rawConfig struct {
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
 }
 
+// Bounds on config sizes: far above any real model, low enough that a
+// corrupt config cannot make the loader allocate absurd amounts.
+const (
+	maxDim     = 1 << 24
+	maxHeadDim = 1 << 12
+)
+
 // FieldError says which field of which file is wrong.
 type FieldError struct {
 	File, Field string
@@ -144,8 +151,8 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		if f.src == nil {
 			return nil, fe(f.name, "missing")
 		}
-		if *f.src <= 0 {
-			return nil, fe(f.name, "must be positive, got %d", *f.src)
+		if *f.src <= 0 || *f.src > maxDim {
+			return nil, fe(f.name, "must be in [1, %d], got %d", maxDim, *f.src)
 		}
 		*f.dst = *f.src
 	}
@@ -164,8 +171,8 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		}
 		c.HeadDim = c.HiddenSize / c.NumHeads
 	}
-	if c.HeadDim <= 0 || c.HeadDim%2 != 0 {
-		return nil, fe("head_dim", "must be positive and even, got %d", c.HeadDim)
+	if c.HeadDim <= 0 || c.HeadDim%2 != 0 || c.HeadDim > maxHeadDim {
+		return nil, fe("head_dim", "must be positive, even and at most %d, got %d", maxHeadDim, c.HeadDim)
 	}
 	c.MaxPositionEmbeddings = 2048
 	if raw.MaxPositionEmbeddings != nil {

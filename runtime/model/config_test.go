@@ -161,3 +161,33 @@ func TestParseReleaseConfigs(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	for _, name := range []string{"llama-3.2-1b.json", "qwen2.5-0.5b.json", "mistral-7b-v0.1.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "configs", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "eos_token_id": [1, 2]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseConfig("fuzz.json", data)
+		if err != nil {
+			return
+		}
+		if c.HiddenSize <= 0 || c.NumLayers <= 0 || c.VocabSize <= 0 || c.IntermediateSize <= 0 ||
+			c.NumKVHeads <= 0 || c.NumHeads%c.NumKVHeads != 0 || c.HeadDim <= 0 || c.HeadDim%2 != 0 ||
+			c.RMSNormEps <= 0 || c.RopeTheta <= 0 || c.MaxPositionEmbeddings <= 0 {
+			t.Fatalf("accepted invalid config %+v", c)
+		}
+		for _, id := range append(c.BOSTokenIDs, c.EOSTokenIDs...) {
+			if id < 0 || int(id) >= c.VocabSize {
+				t.Fatalf("token id %d outside vocab %d", id, c.VocabSize)
+			}
+		}
+		if inv := c.InvFreq(); len(inv) != c.HeadDim/2 {
+			t.Fatalf("InvFreq len %d", len(inv))
+		}
+	})
+}
