@@ -29,7 +29,11 @@ type ChatMessage struct {
 // RenderOptions are the template variables besides messages.
 type RenderOptions struct {
 	AddGenerationPrompt bool
-	BOSToken, EOSToken  string
+	// ContinueFinalMessage ends the prompt right after the content of the
+	// last message (to let the model continue it), as transformers'
+	// continue_final_message does. It excludes AddGenerationPrompt.
+	ContinueFinalMessage bool
+	BOSToken, EOSToken   string
 	// Extra holds further variables, e.g. "tools", "documents",
 	// "date_string", "enable_thinking". Values may be plain Go values
 	// (maps are iterated in sorted key order), json.RawMessage (decoded
@@ -95,11 +99,33 @@ func (c *ChatTemplate) Render(messages []ChatMessage, opts RenderOptions) (strin
 	for name, fn := range templateFilters {
 		data[name] = fn
 	}
+	if opts.ContinueFinalMessage && opts.AddGenerationPrompt {
+		return "", fmt.Errorf("chat template: continue_final_message and add_generation_prompt exclude each other")
+	}
 	out, err := c.tmpl.RenderValues(data)
 	if err != nil {
 		return "", fmt.Errorf("chat template: %w", err)
 	}
+	if opts.ContinueFinalMessage {
+		return cutAfterFinalMessage(out, messages)
+	}
 	return out, nil
+}
+
+// cutAfterFinalMessage drops what the template wrote after the last
+// message's content (its end-of-turn marker); templates that strip
+// contents are matched by the stripped content.
+func cutAfterFinalMessage(out string, messages []ChatMessage) (string, error) {
+	if len(messages) == 0 {
+		return "", fmt.Errorf("chat template: continue_final_message needs a message")
+	}
+	final := messages[len(messages)-1].Content
+	for _, s := range []string{final, strings.TrimSpace(final)} {
+		if i := strings.LastIndex(out, s); i >= 0 {
+			return out[:i+len(s)], nil
+		}
+	}
+	return "", fmt.Errorf("chat template: the final message's content is not in the rendered prompt")
 }
 
 func messageValue(m ChatMessage) (jinja.Value, error) {

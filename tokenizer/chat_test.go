@@ -111,3 +111,18 @@ func TestPyToJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestContinueFinalMessage(t *testing.T) {
+	tok := loadShared(t, "tokenizers/qwen2.5")
+	msgs := []ChatMessage{{Role: "user", Content: "Count to 3."}, {Role: "assistant", Content: "1, 2,"}}
+	out, err := tok.ApplyChatTemplate(msgs, RenderOptions{ContinueFinalMessage: true})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(out, "<|im_start|>assistant\n1, 2,"), out)
+	llama3 := loadShared(t, "tokenizers/llama3")
+	msgs[1].Content = "  1, 2,  " // Llama 3's template strips contents
+	out, err = llama3.ApplyChatTemplate(msgs, RenderOptions{ContinueFinalMessage: true, Extra: map[string]any{"date_string": "1 Jan 2025"}})
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(out, "<|start_header_id|>assistant<|end_header_id|>\n\n1, 2,"), out)
+	_, err = tok.ApplyChatTemplate(msgs, RenderOptions{ContinueFinalMessage: true, AddGenerationPrompt: true})
+	assert.Error(t, err)
+}
