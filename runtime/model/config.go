@@ -176,8 +176,8 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	}
 	c.MaxPositionEmbeddings = 2048
 	if raw.MaxPositionEmbeddings != nil {
-		if *raw.MaxPositionEmbeddings <= 0 {
-			return nil, fe("max_position_embeddings", "must be positive, got %d", *raw.MaxPositionEmbeddings)
+		if *raw.MaxPositionEmbeddings <= 0 || *raw.MaxPositionEmbeddings > maxDim {
+			return nil, fe("max_position_embeddings", "must be in [1, %d], got %d", maxDim, *raw.MaxPositionEmbeddings)
 		}
 		c.MaxPositionEmbeddings = *raw.MaxPositionEmbeddings
 	}
