@@ -58,7 +58,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, blocks: make([]block, cfg.NumBlocks), h: h}
 	if cfg.EnablePrefixCaching {
-		m.table = make(map[BlockHash]int32)
+		// At most one entry per block: sized once, so caching never grows it.
+		m.table = make(map[BlockHash]int32, cfg.NumBlocks)
 	}
 	m.blocks[0].ref = 1 // the null block is permanently held by nobody in particular
 	for id := 1; id < cfg.NumBlocks; id++ {
@@ -216,14 +217,14 @@ func (m *Manager) Lookup(seq *Seq, tokens []int32) int {
 // returns false when the free blocks do not suffice (counting the cached
 // free blocks among the hits, which taking them removes from the free list).
 func (m *Manager) Allocate(seq *Seq, numComputed, numNew, reserveTokens int) bool {
-	target := numComputed + numNew
-	if reserveTokens > target {
-		target = reserveTokens
+	if numComputed+numNew <= len(seq.blocks)*m.cfg.BlockSize && reserveTokens <= 0 && len(seq.hits) == 0 {
+		return true // the common decode step: the last block has room
 	}
+	return m.allocate(seq, max(numComputed+numNew, reserveTokens))
+}
+
+func (m *Manager) allocate(seq *Seq, target int) bool {
 	need := ceilDiv(target, m.cfg.BlockSize) - len(seq.blocks) - len(seq.hits)
-	if need <= 0 && len(seq.hits) == 0 {
-		return true
-	}
 	if need < 0 {
 		need = 0
 	}
@@ -260,9 +261,12 @@ func (m *Manager) Allocate(seq *Seq, numComputed, numNew, reserveTokens int) boo
 // so that blocks of a request preempted while the step was built are never
 // cached. It is a no-op when prefix caching is off.
 func (m *Manager) Commit(seq *Seq, tokens []int32, numComputed int) {
-	if m.table == nil {
-		return
+	if m.table != nil && (seq.numCommitted+1)*m.cfg.BlockSize <= numComputed {
+		m.commit(seq, tokens, numComputed)
 	}
+}
+
+func (m *Manager) commit(seq *Seq, tokens []int32, numComputed int) {
 	full := numComputed / m.cfg.BlockSize
 	if full > len(seq.blocks) {
 		full = len(seq.blocks)

@@ -77,9 +77,16 @@ func New(cfg Config) (*Scheduler, error) {
 		kv:       kv,
 		requests: make(map[string]*request),
 	}
+	// Size the per-step buffers for a full batch up front, so that steady
+	// steps never grow them.
 	for i := range s.bufs {
-		s.bufs[i].out.NumScheduledTokens = make(map[string]int)
+		b := &s.bufs[i]
+		b.out.NumScheduledTokens = make(map[string]int, c.MaxNumSeqs)
+		b.out.CachedRequests = make([]CachedRequest, 0, c.MaxNumSeqs)
+		b.sched = make([]schedEntry, 0, c.MaxNumSeqs)
 	}
+	s.running = make([]*request, 0, c.MaxNumSeqs)
+	s.outs = make([]RequestOutput, 0, c.MaxNumSeqs)
 	s.sv.s = s
 	return s, nil
 }
