@@ -121,10 +121,7 @@ func (be *Backend) SiLUMul(out, gate, up kernel.Buffer, rows, dim int) error {
 	if err != nil {
 		return err
 	}
-	for i := range o {
-		x := g[i]
-		o[i] = x / (1 + expf(-x)) * u[i]
-	}
+	simd.siluMul(o, g, u)
 	return nil
 }
 

@@ -45,8 +45,10 @@ type kernels struct {
 	max func(x []float32) float32
 	// expScaled sets x[i] = exp(scale·x[i] − sub) and returns their sum.
 	expScaled func(x []float32, scale, sub float32) float32
-	bf16      func(dst []float32, src []uint16) // len(src) >= len(dst)
-	f16       func(dst []float32, src []uint16)
+	// siluMul sets out[i] = silu(gate[i])·up[i] (out may alias either).
+	siluMul func(out, gate, up []float32)
+	bf16    func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16     func(dst []float32, src []uint16)
 }
 
 // maxWide bounds kernels.wide (the result buffer of a tile).

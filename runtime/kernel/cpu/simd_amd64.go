@@ -72,6 +72,9 @@ func maxAVX2(x *float32, n uintptr) float32
 func expScaledAVX2(x *float32, n uintptr, scale, sub float32) float32
 
 //go:noescape
+func siluMulAVX2(out, gate, up *float32, n uintptr)
+
+//go:noescape
 func scaleAVX2(y *float32, a float32, n uintptr)
 
 //go:noescape
@@ -97,6 +100,7 @@ var avx2Kernels = kernels{
 	accum:     accumAVX2Go,
 	max:       maxAVX2Go,
 	expScaled: expScaledAVX2Go,
+	siluMul:   siluMulAVX2Go,
 	bf16:      bf16AVX2Go,
 	f16:       f16AVX2Go,
 }
@@ -218,4 +222,14 @@ func expScaledAVX2Go(x []float32, scale, sub float32) float32 {
 		s = expScaledAVX2(&x[0], uintptr(n8), scale, sub)
 	}
 	return s + expScaledGeneric(x[n8:], scale, sub)
+}
+
+func siluMulAVX2Go(out, gate, up []float32) {
+	n := len(out)
+	gate, up = gate[:n], up[:n]
+	n8 := n &^ 7
+	if n8 > 0 {
+		siluMulAVX2(&out[0], &gate[0], &up[0], uintptr(n8))
+	}
+	siluMulGeneric(out[n8:], gate[n8:], up[n8:])
 }

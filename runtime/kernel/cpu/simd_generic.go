@@ -20,6 +20,7 @@ var genericKernels = kernels{
 	accum:     accumGeneric,
 	max:       maxGeneric,
 	expScaled: expScaledGeneric,
+	siluMul:   siluMulGeneric,
 	bf16:      bf16Generic,
 	f16:       f16Generic,
 }
@@ -70,6 +71,13 @@ func expScaledGeneric(x []float32, scale, sub float32) float32 {
 		s += e
 	}
 	return s
+}
+
+func siluMulGeneric(out, gate, up []float32) {
+	gate, up = gate[:len(out)], up[:len(out)]
+	for i, x := range gate {
+		out[i] = x / (1 + expf(-x)) * up[i]
+	}
 }
 
 func scaleGeneric(y []float32, a float32) {

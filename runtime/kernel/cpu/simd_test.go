@@ -67,6 +67,20 @@ func testSIMDMatchesGeneric(t *testing.T, simd kernels) {
 				}
 			}
 		}
+		{
+			g, u := randF32(r, n), randF32(r, n)
+			for i := range g {
+				g[i] *= 8
+			}
+			o1, o2 := make([]float32, n), make([]float32, n)
+			simd.siluMul(o1, g, u)
+			siluMulGeneric(o2, g, u)
+			for i := range n {
+				if math.Abs(float64(o1[i]-o2[i])) > 1e-6*(math.Abs(float64(o2[i]))+1e-3) {
+					t.Fatalf("siluMul n=%d [%d] of %v·%v: %v, generic %v", n, i, g[i], u[i], o1[i], o2[i])
+				}
+			}
+		}
 		y1 := randF32(r, n)
 		y2 := append([]float32(nil), y1...)
 		simd.axpy(y1, 0.75, a)
