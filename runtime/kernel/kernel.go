@@ -133,7 +133,7 @@ type Backend interface {
 	// Model ops. Shapes are row-major; n, rows, dim are element counts.
 	Embedding(out, table, ids Buffer, numTokens, dim int) error
 	// MatMul computes out[m×n] = x[m×k] · wᵀ with w stored [n×k] (the
-	// Hugging Face Linear layout).
+	// Hugging Face Linear layout). out must not overlap x or w.
 	MatMul(out, x, w Buffer, m, n, k int) error
 	AddBias(x, bias Buffer, rows, dim int) error // x[r] += bias, in place
 	RMSNorm(out, x, w Buffer, rows, dim int, eps float32) error
