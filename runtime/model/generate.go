@@ -138,6 +138,15 @@ func Generate(dir string, spec Spec, seed int64) error {
 	return writeTokenizer(dir, s.Vocab, s.MaxPos)
 }
 
+// configParams is the parameter count of the spec's model.
+func (s Spec) configParams() int64 {
+	n := int64(0)
+	for _, t := range s.tensors() {
+		n += int64(numel(t.shape))
+	}
+	return n
+}
+
 func (s Spec) configJSON() map[string]any {
 	modelType := map[string]string{ArchLlama: "llama", ArchMistral: "mistral", ArchQwen2: "qwen2"}[s.Architecture]
 	dtype := map[string]string{"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[s.DType]
