@@ -155,6 +155,9 @@ func fitContext(p scheduler.SamplingParams, promptLen, maxModelLen int) (schedul
 				Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, your prompt contains at least %d input tokens, which leaves no room for output tokens. Please reduce the length of the input prompt.", maxModelLen, promptLen)}
 		}
 		p.MaxTokens = maxModelLen - promptLen
+		if p.MinTokens > p.MaxTokens {
+			return p, badRequest("min_tokens", "min_tokens (%d) is larger than the %d output tokens left by the context length.", p.MinTokens, p.MaxTokens)
+		}
 		return p, nil
 	}
 	if total := promptLen + p.MaxTokens; total > maxModelLen {

@@ -63,9 +63,8 @@ func (f *FakeExecutor) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, 
 	for _, id := range out.FinishedRequestIDs {
 		delete(f.reqs, id)
 	}
-	for _, id := range out.PreemptedRequestIDs {
-		delete(f.reqs, id)
-	}
+	// Preempted requests keep their state: they come back as cached
+	// requests with Resumed set.
 	ro := &scheduler.RunnerOutput{Step: out.Step}
 	for i := range out.NewRequests {
 		nr := &out.NewRequests[i]
