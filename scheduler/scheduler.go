@@ -208,12 +208,12 @@ func (s *Scheduler) Abort(id string, reason FinishReason) bool {
 func (s *Scheduler) finish(r *request, reason FinishReason, step uint64) {
 	r.state = stateFinished
 	r.finish = reason
+	if s.obs != nil {
+		s.obs.Finished(r, step, reason) // the view still shows the request's blocks
+	}
 	s.kv.Free(&r.seq)
 	delete(s.requests, r.id)
 	s.finishedPending = append(s.finishedPending, r.id)
-	if s.obs != nil {
-		s.obs.Finished(r, step, reason)
-	}
 }
 
 // enqueueWaiting inserts r into the waiting queue. FCFS: new requests go to

@@ -13,9 +13,12 @@ import "fmt"
 // tokens after a stop are dropped. A request that reached the end of its
 // tokens but got no token is scheduled again for its last token.
 //
+// Every Output must be passed to Update exactly once, also when executing
+// it failed (pass a nil ro): computed tokens advanced when the step was
+// built, and Update is where requests that got no token are rolled back.
+//
 // The returned slice is reused by the next Update; NewTokenIDs alias the
-// request's token list and must not be modified. ro may be nil (nothing
-// sampled).
+// request's token list and must not be modified.
 func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stats) {
 	buf := s.bufferOf(out)
 	s.outs = s.outs[:0]
