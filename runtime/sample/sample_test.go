@@ -650,3 +650,29 @@ func TestResultReusesCapacityWithoutAllocating(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+// TestTemperatureScaling compares the implementation's normalised weights
+// with a float64 softmax of z/T.
+func TestTemperatureScaling(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	x := randomLogits(r, 257, 3)
+	for _, temp := range []float32{0.05, 0.3, 1, 1.7, 10} {
+		p := params(temp)
+		var w worker
+		cands, total, err := w.keep(x, &p)
+		require.NoError(t, err)
+		require.Len(t, cands, len(x))
+		m := math.Inf(-1)
+		for _, v := range x {
+			m = math.Max(m, float64(v)/float64(temp))
+		}
+		s := 0.0
+		for _, v := range x {
+			s += math.Exp(float64(v)/float64(temp) - m)
+		}
+		for _, c := range cands {
+			want := math.Exp(float64(c.z)/float64(temp)-m) / s
+			assert.InDelta(t, want, c.w/total, 1e-12+1e-9*want, "T %v token %d", temp, c.id)
+		}
+	}
+}
