@@ -259,7 +259,9 @@ func (e *Engine) recordTiming(rec *StepRecord) {
 	rec.Outputs = nil
 	if e.log.Enabled(context.Background(), LevelStep) {
 		e.log.Log(context.Background(), LevelStep, "step", "step", rec.Step, "tokens", rec.NumScheduledTokens,
-			"schedule", rec.Schedule, "execute", rec.Execute, "update", rec.Update)
+			"new", rec.NumNewRequests, "running", rec.Stats.NumRunning, "waiting", rec.Stats.NumWaiting,
+			"schedule", rec.Schedule, "prepare", rec.Prepare, "forward", rec.Forward, "sample", rec.Sample,
+			"update", rec.Update)
 	}
 }
 

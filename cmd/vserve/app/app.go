@@ -60,7 +60,15 @@ type App struct {
 
 // NewLogger makes the structured logger for level, writing text to w.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.LevelKey && len(groups) == 0 {
+				if l, ok := a.Value.Any().(slog.Level); ok && l == engine.LevelStep {
+					a.Value = slog.StringValue("STEP")
+				}
+			}
+			return a
+		}}))
 }
 
 // Start listens, starts serving and loads the model in the background.
@@ -86,7 +94,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	a.ln = ln
-	a.httpSrv = &http.Server{Handler: a.srv, ReadHeaderTimeout: 30 * time.Second,
+	a.httpSrv = &http.Server{Handler: a.srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	a.wg.Add(2)
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/tracing"
 )
 
@@ -204,7 +205,7 @@ func seconds(f float64) time.Duration {
 func parseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
 	case "step":
-		return slog.LevelDebug - 4, nil
+		return engine.LevelStep, nil
 	case "debug":
 		return slog.LevelDebug, nil
 	case "info":
