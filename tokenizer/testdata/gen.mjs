@@ -64,6 +64,61 @@ for (const [dir, extra] of Object.entries(families)) {
 }
 fs.writeFileSync(path.join(outDir, "encode_golden.json"), JSON.stringify(encodeOut, null, 1) + "\n");
 
+// Random strings and random id sequences from a fixed-seed generator.
+function mulberry32(a) {
+  return function () {
+    a |= 0; a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const pools = [
+  "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", "      ", "\n\n\t\r",
+  ".,;:!?'\"()[]{}<>-_/\\|@#$%^&*+=~`", "éèêëàâäôöûüçñßøåæœ", "你好世界中文字符日本語한국어",
+  "😀🎉👍🏽👨‍👩‍👧🚀", "\u0301\u0308\u200d\u00a0\u3000\u2028", "ـالعربيةрусскийελληνικά",
+  "▁Ġ", "'s're've'll'd't'm",
+];
+const specialsIn = ["<s>", "</s>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|eot_id|>", "<0x41>"];
+function randomText(rnd) {
+  const n = 1 + Math.floor(rnd() * 40);
+  let out = "";
+  for (let i = 0; i < n; i++) {
+    if (rnd() < 0.03) { out += specialsIn[Math.floor(rnd() * specialsIn.length)]; continue; }
+    const pool = [...pools[Math.floor(rnd() * pools.length)]];
+    const run = 1 + Math.floor(rnd() * 4);
+    for (let k = 0; k < run; k++) out += pool[Math.floor(rnd() * pool.length)];
+  }
+  return out;
+}
+const randomOut = { meta, tokenizers: {} };
+for (const dir of Object.keys(families)) {
+  const tj = readJSON(path.join(shared, dir, "tokenizer.json"));
+  const cfgPath = path.join(shared, dir, "tokenizer_config.json");
+  const cfg = fs.existsSync(cfgPath) ? readJSON(cfgPath) : {};
+  const tok = new Tokenizer(tj, cfg);
+  const rnd = mulberry32(12345);
+  const vocabSize = tok.get_vocab(true).size;
+  const texts = [], ids = [], decodes = [];
+  for (let i = 0; i < 150; i++) {
+    const text = randomText(rnd);
+    texts.push(text);
+    ids.push(tok.encode(text, { add_special_tokens: false }).ids);
+  }
+  for (let i = 0; i < 60; i++) {
+    const n = 1 + Math.floor(rnd() * 12);
+    const seq = [];
+    for (let k = 0; k < n; k++) {
+      const r = rnd();
+      // Mix low ids (specials, byte tokens) with ids from anywhere.
+      seq.push(r < 0.15 ? Math.floor(rnd() * 300) : Math.floor(rnd() * vocabSize));
+    }
+    decodes.push({ ids: seq, text: tok.decode(seq, { skip_special_tokens: false }), text_skip_special: tok.decode(seq, { skip_special_tokens: true }) });
+  }
+  randomOut.tokenizers[dir] = { texts, ids, decodes };
+}
+fs.writeFileSync(path.join(outDir, "random_golden.json"), JSON.stringify(randomOut) + "\n");
+
 // Chat templates.
 const templates = {};
 for (const dir of ["tokenizers/llama2", "tokenizers/llama3", "tokenizers/qwen2.5", "tokenizers/mistral", "tokenizers/gpt2"]) {
