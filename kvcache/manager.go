@@ -1,6 +1,7 @@
 package kvcache
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 )
@@ -22,8 +23,9 @@ type Config struct {
 type block struct {
 	prev, next int32
 	ref        int32
-	nextDup    int32 // next block with the same hash (0: none)
+	nextDup    int32 // next block in the same table chain (0: none)
 	hashed     bool
+	chainHead  bool // the table entry points at this block
 	hash       BlockHash
 }
 
@@ -35,10 +37,15 @@ type Manager struct {
 	// still hold a prefix-cache entry.
 	numFree    int
 	cachedFree int
-	table      map[BlockHash]int32 // hash -> first block holding it
-	h          *hasher
-	queries    uint64
-	hits       uint64
+	// table maps the first 8 bytes of a block hash to the first block of a
+	// chain (linked by nextDup) of cached blocks with that key: duplicates of
+	// one hash, and in theory distinct hashes sharing 64 bits, which lookups
+	// tell apart by comparing the full hash. Small keys keep the table
+	// compact and its operations cheap.
+	table   map[uint64]int32
+	h       *hasher
+	queries uint64
+	hits    uint64
 }
 
 // NewManager validates cfg and builds a pool with every usable block free.
@@ -59,7 +66,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, blocks: make([]block, cfg.NumBlocks), h: h}
 	if cfg.EnablePrefixCaching {
 		// At most one entry per block: sized once, so caching never grows it.
-		m.table = make(map[BlockHash]int32, cfg.NumBlocks)
+		m.table = make(map[uint64]int32, cfg.NumBlocks)
 	}
 	m.blocks[0].ref = 1 // the null block is permanently held by nobody in particular
 	for id := 1; id < cfg.NumBlocks; id++ {
@@ -153,37 +160,52 @@ func (m *Manager) popFree() int32 {
 
 // ---- prefix-cache table with duplicate chains ----
 
-func (m *Manager) insertCached(id int32, h BlockHash) {
+func tableKey(h *BlockHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// findCached returns the oldest cached block holding hash h.
+func (m *Manager) findCached(h *BlockHash) (int32, bool) {
+	id, ok := m.table[tableKey(h)]
+	for ok && id != 0 {
+		if m.blocks[id].hash == *h {
+			return id, true
+		}
+		id = m.blocks[id].nextDup
+	}
+	return 0, false
+}
+
+func (m *Manager) insertCached(id int32, h *BlockHash) {
 	b := &m.blocks[id]
-	b.hash, b.hashed = h, true
-	if head, ok := m.table[h]; ok {
-		// Keep the oldest entry first: lookups return it, duplicates follow.
-		b.nextDup = m.blocks[head].nextDup
+	b.hash, b.hashed = *h, true
+	k := tableKey(h)
+	if head, ok := m.table[k]; ok {
+		// Keep the oldest entry first: lookups return it, later ones follow.
+		b.nextDup, b.chainHead = m.blocks[head].nextDup, false
 		m.blocks[head].nextDup = id
 		return
 	}
-	b.nextDup = 0
-	m.table[h] = id
+	b.nextDup, b.chainHead = 0, true
+	m.table[k] = id
 }
 
 func (m *Manager) evict(id int32) {
 	b := &m.blocks[id]
-	head := m.table[b.hash]
-	if head == id {
-		if b.nextDup != 0 {
-			m.table[b.hash] = b.nextDup
-		} else {
-			delete(m.table, b.hash)
-		}
-	} else {
-		for p := head; p != 0; p = m.blocks[p].nextDup {
+	k := tableKey(&b.hash)
+	switch {
+	case b.chainHead && b.nextDup != 0:
+		m.table[k] = b.nextDup
+		m.blocks[b.nextDup].chainHead = true
+	case b.chainHead:
+		delete(m.table, k)
+	default:
+		for p := m.table[k]; p != 0; p = m.blocks[p].nextDup {
 			if m.blocks[p].nextDup == id {
 				m.blocks[p].nextDup = b.nextDup
 				break
 			}
 		}
 	}
-	b.nextDup, b.hashed, b.hash = 0, false, BlockHash{}
+	b.nextDup, b.hashed, b.chainHead, b.hash = 0, false, false, BlockHash{}
 }
 
 // ---- per-request operations ----
@@ -202,7 +224,7 @@ func (m *Manager) Lookup(seq *Seq, tokens []int32) int {
 	maxBlocks := (len(tokens) - 1) / m.cfg.BlockSize
 	m.ensureHashes(seq, tokens, maxBlocks)
 	for i := 0; i < maxBlocks; i++ {
-		id, ok := m.table[seq.hashes[i]]
+		id, ok := m.findCached(&seq.hashes[i])
 		if !ok {
 			break
 		}
@@ -278,7 +300,7 @@ func (m *Manager) commit(seq *Seq, tokens []int32, numComputed int) {
 	for i := seq.numCommitted; i < full; i++ {
 		id := seq.blocks[i]
 		if !m.blocks[id].hashed {
-			m.insertCached(id, seq.hashes[i])
+			m.insertCached(id, &seq.hashes[i])
 		}
 	}
 	seq.numCommitted = full
@@ -314,7 +336,7 @@ func (m *Manager) Reset() bool {
 	}
 	for id := 1; id < len(m.blocks); id++ {
 		b := &m.blocks[id]
-		b.hashed, b.hash, b.nextDup = false, BlockHash{}, 0
+		b.hashed, b.chainHead, b.hash, b.nextDup = false, false, BlockHash{}, 0
 	}
 	m.cachedFree = 0
 	return true
@@ -391,8 +413,12 @@ func (m *Manager) Check(live []*Seq) error {
 			held++
 		}
 		if b.hashed {
+			head := m.table[tableKey(&b.hash)]
+			if b.chainHead != (head == int32(id)) {
+				return fmt.Errorf("cached block %d: head flag %v, table points at %d", id, b.chainHead, head)
+			}
 			found := false
-			for p := m.table[b.hash]; p != 0; p = m.blocks[p].nextDup {
+			for p := head; p != 0; p = m.blocks[p].nextDup {
 				if p == int32(id) {
 					found = true
 					break
@@ -401,6 +427,8 @@ func (m *Manager) Check(live []*Seq) error {
 			if !found {
 				return fmt.Errorf("cached block %d is not reachable from its hash", id)
 			}
+		} else if b.chainHead || b.nextDup != 0 {
+			return fmt.Errorf("uncached block %d is linked into the table", id)
 		}
 	}
 	if free+held != m.NumUsable() {

@@ -304,3 +304,38 @@ func ExampleManager() {
 	// b: 8 hit tokens, blocks [1 2 4] held 4
 	// free 7 of 7 cached free 2
 }
+
+// Distinct hashes that share the 64-bit table key are told apart by the
+// full hash, and evicting either keeps the other findable.
+func TestTableKeyCollision(t *testing.T) {
+	m := newTestManager(t, 4, 8, true)
+	var h1, h2 BlockHash
+	h1[0], h2[0] = 7, 7
+	h1[31], h2[31] = 1, 2
+	s := NewSeq("", 0)
+	require.True(t, m.Allocate(s, 0, 12, 0))
+	a, b, c := s.Blocks()[0], s.Blocks()[1], s.Blocks()[2]
+	m.insertCached(a, &h1)
+	m.insertCached(b, &h2)
+	m.insertCached(c, &h1) // duplicate of h1
+	require.NoError(t, m.Check([]*Seq{s}))
+	got, ok := m.findCached(&h2)
+	require.True(t, ok)
+	assert.Equal(t, b, got)
+	got, _ = m.findCached(&h1)
+	assert.Equal(t, a, got, "the oldest duplicate first")
+	m.evict(a)
+	require.NoError(t, m.Check([]*Seq{s}))
+	got, _ = m.findCached(&h1)
+	assert.Equal(t, c, got)
+	m.evict(b)
+	_, ok = m.findCached(&h2)
+	assert.False(t, ok)
+	got, _ = m.findCached(&h1)
+	assert.Equal(t, c, got)
+	m.evict(c)
+	_, ok = m.findCached(&h1)
+	assert.False(t, ok)
+	assert.Empty(t, m.table)
+	require.NoError(t, m.Check([]*Seq{s}))
+}
