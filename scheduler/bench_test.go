@@ -21,7 +21,7 @@ const (
 	benchMaxTokens = 1500
 )
 
-func newDecodeBench(b *testing.B, n int) *decodeBench {
+func newDecodeBench(b testing.TB, n int) *decodeBench {
 	perReq := ceilDiv(benchPrompt+benchMaxTokens, 16)
 	s, err := New(Config{
 		MaxModelLen:         benchPrompt + benchMaxTokens,
@@ -41,7 +41,7 @@ func newDecodeBench(b *testing.B, n int) *decodeBench {
 
 // refill ends every request, adds n fresh ones and runs their prefill, so
 // that the timed loop sees decode steps only.
-func (d *decodeBench) refill(b *testing.B) {
+func (d *decodeBench) refill(b testing.TB) {
 	for _, r := range append([]*request(nil), d.s.running...) {
 		d.s.Abort(r.id, FinishAbort)
 	}

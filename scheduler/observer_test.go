@@ -141,3 +141,30 @@ func TestRequestView(t *testing.T) {
 	_, ok = s.Request("nope")
 	assert.False(t, ok)
 }
+
+type nopObserver struct{}
+
+func (nopObserver) Queued(RequestView, uint64)                 {}
+func (nopObserver) Scheduled(RequestView, uint64, bool)        {}
+func (nopObserver) FirstToken(RequestView, uint64)             {}
+func (nopObserver) Preempted(RequestView, uint64)              {}
+func (nopObserver) Finished(RequestView, uint64, FinishReason) {}
+func (nopObserver) StepBuilt(_ *Output, v StepView) {
+	v.Running(func(RequestView, int, int) {})
+}
+
+// A steady decode step allocates nothing, with or without an observer
+// (block commits, hashing and cache evictions included: 40 steps cross
+// block boundaries).
+func TestSteadyDecodeDoesNotAllocate(t *testing.T) {
+	for _, obs := range []Observer{nil, nopObserver{}} {
+		d := newDecodeBench(t, 32)
+		d.s.SetObserver(obs)
+		allocs := testing.AllocsPerRun(40, func() {
+			out := d.s.Schedule()
+			d.ro.Step = out.Step
+			d.s.Update(out, &d.ro)
+		})
+		assert.Zero(t, allocs, "observer %T", obs)
+	}
+}
