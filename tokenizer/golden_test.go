@@ -41,19 +41,68 @@ var (
 	sharedToks = map[string]*Tokenizer{}
 )
 
+// variantEdits mirror the "variants" of testdata/gen.mjs: real
+// vocabularies with the layout of newer SentencePiece-style files (no
+// normalizer, a Metaspace pre-tokenizer). Metaspace with split=true is not
+// compared: there the JavaScript reference keeps a run of "▁" together,
+// while HF tokenizers (Rust) splits before each one (MergedWithNext per
+// occurrence), which this package follows (TestMetaspacePreTokenizer).
+var variantEdits = map[string]struct {
+	base string
+	edit func(f map[string]any)
+}{
+	"variants/mistral-metaspace-first": {"tokenizers/mistral", func(f map[string]any) {
+		f["normalizer"] = nil
+		f["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false}
+	}},
+	"variants/llama2-metaspace-always": {"tokenizers/llama2", func(f map[string]any) {
+		f["normalizer"] = nil
+		f["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": false}
+		f["decoder"] = map[string]any{"type": "Sequence", "decoders": []any{
+			map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": false},
+			map[string]any{"type": "ByteFallback"}, map[string]any{"type": "Fuse"},
+		}}
+	}},
+}
+
+// variantDir writes an edited copy of a shared tokenizer folder.
+func variantDir(t testing.TB, rel string) string {
+	v, ok := variantEdits[rel]
+	require.True(t, ok, "unknown variant %s", rel)
+	base := sharedtest.Path(t, strings.Split(v.base, "/")...)
+	data, err := os.ReadFile(filepath.Join(base, "tokenizer.json"))
+	require.NoError(t, err)
+	var f map[string]any
+	require.NoError(t, json.Unmarshal(data, &f))
+	v.edit(f)
+	dir, err := os.MkdirTemp("", "tokvariant")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte(mustJSON(f)), 0o644))
+	cfg, err := os.ReadFile(filepath.Join(base, "tokenizer_config.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644))
+	return dir
+}
+
 // loadShared loads (once per test binary) a tokenizer directory given
-// relative to ../shared.
+// relative to ../shared, or a variant of one.
 func loadShared(t testing.TB, rel string) *Tokenizer {
 	t.Helper()
-	dir := sharedtest.Path(t, strings.Split(rel, "/")...)
+	var dir string
+	if strings.HasPrefix(rel, "variants/") {
+		dir = variantDir(t, rel)
+		defer os.RemoveAll(dir)
+	} else {
+		dir = sharedtest.Path(t, strings.Split(rel, "/")...)
+	}
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if tok, ok := sharedToks[dir]; ok {
+	if tok, ok := sharedToks[rel]; ok {
 		return tok
 	}
 	tok, err := LoadDir(dir)
 	require.NoError(t, err)
-	sharedToks[dir] = tok
+	sharedToks[rel] = tok
 	return tok
 }
 

@@ -196,6 +196,9 @@ func TestMetaspacePreTokenizer(t *testing.T) {
 	assert.Equal(t, []string{"▁hi", "▁there", "again"}, texts(newMetaspace("", "first", nil, &split).preTokenize(in())))
 	assert.Equal(t, []string{"hi", "▁there", "again"}, texts(newMetaspace("", "never", nil, &split).preTokenize(in())))
 	assert.Equal(t, []string{"▁hi▁there", "again"}, texts(newMetaspace("", "first", nil, &noSplit).preTokenize(in())))
+	// HF tokenizers splits before every "▁" (each occurrence is a match
+	// merged with what follows unless that is a match too).
+	assert.Equal(t, []string{"▁a", "▁", "▁b", "▁", "▁"}, texts(newMetaspace("", "always", nil, &split).preTokenize([]piece{{"a  b  ", true}})))
 	off := false
 	assert.Equal(t, "never", newMetaspace("", "", &off, nil).prepend, "legacy add_prefix_space=false")
 }

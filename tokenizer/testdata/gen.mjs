@@ -43,10 +43,39 @@ const meta = {
   "@huggingface/jinja": pkg("@huggingface/jinja"),
 };
 
+// Variants: real vocabularies with the pre-tokenizer/decoder layout newer
+// SentencePiece-style files use (no normalizer, Metaspace pre-tokenizer).
+// The Go test applies the same edits (see variantEdits in golden_test.go).
+const variants = {
+  "variants/mistral-metaspace-first": {
+    base: "tokenizers/mistral",
+    edit: (tj) => {
+      tj.normalizer = null;
+      tj.pre_tokenizer = { type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false };
+    },
+  },
+  "variants/llama2-metaspace-always": {
+    base: "tokenizers/llama2",
+    edit: (tj) => {
+      tj.normalizer = null;
+      tj.pre_tokenizer = { type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: false };
+      tj.decoder = { type: "Sequence", decoders: [{ type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: false }, { type: "ByteFallback" }, { type: "Fuse" }] };
+    },
+  },
+};
+for (const [name, v] of Object.entries(variants)) families[name] = families[v.base];
+function loadTokenizerJSON(dir) {
+  const v = variants[dir];
+  const tj = readJSON(path.join(shared, v ? v.base : dir, "tokenizer.json"));
+  if (v) v.edit(tj);
+  return tj;
+}
+function configDir(dir) { return variants[dir] ? variants[dir].base : dir; }
+
 const encodeOut = { meta, tokenizers: {} };
 for (const [dir, extra] of Object.entries(families)) {
-  const tj = readJSON(path.join(shared, dir, "tokenizer.json"));
-  const cfgPath = path.join(shared, dir, "tokenizer_config.json");
+  const tj = loadTokenizerJSON(dir);
+  const cfgPath = path.join(shared, configDir(dir), "tokenizer_config.json");
   const cfg = fs.existsSync(cfgPath) ? readJSON(cfgPath) : {};
   const tok = new Tokenizer(tj, cfg);
   const cases = [];
@@ -93,8 +122,8 @@ function randomText(rnd) {
 }
 const randomOut = { meta, tokenizers: {} };
 for (const dir of Object.keys(families)) {
-  const tj = readJSON(path.join(shared, dir, "tokenizer.json"));
-  const cfgPath = path.join(shared, dir, "tokenizer_config.json");
+  const tj = loadTokenizerJSON(dir);
+  const cfgPath = path.join(shared, configDir(dir), "tokenizer_config.json");
   const cfg = fs.existsSync(cfgPath) ? readJSON(cfgPath) : {};
   const tok = new Tokenizer(tj, cfg);
   const rnd = mulberry32(12345);
