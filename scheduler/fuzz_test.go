@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -87,6 +88,18 @@ func runScenario(t *testing.T, data []byte) {
 		}
 		if st.NumRunning+st.NumWaiting != len(s.requests) || st.KVBlocksFree != s.kv.NumFree() {
 			t.Fatalf("stats %+v disagree with state", st)
+		}
+		// The runner, fed only the Output diffs, holds the same block
+		// tables and tokens as the scheduler.
+		for _, r := range s.running {
+			rr, ok := f.reqs[r.id]
+			if !ok {
+				t.Fatalf("step %d: runner does not know running %s", out.Step, r.id)
+			}
+			if !slices.Equal(rr.blocks, r.seq.Blocks()) || !slices.Equal(rr.tokens, r.tokens) {
+				t.Fatalf("step %d: %s: runner has blocks %v tokens %v, scheduler %v %v",
+					out.Step, r.id, rr.blocks, rr.tokens, r.seq.Blocks(), r.tokens)
+			}
 		}
 	}
 	for ops := 0; !in.done() && ops < 400; ops++ {
