@@ -153,18 +153,22 @@ func (s *Scheduler) preempt(v int, buf *outBuf, budget *int) {
 // scheduleWaiting admits waiting requests in queue order while budget and
 // MaxNumSeqs allow. A request whose blocks do not fit may be passed by
 // requests behind it at most maxSkips times; after that nothing behind it
-// is admitted until it fits.
+// is admitted until it fits. At most maxAdmitProbes requests that do not
+// fit are tried per step, and the queue is compacted once, so a long queue
+// costs O(admitted + probes) plus one move of its tail per step.
 func (s *Scheduler) scheduleWaiting(buf *outBuf, budget *int) {
-	probes := 0
-	for i := 0; i < len(s.waiting) && *budget > 0 && len(s.running) < s.cfg.MaxNumSeqs; {
-		r := s.waiting[i]
+	passed := s.passed[:0]
+	scanned, admitted := 0, 0
+	for scanned < len(s.waiting) && *budget > 0 && len(s.running) < s.cfg.MaxNumSeqs {
+		r := s.waiting[scanned]
+		scanned++
 		if s.admit(r, buf, budget) {
+			admitted++
 			blocked := false
-			for _, passed := range s.waiting[:i] {
-				passed.skips++
-				blocked = blocked || passed.skips >= s.maxSkips
+			for _, p := range passed {
+				p.skips++
+				blocked = blocked || p.skips >= s.maxSkips
 			}
-			s.removeWaitingAt(i)
 			if blocked {
 				break
 			}
@@ -173,11 +177,30 @@ func (s *Scheduler) scheduleWaiting(buf *outBuf, budget *int) {
 		if r.skips >= s.maxSkips {
 			break
 		}
-		if probes++; probes >= maxAdmitProbes {
+		if passed = append(passed, r); len(passed) >= maxAdmitProbes {
 			break
 		}
-		i++
 	}
+	clear(passed)
+	s.passed = passed[:0]
+	if admitted > 0 {
+		s.dropAdmitted(scanned)
+	}
+}
+
+// dropAdmitted removes the admitted (now running) requests from the first
+// n entries of the waiting queue, keeping the order of the rest.
+func (s *Scheduler) dropAdmitted(n int) {
+	kept := 0
+	for _, r := range s.waiting[:n] {
+		if r.state == stateWaiting {
+			s.waiting[kept] = r
+			kept++
+		}
+	}
+	rest := copy(s.waiting[kept:], s.waiting[n:])
+	clear(s.waiting[kept+rest:])
+	s.waiting = s.waiting[:kept+rest]
 }
 
 // admit tries to move waiting request r into the running set: look up its

@@ -20,6 +20,7 @@ type Scheduler struct {
 	arrivals uint64
 	requests map[string]*request // live (waiting or running) requests by id
 	waiting  []*request          // admission order (see enqueueWaiting)
+	passed   []*request          // scratch: waiting requests passed in this step
 	running  []*request          // scheduling order
 
 	finishedPending []string // ended since the last Schedule

@@ -252,3 +252,20 @@ func TestMaxNumSeqs(t *testing.T) {
 	assert.Equal(t, "c", out.NewRequests[0].ID)
 	assert.Equal(t, []string{"a"}, out.FinishedRequestIDs)
 }
+
+func TestFCFSAdmissionKeepsQueueOrder(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxNumSeqs = 3
+	s, f := newTestScheduler(t, cfg)
+	for i := 0; i < 8; i++ {
+		add(t, s, string(rune('a'+i)), tokens(2, int32(10*i)), 1)
+	}
+	var order []string
+	for s.HasUnfinished() {
+		out, _, _ := step(t, s, f)
+		for _, nr := range out.NewRequests {
+			order = append(order, nr.ID)
+		}
+	}
+	assert.Equal(t, []string{"a", "b", "c", "d", "e", "f", "g", "h"}, order)
+}
