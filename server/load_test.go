@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,4 +136,7 @@ func TestBurst(t *testing.T) {
 	assert.Zero(t, other.Load())
 	st := h.settle()
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("burst of %d: %d accepted, %d refused (429); heap in use after: %d MiB", requests, accepted, full.Load(), ms.HeapInuse>>20)
 }
