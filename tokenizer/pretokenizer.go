@@ -118,7 +118,11 @@ type splitPreTokenizer struct {
 }
 
 func (sp *splitPreTokenizer) preTokenize(in []piece) []piece {
-	out := make([]piece, 0, len(in)*4)
+	n := 0
+	for _, p := range in {
+		n += len(p.text)
+	}
+	out := make([]piece, 0, n/4+len(in))
 	for _, p := range in {
 		out = sp.splitOne(out, p)
 	}
@@ -152,6 +156,12 @@ func spans(m matcher, s string, invert bool) []span {
 }
 
 func (sp *splitPreTokenizer) splitOne(out []piece, p piece) []piece {
+	if cs, ok := sp.m.(coveringScanner); ok && sp.behavior == splitIsolated && !sp.invert {
+		cs.eachMatch(p.text, func(i, j int) {
+			out = append(out, piece{text: p.text[i:j], atStart: p.atStart && i == 0})
+		})
+		return out
+	}
 	var parts [][2]int
 	ss := spans(sp.m, p.text, sp.invert)
 	switch sp.behavior {

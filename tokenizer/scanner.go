@@ -27,10 +27,48 @@ func knownScanner(pattern string) matcher {
 	return nil
 }
 
-func isLetter(r rune) bool { return unicode.IsLetter(r) }
-func isNumber(r rune) bool { return unicode.IsNumber(r) }
-func isSpace(r rune) bool  { return unicode.IsSpace(r) }
-func isOther(r rune) bool  { return !isSpace(r) && !isLetter(r) && !isNumber(r) }
+// Character classes of the patterns: \p{L}, \p{N}, \s and the rest.
+const (
+	classOther uint8 = iota
+	classLetter
+	classNumber
+	classSpace
+)
+
+// asciiClass is the class of each ASCII character.
+var asciiClass = func() (t [utf8.RuneSelf]uint8) {
+	for r := rune(0); r < utf8.RuneSelf; r++ {
+		t[r] = slowClass(r)
+	}
+	return t
+}()
+
+func slowClass(r rune) uint8 {
+	switch {
+	case unicode.IsLetter(r):
+		return classLetter
+	case unicode.IsNumber(r):
+		return classNumber
+	case unicode.IsSpace(r):
+		return classSpace
+	}
+	return classOther
+}
+
+func classOf(r rune) uint8 {
+	if r >= 0 && r < utf8.RuneSelf {
+		return asciiClass[r]
+	}
+	if r < 0 {
+		return classOther
+	}
+	return slowClass(r)
+}
+
+func isLetter(r rune) bool { return classOf(r) == classLetter }
+func isNumber(r rune) bool { return classOf(r) == classNumber }
+func isSpace(r rune) bool  { return classOf(r) == classSpace }
+func isOther(r rune) bool  { return r >= 0 && classOf(r) == classOther }
 
 // runeAt decodes the rune at s[i:]; it returns size 0 at the end.
 func runeAt(s string, i int) (rune, int) {
@@ -97,13 +135,27 @@ func whitespaceEnd(s string, i int) int {
 
 type gpt2Scanner struct{}
 
-func (gpt2Scanner) findAll(s string) [][2]int {
-	out := make([][2]int, 0, len(s)/4+1)
+func (sc gpt2Scanner) findAll(s string) [][2]int { return collectMatches(sc, s) }
+
+// eachMatch calls fn for every match in order; the matches of these
+// patterns cover the whole input.
+func (gpt2Scanner) eachMatch(s string, fn func(start, end int)) {
 	for i := 0; i < len(s); {
 		end := gpt2MatchAt(s, i)
-		out = append(out, [2]int{i, end})
+		fn(i, end)
 		i = end
 	}
+}
+
+// coveringScanner is a matcher whose matches tile the input, so that an
+// Isolated split can emit them directly.
+type coveringScanner interface {
+	eachMatch(s string, fn func(start, end int))
+}
+
+func collectMatches(sc coveringScanner, s string) [][2]int {
+	out := make([][2]int, 0, len(s)/4+1)
+	sc.eachMatch(s, func(i, j int) { out = append(out, [2]int{i, j}) })
 	return out
 }
 
@@ -111,7 +163,7 @@ func gpt2MatchAt(s string, i int) int {
 	if e := contraction(s, i, false); e > 0 {
 		return e
 	}
-	r, n := runeAt(s, i)
+	r, _ := runeAt(s, i)
 	j, rj := i, r
 	if r == ' ' {
 		if r2, _ := runeAt(s, i+1); r2 >= 0 && !isSpace(r2) {
@@ -123,23 +175,22 @@ func gpt2MatchAt(s string, i int) int {
 		return skipWhile(s, j, isLetter)
 	case isNumber(rj):
 		return skipWhile(s, j, isNumber)
-	case isOther(rj) && rj >= 0:
+	case isOther(rj):
 		return skipWhile(s, j, isOther)
 	}
-	_ = n
 	return whitespaceEnd(s, i)
 }
 
 type llama3Scanner struct{ maxDigits int }
 
-func (sc llama3Scanner) findAll(s string) [][2]int {
-	out := make([][2]int, 0, len(s)/4+1)
+func (sc llama3Scanner) findAll(s string) [][2]int { return collectMatches(sc, s) }
+
+func (sc llama3Scanner) eachMatch(s string, fn func(start, end int)) {
 	for i := 0; i < len(s); {
 		end := sc.matchAt(s, i)
-		out = append(out, [2]int{i, end})
+		fn(i, end)
 		i = end
 	}
-	return out
 }
 
 func isCRLF(r rune) bool { return r == '\r' || r == '\n' }
