@@ -169,11 +169,10 @@ func (ab *attnBatch) validate() error {
 // rows of one head: scores of one block, the running maximum and sum of
 // the online softmax, and the output accumulators.
 type attnScratch struct {
-	scores  []float32 // [maxWide][blockSize]
-	acc     []float32 // [maxWide][headDim]
-	runMax  [maxWide]float32
-	sum     [maxWide]float32
-	tileRes [4 * maxWide]float32
+	scores []float32 // [maxWide][blockSize]
+	acc    []float32 // [maxWide][headDim]
+	runMax [maxWide]float32
+	sum    [maxWide]float32
 }
 
 func newAttnScratch(m *kernel.AttentionMeta) *attnScratch {
@@ -272,10 +271,7 @@ func (ab *attnBatch) blockScores(s *attnScratch, qOff, qStep, n int, keys []floa
 	if hd%simd.kStep == 0 {
 		tile := simd.tiles[0][n]
 		for ; p+4 <= cnt; p += 4 {
-			tile(unsafe.Pointer(&keys[p*hd]), uintptr(hd), &ab.q[qOff], uintptr(qStep), uintptr(hd), &s.tileRes[0])
-			for t := range n {
-				copy(s.scores[t*bs+p:t*bs+p+4], s.tileRes[t*4:t*4+4])
-			}
+			tile(unsafe.Pointer(&keys[p*hd]), uintptr(hd), &ab.q[qOff], uintptr(qStep), uintptr(hd), &s.scores[p], uintptr(bs))
 		}
 	}
 	for ; p < cnt; p++ {

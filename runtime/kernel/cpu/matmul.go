@@ -81,7 +81,6 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 		}
 		jlo += 4 * nblk
 	}
-	var res [4 * maxWide]float32
 	wide := simd.wide
 	for tb := 0; tb < m; tb += tokenBlock {
 		te := min(m, tb+tokenBlock)
@@ -91,8 +90,10 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 			tiles := simd.tiles[di]
 			for t := tb; t < te; {
 				tt := min(wide, te-t)
-				tiles[tt](wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &res[0])
-				storeTile(out, x, res[:4*tt], wf, w, j, t, tt, n, k, k8)
+				tiles[tt](wp, uintptr(ldw), &x[t*k], uintptr(k), uintptr(k8), &out[t*n+j], uintptr(n))
+				if k8 < k {
+					addTail(out, x, wf, w, j, t, tt, n, k, k8)
+				}
 				t += tt
 			}
 		}
@@ -120,12 +121,13 @@ func rowBlock(w *buffer, j, k int, direct bool, scratch []float32) (unsafe.Point
 	return unsafe.Pointer(&scratch[0]), k, scratch, 0
 }
 
-// storeTile adds the k%kStep tail terms to a tile result and stores it.
-func storeTile(out, x, res, wf []float32, w *buffer, j, t, tokens, n, k, k8 int) {
+// addTail adds the k%kStep tail terms the tiles leave out to a tile's
+// outputs.
+func addTail(out, x, wf []float32, w *buffer, j, t, tokens, n, k, k8 int) {
 	for tt := range tokens {
 		xt := x[(t+tt)*k : (t+tt)*k+k]
 		for r := range 4 {
-			v := res[tt*4+r]
+			v := out[(t+tt)*n+j+r]
 			for kk := k8; kk < k; kk++ {
 				var wv float32
 				if wf != nil {

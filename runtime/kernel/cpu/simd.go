@@ -12,8 +12,8 @@ import (
 // tileFn computes the dot products of 4 weight rows (element type given by
 // the function; row r starts at w + r·ldw elements) with T activation rows
 // (token t starts at x + t·ldx) over the first k elements, where k is a
-// multiple of kStep, writing res[t*4+r].
-type tileFn func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+// multiple of kStep, writing out[t·ldo + r].
+type tileFn func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 // gemvFn computes out[0:4·nblk] = the dot products of 4·nblk weight rows
 // (stride ldw elements) with x over k elements.

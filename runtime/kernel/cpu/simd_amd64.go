@@ -21,31 +21,31 @@ import (
 //     zero-extend and shift left 16 for bf16.
 
 //go:noescape
-func tile4x1F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x1F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x1BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2F16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2BF16AVX2(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
 func gemv4F32AVX2(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)

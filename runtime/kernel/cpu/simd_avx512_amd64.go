@@ -25,58 +25,58 @@ import (
 // are the AVX2 ones: their vectors are short (head dims) or rare.
 
 //go:noescape
-func tile4x1F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x4F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x4F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x5F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x5F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x6F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x6F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x1F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x4F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x4F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x5F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x5F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x6F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x6F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x1BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x1BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x2BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x2BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x3BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x3BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x4BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x4BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x5BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x5BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
-func tile4x6BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)
+func tile4x6BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)
 
 //go:noescape
 func gemv4F32AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)

@@ -34,17 +34,39 @@ def loadw(dt, addr, reg):
         return [f"VCVTPH2PS {addr}, {reg}"]
     return [f"VPMOVZXWD {addr}, {reg}", f"VPSLLD $16, {reg}, {reg}"]
 
-def hsum(y, x, off):
-    n = y[1:]
-    return [f"VEXTRACTF128 $1, {y}, X15", f"VADDPS X15, {x}, {x}", f"VHADDPS {x}, {x}, {x}",
-            f"VHADDPS {x}, {x}, {x}", f"VMOVSS {x}, {off}(DX)"]
+def reduce4(regs):
+    # Sums each of the 4 vectors Y{regs[i]} and leaves the 4 sums, in
+    # order, in X{regs[0]} (horizontal-add tree; X15 is scratch).
+    a, b, c, d = regs
+    L = []
+    for i in regs:
+        L += [f"VEXTRACTF128 $1, Y{i}, X15", f"VADDPS X15, X{i}, X{i}"]
+    L += [f"VHADDPS X{b}, X{a}, X{a}", f"VHADDPS X{d}, X{c}, X{c}", f"VHADDPS X{c}, X{a}, X{a}"]
+    return L
+
+def store_tiles(T, reducer, move_high=False):
+    # Token t's 4 accumulators are registers 4t..4t+3; its 4 sums go to
+    # out + t·ldo (AX walks the rows, BX = ldo in bytes).
+    p("\tMOVQ ldo+48(FP), BX")
+    p("\tSHLQ $2, BX")
+    p("\tMOVQ DX, AX")
+    for t in range(T):
+        base = 4*t
+        if base >= 16:
+            for r in range(4):
+                p(f"\tVMOVAPS Z{base+r}, Z{base-16+r}")
+            base -= 16
+        for l in reducer([base, base+1, base+2, base+3]): p("\t" + l)
+        p(f"\tVMOVUPS X{base}, (AX)")
+        if t < T-1:
+            p("\tADDQ BX, AX")
 
 ROWS = ["SI", "R10", "R11", "R12"]
 def prologue(dt):
     s = DT[dt]
     L = ["MOVQ w+0(FP), SI", "MOVQ ldw+8(FP), R8", f"SHLQ ${s['wshift']}, R8",
          "MOVQ x+16(FP), DI", "MOVQ ldx+24(FP), R9", "SHLQ $2, R9",
-         "MOVQ k+32(FP), CX", "MOVQ res+40(FP), DX",
+         "MOVQ k+32(FP), CX", "MOVQ out+40(FP), DX",
          "LEAQ (SI)(R8*1), R10", "LEAQ (R10)(R8*1), R11", "LEAQ (R11)(R8*1), R12",
          "XORQ AX, AX", "XORQ BX, BX"]
     return L
@@ -52,8 +74,8 @@ def prologue(dt):
 def tile4x3(dt, T=3):
     s = DT[dt]
     name = f"tile4x{T}{dt}AVX2"
-    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)")
-    p(f"TEXT ·{name}(SB), NOSPLIT, $0-48")
+    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)")
+    p(f"TEXT ·{name}(SB), NOSPLIT, $0-56")
     for l in prologue(dt): p("\t" + l)
     p("\tLEAQ (DI)(R9*1), R13")
     p("\tLEAQ (R13)(R9*1), R14")
@@ -66,15 +88,13 @@ def tile4x3(dt, T=3):
     for r, row in enumerate(ROWS):
         for l in loadw(dt, f"({row})(BX*1)", "Y15"): p("\t" + l)
         for t in range(T):
-            p(f"\tVFMADD231PS Y15, Y{12+t}, Y{r*T+t}")
+            p(f"\tVFMADD231PS Y15, Y{12+t}, Y{t*4+r}")
     p("\tADDQ $32, AX")
     p(f"\tADDQ ${s['wstep']}, BX")
     p("\tSUBQ $8, CX")
     p(f"\tJMP loop{dt}4x{T}")
     p(f"done{dt}4x{T}:")
-    for r in range(4):
-        for t in range(T):
-            for l in hsum(f"Y{r*T+t}", f"X{r*T+t}", (t*4+r)*4): p("\t" + l)
+    store_tiles(T, reduce4)
     p("\tVZEROUPPER")
     p("\tRET")
     p()
@@ -82,8 +102,8 @@ def tile4x3(dt, T=3):
 def tile4x1(dt):
     s = DT[dt]
     name = f"tile4x1{dt}AVX2"
-    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)")
-    p(f"TEXT ·{name}(SB), NOSPLIT, $0-48")
+    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)")
+    p(f"TEXT ·{name}(SB), NOSPLIT, $0-56")
     for l in prologue(dt): p("\t" + l)
     for i in range(8): p(f"\tVXORPS Y{i}, Y{i}, Y{i}")
     # 16 elements per iteration, two accumulators per row
@@ -115,7 +135,8 @@ def tile4x1(dt):
     p(f"done{dt}4x1:")
     for r in range(4):
         p(f"\tVADDPS Y{r+4}, Y{r}, Y{r}")
-        for l in hsum(f"Y{r}", f"X{r}", r*4): p("\t" + l)
+    for l in reduce4([0, 1, 2, 3]): p("\t" + l)
+    p("\tVMOVUPS X0, (DX)")
     p("\tVZEROUPPER")
     p("\tRET")
     p()
@@ -171,7 +192,8 @@ def gemv2(dt):
     p(f"g2sum{dt}:")
     for r in range(4):
         p(f"\tVADDPS Y{r+4}, Y{r}, Y{r}")
-        for l in hsum(f"Y{r}", f"X{r}", r*4): p("\t" + l)
+    for l in reduce4([0, 1, 2, 3]): p("\t" + l)
+    p("\tVMOVUPS X0, (DX)")
     p("\tADDQ $16, DX")
     p("\tLEAQ (R12)(R8*1), SI")
     p("\tDECQ R9")
@@ -324,29 +346,28 @@ def loadw512(dt, addr, reg):
     return [f"VPMOVZXWD {addr}, {reg}", f"VPSLLD $16, {reg}, {reg}"]
 WSTEP512 = {"F32": 64, "F16": 32, "BF16": 32}
 
-def hsum512(i, off):
-    return [f"VEXTRACTF64X4 $1, Z{i}, Y31", f"VADDPS Y31, Y{i}, Y{i}",
-            f"VEXTRACTF32X4 $1, Y{i}, X31", f"VADDPS X31, X{i}, X{i}",
-            f"VHADDPS X{i}, X{i}, X{i}", f"VHADDPS X{i}, X{i}, X{i}", f"VMOVSS X{i}, {off}(DX)"]
-
-def store_accs(accs):
-    # accs: list of (reg index, byte offset); regs >= 16 are moved down first.
-    low = [a for a in accs if a[0] < 16]
-    high = [a for a in accs if a[0] >= 16]
-    for i, off in low:
-        for l in hsum512(i, off): p("\t" + l)
-    for j, (i, off) in enumerate(high):
-        p(f"\tVMOVAPS Z{i}, Z{j}")
-        for l in hsum512(j, off): p("\t" + l)
+def reduce4_512(regs):
+    # Sums each of the 4 vectors Z{regs[i]} (regs < 16) and leaves the 4
+    # sums, in order, in X{regs[0]} (Y31/X31 are scratch).
+    a, b, c, d = regs
+    L = []
+    for i in regs:
+        L += [f"VEXTRACTF64X4 $1, Z{i}, Y31", f"VADDPS Y31, Y{i}, Y{i}",
+              f"VEXTRACTF32X4 $1, Y{i}, X31", f"VADDPS X31, X{i}, X{i}"]
+    L += [f"VHADDPS X{b}, X{a}, X{a}", f"VHADDPS X{d}, X{c}, X{c}", f"VHADDPS X{c}, X{a}, X{a}"]
+    return L
 
 PF = 1024  # software prefetch distance of the 1-token tiles, bytes
 def tile4xT512(dt, T512):
+    # Rows advance as pointers (BX holds 4·ldw bytes), so that each step
+    # can prefetch the same offset of the next 4-row block: the first token
+    # group of a block then finds its weights in cache instead of DRAM.
     name = f"tile4x{T512}{dt}AVX512"
     ws = WSTEP512[dt]
-    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)")
-    p(f"TEXT ·{name}(SB), NOSPLIT, $0-48")
+    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)")
+    p(f"TEXT ·{name}(SB), NOSPLIT, $0-56")
     for l in prologue(dt): p("\t" + l)
-    # token pointers: DI, R13, R14, R15, ... use DI + t*R9 via LEAQ chain
+    p("\tLEAQ (R8*4), BX // next row block")
     TP = ["DI", "R13", "R14", "R15", "R8", "R9"]  # R8, R9 reused once the strides are applied
     lea = [("DI", "R13"), ("R13", "R14"), ("R14", "R15"), ("R15", "R8"), ("R8", "R9")]
     for a, b in lea[:T512-1]:
@@ -358,15 +379,17 @@ def tile4xT512(dt, T512):
     for t in range(T512):
         p(f"\tVMOVUPS ({TP[t]})(AX*1), Z{24+t}")
     for r, row in enumerate(ROWS):
-        for l in loadw512(dt, f"({row})(BX*1)", "Z30"): p("\t" + l)
+        p(f"\tPREFETCHT0 ({row})(BX*1)")
+        for l in loadw512(dt, f"({row})", "Z30"): p("\t" + l)
         for t in range(T512):
-            p(f"\tVFMADD231PS Z30, Z{24+t}, Z{r*T512+t}")
+            p(f"\tVFMADD231PS Z30, Z{24+t}, Z{t*4+r}")
     p("\tADDQ $64, AX")
-    p(f"\tADDQ ${ws}, BX")
+    for row in ROWS:
+        p(f"\tADDQ ${ws}, {row}")
     p("\tSUBQ $16, CX")
     p(f"\tJMP loop{dt}4x{T512}")
     p(f"done{dt}4x{T512}:")
-    store_accs([(r*T512+t, (t*4+r)*4) for r in range(4) for t in range(T512)])
+    store_tiles(T512, reduce4_512)
     p("\tVZEROUPPER")
     p("\tRET")
     p()
@@ -374,8 +397,8 @@ def tile4xT512(dt, T512):
 def tile4x1_512(dt):
     name = f"tile4x1{dt}AVX512"
     ws = WSTEP512[dt]
-    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32)")
-    p(f"TEXT ·{name}(SB), NOSPLIT, $0-48")
+    p(f"// func {name}(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr)")
+    p(f"TEXT ·{name}(SB), NOSPLIT, $0-56")
     for l in prologue(dt): p("\t" + l)
     for i in range(8): p(f"\tVPXORD Z{i}, Z{i}, Z{i}")
     p(f"loop32{dt}4x1:")
@@ -411,7 +434,8 @@ def tile4x1_512(dt):
     p(f"done{dt}4x1:")
     for r in range(4):
         p(f"\tVADDPS Z{r+4}, Z{r}, Z{r}")
-    store_accs([(r, r*4) for r in range(4)])
+    for l in reduce4_512([0, 1, 2, 3]): p("\t" + l)
+    p("\tVMOVUPS X0, (DX)")
     p("\tVZEROUPPER")
     p("\tRET")
     p()
@@ -470,7 +494,8 @@ def gemv512(dt):
     p(f"gemvsum{dt}:")
     for r in range(4):
         p(f"\tVADDPS Z{r+4}, Z{r}, Z{r}")
-    store_accs([(r, r*4) for r in range(4)])
+    for l in reduce4_512([0, 1, 2, 3]): p("\t" + l)
+    p("\tVMOVUPS X0, (DX)")
     p("\tADDQ $16, DX")
     p("\tLEAQ (R12)(R8*1), SI")
     p("\tDECQ R9")

@@ -118,12 +118,12 @@ func u16Rows(w unsafe.Pointer, ldw, k uintptr, conv func([]float32, []uint16)) [
 	return rows
 }
 
-func tileRows(rows [4][]float32, x *float32, ldx uintptr, k uintptr, res *float32, tokens int) {
-	out := unsafe.Slice(res, 4*tokens)
+func tileRows(rows [4][]float32, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr, tokens int) {
 	for t := range tokens {
 		xt := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(x), 4*uintptr(t)*ldx)), k)
+		o := unsafe.Slice((*float32)(unsafe.Add(unsafe.Pointer(out), 4*uintptr(t)*ldo)), 4)
 		for r := range 4 {
-			out[t*4+r] = dotGeneric(rows[r], xt)
+			o[r] = dotGeneric(rows[r], xt)
 		}
 	}
 }
@@ -136,8 +136,8 @@ func bf16Rows(w unsafe.Pointer, ldw, k uintptr) [4][]float32 { return u16Rows(w,
 func genericTiles(rows func(w unsafe.Pointer, ldw, k uintptr) [4][]float32) []tileFn {
 	tiles := make([]tileFn, 4)
 	for t := 1; t < len(tiles); t++ {
-		tiles[t] = func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, res *float32) {
-			tileRows(rows(w, ldw, k), x, ldx, k, res, t)
+		tiles[t] = func(w unsafe.Pointer, ldw uintptr, x *float32, ldx uintptr, k uintptr, out *float32, ldo uintptr) {
+			tileRows(rows(w, ldw, k), x, ldx, k, out, ldo, t)
 		}
 	}
 	return tiles

@@ -140,10 +140,17 @@ func testSIMDTiles(t *testing.T, simd kernels) {
 			}
 			for tokens := 1; tokens <= simd.wide; tokens++ {
 				fast := simd.tiles[di][tokens]
-				var got, want [4 * maxWide]float32
-				fast(wp, uintptr(ldw), &x[0], uintptr(ldx), uintptr(k), &got[0])
-				tileRows(u16OrF32Rows(dt, wp, uintptr(ldw), uintptr(k)), &x[0], uintptr(ldx), uintptr(k), &want[0], tokens)
-				for i := range 4 * tokens {
+				const ldo = 7 // a row stride wider than the 4 outputs
+				var got, want [ldo * maxWide]float32
+				fast(wp, uintptr(ldw), &x[0], uintptr(ldx), uintptr(k), &got[0], ldo)
+				tileRows(u16OrF32Rows(dt, wp, uintptr(ldw), uintptr(k)), &x[0], uintptr(ldx), uintptr(k), &want[0], ldo, tokens)
+				for i := range ldo * tokens {
+					if i%ldo >= 4 {
+						if got[i] != 0 {
+							t.Errorf("tile 4x%d %v k=%d wrote out[%d] outside its 4 columns", tokens, dt, k, i)
+						}
+						continue
+					}
 					if !close32(got[i], want[i], float32(k)) {
 						t.Errorf("tile 4x%d %v k=%d res[%d]: %v, generic %v", tokens, dt, k, i, got[i], want[i])
 					}
