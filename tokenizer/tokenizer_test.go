@@ -465,3 +465,28 @@ func TestConcurrentEncode(t *testing.T) {
 		assert.Equal(t, want, <-done)
 	}
 }
+
+// TestLongInputs encodes long single pre-tokens (one huge word, a long
+// whitespace run, a long digit run) and checks the round trip; a quadratic
+// path would show up as a test timeout.
+func TestLongInputs(t *testing.T) {
+	inputs := []string{
+		strings.Repeat("a", 200_000),
+		strings.Repeat(" ", 100_000) + "x",
+		strings.Repeat("7", 100_000),
+		strings.Repeat("ab ", 50_000),
+		strings.Repeat("😀", 20_000),
+	}
+	toks := map[string]*Tokenizer{"tiny-bl": tinyBL(t), "tiny-sp": tinySP(t)}
+	for _, dir := range []string{"tokenizers/llama3", "tokenizers/llama2"} {
+		if sharedDirOrEmpty(dir) != "" {
+			toks[dir] = loadShared(t, dir)
+		}
+	}
+	for name, tok := range toks {
+		for _, in := range inputs {
+			ids := tok.Encode(in, false)
+			assert.Equal(t, in, tok.decodeRaw(ids, false), "%s: round trip of %d bytes", name, len(in))
+		}
+	}
+}
