@@ -9,6 +9,12 @@
 // allowed. Cached blocks whose reference count drops to zero stay cached in
 // the free list and are evicted lazily, when they are reused.
 //
+// The table is keyed by the first 64 bits of the hash and chains the blocks
+// that share a key, comparing full hashes on lookup, so a lookup or an
+// eviction costs one small-key map operation. Check verifies every
+// invariant of the pool against the live sequences (for tests and
+// debugging).
+//
 // A request's block table lives in a Seq, which the caller owns (the
 // scheduler embeds one per request), so the manager needs no per-request map.
 // The KV bytes themselves live in the runtime backend; this package hands out
