@@ -230,6 +230,14 @@ func (ab *attnBatch) attend(qOff, qStep, n, kvh int, table []int32, n0, nStep in
 		base := ((int(table[blk])*m.NumKVHeads + kvh) * bs) * hd
 		keys := ab.kc[base : base+cnt*hd]
 		vals := ab.vc[base : base+cnt*hd]
+		if next := blk + 1; next*bs < nMax {
+			// Blocks are scattered, so the hardware prefetchers cannot
+			// guess the next one; the table can.
+			nb := ((int(table[next])*m.NumKVHeads + kvh) * bs) * hd
+			nbytes := uintptr(4 * min(bs, nMax-next*bs) * hd)
+			simd.prefetch(unsafe.Pointer(&ab.kc[nb]), nbytes)
+			simd.prefetch(unsafe.Pointer(&ab.vc[nb]), nbytes)
+		}
 		ab.blockScores(s, qOff, qStep, n, keys, cnt)
 		for t := range n {
 			valid := min(cnt, n0+t*nStep-blk*bs) // causal limit of vector t

@@ -47,8 +47,10 @@ type kernels struct {
 	expScaled func(x []float32, scale, sub float32) float32
 	// siluMul sets out[i] = silu(gate[i])·up[i] (out may alias either).
 	siluMul func(out, gate, up []float32)
-	bf16    func(dst []float32, src []uint16) // len(src) >= len(dst)
-	f16     func(dst []float32, src []uint16)
+	// prefetch hints that the n bytes at p will be read soon (may do nothing).
+	prefetch func(p unsafe.Pointer, n uintptr)
+	bf16     func(dst []float32, src []uint16) // len(src) >= len(dst)
+	f16      func(dst []float32, src []uint16)
 }
 
 // maxWide bounds kernels.wide (the result buffer of a tile).

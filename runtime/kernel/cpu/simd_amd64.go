@@ -75,6 +75,9 @@ func expScaledAVX2(x *float32, n uintptr, scale, sub float32) float32
 func siluMulAVX2(out, gate, up *float32, n uintptr)
 
 //go:noescape
+func prefetchAMD64(p unsafe.Pointer, n uintptr)
+
+//go:noescape
 func scaleAVX2(y *float32, a float32, n uintptr)
 
 //go:noescape
@@ -101,6 +104,7 @@ var avx2Kernels = kernels{
 	max:       maxAVX2Go,
 	expScaled: expScaledAVX2Go,
 	siluMul:   siluMulAVX2Go,
+	prefetch:  prefetchAMD64,
 	bf16:      bf16AVX2Go,
 	f16:       f16AVX2Go,
 }

@@ -1526,3 +1526,18 @@ siluloop:
 siludone:
 	VZEROUPPER
 	RET
+
+// func prefetchAMD64(p unsafe.Pointer, n uintptr)
+// Prefetches the n bytes at p into all cache levels, one line at a time.
+TEXT ·prefetchAMD64(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+prefetchloop:
+	CMPQ CX, $0
+	JLE prefetchdone
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JMP prefetchloop
+prefetchdone:
+	RET

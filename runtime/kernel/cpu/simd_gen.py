@@ -794,3 +794,24 @@ siludone:
 ''')
 with open(os.path.join(HERE, "simd_amd64.s"), "a") as f:
     f.write("\n".join(out).rstrip("\n") + "\n")
+
+# ---------------- prefetch, appended to simd_amd64.s ----------------
+out.clear()
+p(r'''
+// func prefetchAMD64(p unsafe.Pointer, n uintptr)
+// Prefetches the n bytes at p into all cache levels, one line at a time.
+TEXT ·prefetchAMD64(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+prefetchloop:
+	CMPQ CX, $0
+	JLE prefetchdone
+	PREFETCHT0 (SI)
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JMP prefetchloop
+prefetchdone:
+	RET
+''')
+with open(os.path.join(HERE, "simd_amd64.s"), "a") as f:
+    f.write("\n".join(out).rstrip("\n") + "\n")

@@ -21,6 +21,7 @@ var genericKernels = kernels{
 	max:       maxGeneric,
 	expScaled: expScaledGeneric,
 	siluMul:   siluMulGeneric,
+	prefetch:  func(unsafe.Pointer, uintptr) {},
 	bf16:      bf16Generic,
 	f16:       f16Generic,
 }
