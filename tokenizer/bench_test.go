@@ -34,6 +34,45 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeCold is BenchmarkEncode with the per-word cache emptied
+// before every iteration (a first request, or text with few repeats).
+func BenchmarkEncodeCold(b *testing.B) {
+	for _, dir := range []string{"tokenizers/llama2", "tokenizers/llama3", "tokenizers/qwen2.5", "tokenizers/gpt2"} {
+		b.Run(strings.ReplaceAll(dir, "/", "_"), func(b *testing.B) {
+			tok := loadShared(b, dir)
+			n := len(tok.Encode(benchParagraph, false))
+			b.SetBytes(int64(len(benchParagraph)))
+			b.ResetTimer()
+			for b.Loop() {
+				tok.model.cache.init(maxCachedWords)
+				tok.Encode(benchParagraph, false)
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+// BenchmarkChatTemplate renders a four-message conversation.
+func BenchmarkChatTemplate(b *testing.B) {
+	msgs := []ChatMessage{
+		{Role: "system", Content: "You are a helpful assistant."},
+		{Role: "user", Content: "What is the capital of France?"},
+		{Role: "assistant", Content: "The capital of France is Paris."},
+		{Role: "user", Content: "And Germany?"},
+	}
+	for _, dir := range []string{"tokenizers/llama3", "tokenizers/qwen2.5"} {
+		b.Run(strings.ReplaceAll(dir, "/", "_"), func(b *testing.B) {
+			tok := loadShared(b, dir)
+			opts := RenderOptions{AddGenerationPrompt: true, Extra: map[string]any{"date_string": "26 Jul 2024"}}
+			for b.Loop() {
+				if _, err := tok.ApplyChatTemplate(msgs, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDecodeIncremental measures streaming detokenization per token.
 func BenchmarkDecodeIncremental(b *testing.B) {
 	for _, dir := range []string{"tokenizers/llama2", "tokenizers/llama3"} {

@@ -490,3 +490,46 @@ func TestLongInputs(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalizers(t *testing.T) {
+	tests := []struct {
+		json, in, want string
+	}{
+		{`{"type":"NFC"}`, "e\u0301", "é"},
+		{`{"type":"NFD"}`, "é", "e\u0301"},
+		{`{"type":"NFKC"}`, "ﬁ①", "fi1"},
+		{`{"type":"NFKD"}`, "ﬁé", "fie\u0301"},
+		{`{"type":"Lowercase"}`, "ÀB c", "àb c"},
+		{`{"type":"Strip","strip_left":true,"strip_right":false}`, "  a  ", "a  "},
+		{`{"type":"Sequence","normalizers":[{"type":"NFD"},{"type":"StripAccents"}]}`, "café", "cafe"},
+		{`{"type":"Replace","pattern":{"Regex":"\\s+"},"content":" "}`, "a \t\n b", "a b"},
+		{`{"type":"Prepend","prepend":"▁"}`, "", ""},
+		{`{"type":"Sequence","normalizers":[]}`, "x", "x"},
+	}
+	for _, tc := range tests {
+		n, err := parseNormalizer(json.RawMessage(tc.json))
+		require.NoError(t, err, tc.json)
+		assert.Equal(t, tc.want, n.normalize(tc.in), tc.json)
+	}
+}
+
+func TestDecoders(t *testing.T) {
+	tests := []struct {
+		json   string
+		tokens []string
+		want   string
+	}{
+		{`{"type":"ByteLevel"}`, []string{"Ġhello", "ĊĠ", "<|im_end|>", "你"}, " hello\n <|im_end|>你"},
+		{`{"type":"ByteLevel"}`, []string{"Ã", "©"}, "é"}, // a character split over two tokens
+		{`{"type":"Replace","pattern":{"Regex":"_+"},"content":"-"}`, []string{"a__b", "_"}, "a-b-"},
+		{`{"type":"Strip","content":"x","start":2,"stop":1}`, []string{"xxxaxx"}, "xax"},
+		{`{"type":"Metaspace","replacement":"▁","prepend_scheme":"never"}`, []string{"▁a", "▁b"}, " a b"},
+		{`{"type":"Metaspace","replacement":"▁","add_prefix_space":true}`, []string{"▁a", "▁b"}, "a b"},
+		{`{"type":"Sequence","decoders":[{"type":"ByteFallback"},{"type":"Fuse"}]}`, []string{"<0xE2>", "<0x82>", "<0xAC>", "x", "<0xZZ>"}, "€x<0xZZ>"},
+	}
+	for _, tc := range tests {
+		d, err := parseDecoder(json.RawMessage(tc.json))
+		require.NoError(t, err, tc.json)
+		assert.Equal(t, tc.want, strings.Join(d.decodeChain(tc.tokens), ""), tc.json)
+	}
+}
