@@ -2,6 +2,7 @@ package kerneltest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -176,6 +177,7 @@ var AttentionShapes = []AttentionShape{
 
 // BenchmarkPagedAttention runs PagedAttention/<backend>/<shape>/
 // decode/b<batch>/ctx<context> and .../prefill/q<len>, block size 16,
+// blocks in a shuffled order,
 // reporting the KV bytes read per second (GB/s) and tokens/s.
 func BenchmarkPagedAttention(b *testing.B, be kernel.Backend, o BenchOptions) {
 	b.Run(be.Name(), func(b *testing.B) {
@@ -208,12 +210,15 @@ func benchAttention(b *testing.B, be kernel.Backend, o BenchOptions, sh Attentio
 	q := h.buf(be.ComputeDType(), tokens*sh.Heads*sh.HeadDim)
 	out := h.buf(be.ComputeDType(), tokens*sh.Heads*sh.HeadDim)
 	qStart, seqLens := []int32{0}, []int32{}
+	// Blocks in a fixed shuffled order, as a cache that has served many
+	// requests hands them out.
+	ids := rand.New(rand.NewPCG(1, 2)).Perm(numBlocks - 1)
 	tables := make([]int32, batch*blocksPerSeq)
 	for i := range batch {
 		qStart = append(qStart, int32((i+1)*qLen))
 		seqLens = append(seqLens, int32(seqLen))
 		for j := range blocksPerSeq {
-			tables[i*blocksPerSeq+j] = int32(1 + i*blocksPerSeq + j)
+			tables[i*blocksPerSeq+j] = int32(1 + ids[i*blocksPerSeq+j])
 		}
 	}
 	meta := &kernel.AttentionMeta{
