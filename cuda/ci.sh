@@ -6,7 +6,9 @@
 #   2. vets the cuda-tagged packages (cuda/ and every package importing it);
 #   3. compiles their test and benchmark binaries (they cannot run here:
 #      gorgonia.org/cu exits at init without a driver);
-#   4. checks that the committed kernel images (cuda/kernels/*.fatbin) are
+#   4. runs the kernels on the CPU through cuda/kernels/emu (an emulation of
+#      the CUDA execution model) against plain references;
+#   5. checks that the committed kernel images (cuda/kernels/*.fatbin) are
 #      up to date: the source hashes recorded in BUILD_INFO must match the
 #      sources, and when the local nvcc is the one recorded, a regeneration
 #      into a temporary directory must be byte-identical. With another nvcc
@@ -87,6 +89,8 @@ check_kernels() {
 }
 
 ensure_nvcc
+# The kernels' logic on the CPU (emulated CUDA execution model).
+bash cuda/kernels/emu/run.sh
 mapfile -t pkgs < <(cuda_packages)
 log "vet -tags cuda: ${pkgs[*]}"
 go vet -tags cuda "${pkgs[@]}"

@@ -38,7 +38,7 @@ __device__ void paged_attention(void* out, int dto, const void* q, int dtq, cons
                                 const int* queryStart, const int* seqLens, const int* blockTables, int maxBlocksPerSeq,
                                 int blockSize, int numHeads, int numKVHeads, int headDim, float scale, int rowsPerTile,
                                 int splitLen, int numSplits, long long numTokens, float* pm, float* pl, float* pacc) {
-  extern __shared__ float smem[];
+  DYNAMIC_SHARED(float, smem);
   const int R = rowsPerTile, hd = headDim, bs = blockSize;
   const int G = numHeads / numKVHeads;
   const int seq = blockIdx.y / numKVHeads, kvh = blockIdx.y % numKVHeads;

@@ -11,6 +11,14 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+// DYNAMIC_SHARED declares the block's dynamic shared memory (emu/ gives
+// it a static buffer when the kernels are compiled as plain C++).
+#ifdef __CUDACC__
+#define DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#else
+#define DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(emu_dynamic_smem.data())
+#endif
+
 #define DT_F32 0
 #define DT_F16 1
 #define DT_BF16 2

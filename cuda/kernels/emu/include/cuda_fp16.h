@@ -1,0 +1,3 @@
+// Stand-in for CUDA's header when the kernels are compiled by emu/ (C++).
+#pragma once
+#include "../emu.h"
