@@ -77,6 +77,10 @@ func (c *ChatTemplate) Source() string { return c.source }
 // the template (raise_exception) are returned.
 func (c *ChatTemplate) Render(messages []ChatMessage, opts RenderOptions) (string, error) {
 	data := make(map[string]jinja.Value, len(opts.Extra)+8)
+	// transformers always passes tools and documents (None when absent),
+	// so `tools is not none` is false rather than true for undefined.
+	data["tools"] = jinja.None()
+	data["documents"] = jinja.None()
 	for k, v := range opts.Extra {
 		val, err := toValue(v)
 		if err != nil {
@@ -279,7 +283,9 @@ func (t *Tokenizer) setChatTemplates(spec chatTemplateSpec) error {
 
 // ApplyChatTemplate renders messages with the default chat template,
 // filling BOSToken and EOSToken from tokenizer_config.json when opts leaves
-// them empty. It fails when the model has no chat template.
+// them empty and passing unk_token, pad_token and
+// additional_special_tokens as transformers does (opts.Extra wins). It
+// fails when the model has no chat template.
 func (t *Tokenizer) ApplyChatTemplate(messages []ChatMessage, opts RenderOptions) (string, error) {
 	if t.chat == nil {
 		return "", fmt.Errorf("chat template: the model has none")
@@ -289,6 +295,16 @@ func (t *Tokenizer) ApplyChatTemplate(messages []ChatMessage, opts RenderOptions
 	}
 	if opts.EOSToken == "" {
 		opts.EOSToken = t.eosToken
+	}
+	if len(t.templateTokens) > 0 {
+		extra := make(map[string]any, len(opts.Extra)+len(t.templateTokens))
+		for k, v := range t.templateTokens {
+			extra[k] = v
+		}
+		for k, v := range opts.Extra {
+			extra[k] = v
+		}
+		opts.Extra = extra
 	}
 	return t.chat.Render(messages, opts)
 }

@@ -126,3 +126,9 @@ func TestContinueFinalMessage(t *testing.T) {
 	_, err = tok.ApplyChatTemplate(msgs, RenderOptions{ContinueFinalMessage: true, AddGenerationPrompt: true})
 	assert.Error(t, err)
 }
+
+func TestToolsDefaultToNone(t *testing.T) {
+	src := `{% if tools is not none %}T{% else %}-{% endif %}{% if documents is none %}D{% endif %}{% if tools is defined %}d{% endif %}`
+	assert.Equal(t, "-Dd", render(t, src, nil, RenderOptions{}))
+	assert.Equal(t, "TDd", render(t, src, nil, RenderOptions{Extra: map[string]any{"tools": json.RawMessage(`[]`)}}))
+}

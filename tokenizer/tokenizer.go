@@ -31,6 +31,9 @@ type Tokenizer struct {
 	cleanUp bool
 
 	bosToken, eosToken string // spellings from tokenizer_config.json
+	// templateTokens are the other special tokens transformers passes to
+	// chat templates (unk_token, pad_token, additional_special_tokens).
+	templateTokens map[string]any
 
 	chat       *ChatTemplate
 	namedChats map[string]*ChatTemplate
@@ -301,6 +304,20 @@ func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
 		}
 		t.addEOS(id)
 		t.eosToken = s
+	}
+	t.templateTokens = map[string]any{}
+	if s := cfg.UnkToken.content; s != "" {
+		t.templateTokens["unk_token"] = s
+	}
+	if s := cfg.PadToken.content; s != "" {
+		t.templateTokens["pad_token"] = s
+	}
+	if len(cfg.AdditionalSpecialTokens) > 0 {
+		list := make([]string, len(cfg.AdditionalSpecialTokens))
+		for i, s := range cfg.AdditionalSpecialTokens {
+			list[i] = s.content
+		}
+		t.templateTokens["additional_special_tokens"] = list
 	}
 	if cfg.AddBOSToken != nil || cfg.AddEOSToken != nil {
 		t.overridePostProcessor(cfg)

@@ -360,6 +360,13 @@ func TestConfigSettings(t *testing.T) {
 		_, err := LoadDir(writeTinyDir(t, `{"chat_template": "{% for %}"}`, ""))
 		assert.ErrorContains(t, err, "chat_template")
 	})
+	t.Run("special tokens in templates", func(t *testing.T) {
+		tok, err := LoadDir(writeTinyDir(t, `{"unk_token": "<unk>", "pad_token": "</s>", "additional_special_tokens": ["<s>"], "chat_template": "{{ unk_token }}{{ pad_token }}{{ additional_special_tokens | join }}"}`, ""))
+		require.NoError(t, err)
+		out, err := tok.ApplyChatTemplate(nil, RenderOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "<unk></s><s>", out)
+	})
 	t.Run("chat_template.jinja file", func(t *testing.T) {
 		dir := writeTinyDir(t, `{}`, "")
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "chat_template.jinja"), []byte("{{ messages[0].content }}"), 0o644))
