@@ -327,3 +327,17 @@ func f32All(b kernel.Buffer, what string) ([]float32, error) {
 	}
 	return hb.f32, nil
 }
+
+// f32Row returns elements [off, off+n) as float32: the buffer's own memory
+// for F32, else converted into *scratch (grown as needed).
+func (b *buffer) f32Row(off, n int, scratch *[]float32) []float32 {
+	if b.dt == kernel.F32 {
+		return b.f32[off : off+n]
+	}
+	if cap(*scratch) < n {
+		*scratch = make([]float32, n)
+	}
+	row := (*scratch)[:n]
+	b.rowF32(row, off)
+	return row
+}

@@ -98,8 +98,7 @@ func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 			}
 		}
 		for ; j < jhi; j++ {
-			row := make([]float32, k)
-			w.rowF32(row, j*k)
+			row := w.f32Row(j*k, k, &scratch)
 			for t := tb; t < te; t++ {
 				out[t*n+j] = dot(row, x[t*k:t*k+k])
 			}

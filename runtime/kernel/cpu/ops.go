@@ -45,8 +45,8 @@ func (be *Backend) AddBias(x, bias kernel.Buffer, rows, dim int) error {
 	if err != nil {
 		return err
 	}
-	b := make([]float32, dim)
-	bb.rowF32(b, 0)
+	var scratch []float32
+	b := bb.f32Row(0, dim, &scratch)
 	for r := range rows {
 		axpy(xs[r*dim:r*dim+dim], 1, b)
 	}
@@ -67,8 +67,8 @@ func (be *Backend) RMSNorm(out, x, w kernel.Buffer, rows, dim int, eps float32) 
 	if err != nil {
 		return err
 	}
-	wf := make([]float32, dim)
-	wb.rowF32(wf, 0)
+	var scratch []float32
+	wf := wb.f32Row(0, dim, &scratch)
 	for r := range rows {
 		rmsNormRow(o[r*dim:r*dim+dim], xs[r*dim:r*dim+dim], wf, eps)
 	}
