@@ -408,3 +408,13 @@ func (g *gatedExec) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, err
 	<-g.gate
 	return g.FakeExecutor.Execute(out)
 }
+
+func TestCachedTokensReported(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	body := map[string]any{"prompt": strings.Repeat("a long shared prefix ", 3), "max_tokens": 2} // 1+63 tokens
+	first := h.post("/v1/completions", body, 200)
+	assert.Equal(t, 0.0, first["usage"].(map[string]any)["prompt_tokens_details"].(map[string]any)["cached_tokens"])
+	second := h.post("/v1/completions", body, 200)
+	assert.Equal(t, 48.0, second["usage"].(map[string]any)["prompt_tokens_details"].(map[string]any)["cached_tokens"],
+		"three full 16-token blocks hit; the last prompt token is always recomputed")
+}
