@@ -21,6 +21,9 @@ import (
 //     accumulators in registers: each weight vector feeds T FMAs, each
 //     activation 4.
 //
+//   - accumRowsAVX512: the weighted sum of value rows of attention, 64
+//     floats of the head at a time, two positions a step.
+//
 // k must be a multiple of 16. The other kernels (dot, axpy, conversions)
 // are the AVX2 ones: their vectors are short (head dims) or rare.
 
@@ -87,6 +90,23 @@ func gemv4F16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *f
 //go:noescape
 func gemv4BF16AVX512(w unsafe.Pointer, ldw uintptr, x *float32, k uintptr, out *float32, nblk uintptr)
 
+//go:noescape
+func accumRowsAVX512(acc, v, w *float32, hd, n uintptr)
+
+func accumAVX512Go(acc, v, w []float32, hd int) {
+	n := len(w)
+	if n == 0 || hd == 0 {
+		return
+	}
+	if hd%16 != 0 {
+		accumAVX2Go(acc, v, w, hd)
+		return
+	}
+	_ = v[n*hd-1]
+	acc = acc[:hd]
+	accumRowsAVX512(&acc[0], &v[0], &w[0], uintptr(hd), uintptr(n))
+}
+
 func avx512Kernels() kernels {
 	k := avx2Kernels
 	k.name = "avx512"
@@ -97,6 +117,7 @@ func avx512Kernels() kernels {
 		{nil, tile4x1BF16AVX512, tile4x2BF16AVX512, tile4x3BF16AVX512, tile4x4BF16AVX512, tile4x5BF16AVX512, tile4x6BF16AVX512},
 	}
 	k.wide = 6
+	k.accum = accumAVX512Go
 	k.gemv = [3]gemvFn{gemv4F32AVX512, gemv4F16AVX512, gemv4BF16AVX512}
 	return k
 }
