@@ -410,3 +410,20 @@ func TestCoreOnlyForLibraryUsers(t *testing.T) {
 	assert.False(t, core.Parent().IsValid())
 	h.requireNoState()
 }
+
+// TestUnsampledClientParent: the journey decision is ours, the SDK's
+// parent-based sampling still applies after it, and both spans follow it.
+func TestUnsampledClientParent(t *testing.T) {
+	h := newHarness(t, nil)
+	const unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	f := h.newFlow("u", 3, 1, map[string]string{"traceparent": unsampled})
+	assert.Equal(t, "1", f.headers[JourneySampledHeader], "journey decision independent of the W3C flag")
+	f.schedule(1, false, 3)
+	f.token(1)
+	f.finish(1, scheduler.FinishStop)
+	f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
+	f.api.End()
+	assert.Empty(t, h.spans(SpanRequest), "neither span is recorded")
+	assert.Empty(t, h.spans(SpanCore))
+	h.requireNoState()
+}

@@ -1,12 +1,16 @@
 package tracing
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
@@ -191,4 +195,25 @@ func TestHashStepSamplerRates(t *testing.T) {
 		}
 		assert.InDelta(t, tt.rate, float64(hits)/n, 0.002+tt.rate*0.05, "rate %v", tt.rate)
 	}
+}
+
+// TestStepTracingDisablesWhenSpansCannotOpen: a provider that yields
+// invalid spans turns step tracing off with a warning instead of failing.
+func TestStepTracingDisablesWhenSpansCannotOpen(t *testing.T) {
+	var logs bytes.Buffer
+	c := DefaultConfig()
+	c.StepClosureInterval = 10
+	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	all := stepSet(func(uint64) bool { return true })
+	c.StepSampler, c.RichSampler = all, all
+	s := newStepTracer(noop.NewTracerProvider(), c.withDefaults())
+	for step := uint64(1); step <= 3; step++ {
+		out, v := batch(step)
+		s.stepBuilt(out, v)
+		s.stepTiming(step, 0, 0, 0)
+	}
+	s.shutdown()
+	assert.True(t, s.disabled)
+	assert.Nil(t, s.pending)
+	assert.Equal(t, 1, strings.Count(logs.String(), "step tracing disabled"), logs.String())
 }
