@@ -21,5 +21,8 @@
 // tag. gorgonia.org/cu initialises the driver in its package init and
 // exits when there is none, so a cuda-tagged binary only runs on a GPU
 // machine; plain builds and `go test ./...` compile only this file, gen.go
-// and the pure-Go planning code (arena.go, timer.go).
+// and the pure-Go planning code (arena.go, plan.go, sampleplan.go,
+// timer.go), which the plain tests cover. kernels/emu runs the kernels
+// themselves on the CPU (an emulation of the CUDA execution model) against
+// references, so their logic is checked without a GPU too.
 package cuda
