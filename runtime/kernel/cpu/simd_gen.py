@@ -79,6 +79,7 @@ def tile4x3(dt, T=3):
     for l in prologue(dt): p("\t" + l)
     p("\tLEAQ (DI)(R9*1), R13")
     p("\tLEAQ (R13)(R9*1), R14")
+    p("\tLEAQ (R8*4), BX // next row block, prefetched as the rows advance")
     for i in range(4*T): p(f"\tVXORPS Y{i}, Y{i}, Y{i}")
     p(f"loop{dt}4x{T}:")
     p("\tCMPQ CX, $8")
@@ -86,11 +87,13 @@ def tile4x3(dt, T=3):
     for t, tp in enumerate(["DI", "R13", "R14"][:T]):
         p(f"\tVMOVUPS ({tp})(AX*1), Y{12+t}")
     for r, row in enumerate(ROWS):
-        for l in loadw(dt, f"({row})(BX*1)", "Y15"): p("\t" + l)
+        p(f"\tPREFETCHT0 ({row})(BX*1)")
+        for l in loadw(dt, f"({row})", "Y15"): p("\t" + l)
         for t in range(T):
             p(f"\tVFMADD231PS Y15, Y{12+t}, Y{t*4+r}")
     p("\tADDQ $32, AX")
-    p(f"\tADDQ ${s['wstep']}, BX")
+    for row in ROWS:
+        p(f"\tADDQ ${s['wstep']}, {row}")
     p("\tSUBQ $8, CX")
     p(f"\tJMP loop{dt}4x{T}")
     p(f"done{dt}4x{T}:")
