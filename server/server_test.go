@@ -294,6 +294,7 @@ func TestErrors(t *testing.T) {
 		{"chat top_logprobs without logprobs", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "top_logprobs": 2}, 400, "top_logprobs", "requires logprobs"},
 		{"body too large", "/v1/completions", map[string]any{"prompt": strings.Repeat("a", 2000)}, 413, "", "larger than"},
 		{"unknown route", "/v1/embeddings", map[string]any{}, 404, "", "no route"},
+		{"wrong method", "/v1/models", map[string]any{}, 405, "", "not allowed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -417,4 +418,18 @@ func TestCachedTokensReported(t *testing.T) {
 	second := h.post("/v1/completions", body, 200)
 	assert.Equal(t, 48.0, second["usage"].(map[string]any)["prompt_tokens_details"].(map[string]any)["cached_tokens"],
 		"three full 16-token blocks hit; the last prompt token is always recomputed")
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	for _, path := range []string{"/v1/completions", "/v1/chat/completions", "/tokenize"} {
+		resp := h.do("GET", path, nil)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, path)
+		assert.Contains(t, string(body), `"error"`)
+	}
+	resp := h.do("GET", "/nope", nil)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
