@@ -20,6 +20,7 @@ var (
 	benchThreads = flag.Int("bench.threads", 1, "CPU backend threads in benchmarks")
 	benchKernels = flag.Bool("bench.kernels", false, "log the per-op time breakdown of each benchmark")
 	benchSizes   = flag.String("bench.sizes", "15M,42M,110M", "model shapes the benchmarks generate")
+	benchDType   = flag.String("bench.dtype", "f32", "weight dtype of the generated models: f32, f16 or bf16")
 )
 
 // Generated benchmark models are shared by all benchmarks of a run and
@@ -46,6 +47,7 @@ func benchModel(b *testing.B, name string) string {
 	if !ok {
 		b.Fatalf("unknown spec %s", name)
 	}
+	spec.DType = *benchDType
 	dir := filepath.Join(benchRoot, name)
 	if err := model.Generate(dir, spec, 1); err != nil {
 		b.Fatal(err)
@@ -180,7 +182,7 @@ func BenchmarkDecode(b *testing.B) {
 				secs := b.Elapsed().Seconds()
 				b.ReportMetric(float64(batch*b.N)/secs, "tok/s")
 				cpu.report(b, float64(batch*b.N))
-				weightBytes := float64(m.Config.NumParams() * 4)
+				weightBytes := float64(m.Config.NumParams() * int64(map[string]int{"f32": 4, "f16": 2, "bf16": 2}[*benchDType]))
 				b.ReportMetric(weightBytes*float64(b.N)/secs/1e9, "weightGB/s")
 				if prof != nil && b.N > 1 {
 					fmt.Printf("%s: threads %d, per-op time of the last %d-step window:\n%s", b.Name(), *benchThreads, b.N, prof)
