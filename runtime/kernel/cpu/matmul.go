@@ -11,10 +11,6 @@ const (
 	// tokenBlock bounds the activation rows one pass over a block of
 	// weight rows reuses, so that they stay in L2 for large m (prefill).
 	tokenBlock = 48
-	// direct16MaxM is the largest m for which 16-bit weights are converted
-	// inside the tile (decode); above it each 4-row block is converted
-	// once to float32 scratch and reused by every token.
-	direct16MaxM = 6
 	// serialFlops is the work below which an op is not worth splitting.
 	serialFlops = 1 << 16
 )
@@ -68,7 +64,7 @@ func dtIndex(dt kernel.DType) int {
 // matmulRows computes output columns [jlo, jhi) for every token.
 func matmulRows(out, x []float32, w *buffer, m, n, k, jlo, jhi int) {
 	k8 := k - k%simd.kStep
-	direct := w.dt == kernel.F32 || (simd.direct16 && m <= direct16MaxM)
+	direct := w.dt == kernel.F32 || simd.direct16
 	var scratch []float32
 	if !direct {
 		scratch = make([]float32, 4*k)
