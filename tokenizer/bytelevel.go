@@ -43,15 +43,6 @@ func byteLevelDecodeToken(tok string) ([]byte, bool) {
 	return out, true
 }
 
-// byteLevelEncode spells raw bytes in the byte-level alphabet.
-func byteLevelEncode(raw string) string {
-	var b strings.Builder
-	for i := 0; i < len(raw); i++ {
-		b.WriteRune(byteToRune[raw[i]])
-	}
-	return b.String()
-}
-
 // lossyUTF8 converts bytes to a string, replacing each maximal invalid
 // subsequence by one U+FFFD, as Rust's String::from_utf8_lossy does.
 func lossyUTF8(b []byte) string {

@@ -241,7 +241,6 @@ func TestByteLevelAlphabet(t *testing.T) {
 	raw, ok := byteLevelDecodeToken("ĠhelloĊ")
 	require.True(t, ok)
 	assert.Equal(t, " hello\n", string(raw))
-	assert.Equal(t, "ĠhelloĊ", byteLevelEncode(" hello\n"))
 	_, ok = byteLevelDecodeToken("你")
 	assert.False(t, ok)
 }
