@@ -26,9 +26,9 @@ func TestNewValidates(t *testing.T) {
 		edit func(c *Config)
 		err  string
 	}{
-		{"block size", func(c *Config) { c.BlockSize = 0 }, "BlockSize"},
+		{"block size", func(c *Config) { c.BlockSize = -1 }, "BlockSize"},
 		{"blocks", func(c *Config) { c.NumBlocks = 1 }, "NumBlocks"},
-		{"seqs", func(c *Config) { c.MaxNumSeqs = 0 }, "MaxNumSeqs"},
+		{"seqs", func(c *Config) { c.MaxNumSeqs = -2 }, "MaxNumSeqs"},
 		{"tokens", func(c *Config) { c.MaxNumBatchedTokens = -1 }, "MaxNumBatchedTokens"},
 		{"model len", func(c *Config) { c.MaxModelLen = 10000 }, "max_position_embeddings"},
 	}
@@ -49,6 +49,15 @@ func TestNewValidates(t *testing.T) {
 		t.Errorf("default MaxModelLen %d", r.cfg.MaxModelLen)
 	}
 	r.Close()
+	r2, err := New(m, m.Backend(), Config{NumBlocks: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r2.cfg; c.BlockSize != scheduler.DefaultBlockSize || c.MaxNumBatchedTokens != scheduler.DefaultMaxNumBatchedTokens ||
+		c.MaxNumSeqs != scheduler.DefaultMaxNumSeqs {
+		t.Errorf("defaults %+v", c)
+	}
+	r2.Close()
 	if _, err := r.Execute(&scheduler.Output{}); err != ErrClosed {
 		t.Errorf("Execute after Close: %v", err)
 	}

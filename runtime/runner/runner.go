@@ -12,8 +12,9 @@ import (
 	"github.com/vserve/vserve/scheduler"
 )
 
-// Config sizes the runner's KV cache and step buffers. It should match the
-// scheduler's Config.
+// Config sizes the runner's KV cache and step buffers. It must match the
+// scheduler's Config; zero values of BlockSize, MaxNumSeqs and
+// MaxNumBatchedTokens select the scheduler's defaults.
 type Config struct {
 	BlockSize           int // tokens per KV block
 	NumBlocks           int // KV blocks including the null block 0
@@ -80,6 +81,15 @@ type scheduledSeq struct {
 func New(m *model.Model, be kernel.Backend, cfg Config) (*Runner, error) {
 	if cfg.MaxModelLen == 0 {
 		cfg.MaxModelLen = DefaultMaxModelLen(m.Config)
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = scheduler.DefaultBlockSize
+	}
+	if cfg.MaxNumBatchedTokens == 0 {
+		cfg.MaxNumBatchedTokens = scheduler.DefaultMaxNumBatchedTokens
+	}
+	if cfg.MaxNumSeqs == 0 {
+		cfg.MaxNumSeqs = min(scheduler.DefaultMaxNumSeqs, cfg.MaxNumBatchedTokens)
 	}
 	if err := validate(cfg, m.Config); err != nil {
 		return nil, err
