@@ -264,19 +264,36 @@ func (t *Tokenizer) setAddedTokens(list []addedTokenJSON) error {
 // applyConfig applies tokenizer_config.json: special tokens, BOS/EOS,
 // add_bos_token/add_eos_token, clean-up and chat templates.
 func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
+	if err := t.applyAddedTokensDecoder(cfg); err != nil {
+		return err
+	}
+	if err := t.applyBOSAndEOS(cfg); err != nil {
+		return err
+	}
+	t.setTemplateTokens(cfg)
+	if cfg.AddBOSToken != nil || cfg.AddEOSToken != nil {
+		t.overridePostProcessor(cfg)
+	}
+	if cfg.CleanUpTokenizationSpaces != nil {
+		t.cleanUp = *cfg.CleanUpTokenizationSpaces
+	}
+	return t.setChatTemplates(cfg.ChatTemplate)
+}
+
+// applyAddedTokensDecoder marks special tokens named in the config and adds
+// the tokens that only added_tokens_decoder names.
+func (t *Tokenizer) applyAddedTokensDecoder(cfg *tokenizerConfig) error {
 	decoded, err := cfg.sortedAddedTokensDecoder()
 	if err != nil {
 		return err
 	}
 	var extra []addedTokenJSON
 	for _, a := range decoded {
-		if id, ok := t.tokenToID[a.Content]; ok && id == a.ID {
-			if a.Special {
-				t.special[a.ID] = true
-			}
-			continue
-		}
-		if _, ok := t.tokenToID[a.Content]; !ok {
+		id, known := t.tokenToID[a.Content]
+		switch {
+		case known && id == a.ID && a.Special:
+			t.special[a.ID] = true
+		case !known:
 			extra = append(extra, a)
 		}
 	}
@@ -290,6 +307,10 @@ func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
 			t.special[id] = true
 		}
 	}
+	return nil
+}
+
+func (t *Tokenizer) applyBOSAndEOS(cfg *tokenizerConfig) error {
 	if s := cfg.BOSToken.content; s != "" {
 		id, ok := t.tokenToID[s]
 		if !ok {
@@ -305,6 +326,12 @@ func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
 		t.addEOS(id)
 		t.eosToken = s
 	}
+	return nil
+}
+
+// setTemplateTokens keeps the special tokens transformers passes to chat
+// templates besides bos_token and eos_token.
+func (t *Tokenizer) setTemplateTokens(cfg *tokenizerConfig) {
 	t.templateTokens = map[string]any{}
 	if s := cfg.UnkToken.content; s != "" {
 		t.templateTokens["unk_token"] = s
@@ -319,13 +346,6 @@ func (t *Tokenizer) applyConfig(cfg *tokenizerConfig) error {
 		}
 		t.templateTokens["additional_special_tokens"] = list
 	}
-	if cfg.AddBOSToken != nil || cfg.AddEOSToken != nil {
-		t.overridePostProcessor(cfg)
-	}
-	if cfg.CleanUpTokenizationSpaces != nil {
-		t.cleanUp = *cfg.CleanUpTokenizationSpaces
-	}
-	return t.setChatTemplates(cfg.ChatTemplate)
 }
 
 // addTokens adds tokens named only in added_tokens_decoder.
