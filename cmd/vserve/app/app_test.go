@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -164,4 +165,30 @@ func TestMaxModelLenOverModel(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exceeds the model's max_position_embeddings")
 	require.NoError(t, a.Shutdown(context.Background()))
+}
+
+// TestConcurrentRequests runs chat and completions in parallel through the
+// real stack (run with -race to check the tokenizer, template and engine
+// sharing).
+func TestConcurrentRequests(t *testing.T) {
+	a, base := startApp(t)
+	require.NoError(t, a.LoadErr())
+	defer func() { require.NoError(t, a.Shutdown(context.Background())) }()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path, body := "/v1/completions", `{"prompt":"hello there","max_tokens":6,"ignore_eos":true,"stop":["zz"],"logprobs":1}`
+			if i%2 == 1 {
+				path, body = "/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":6,"ignore_eos":true,"stream":false}`
+			}
+			status, m := postJSON(t, base+path, body)
+			assert.Equal(t, 200, status, "%v", m)
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool { return a.Engine().Snapshot().NumActive == 0 }, 10e9, 1e6)
+	st := a.Engine().Snapshot().Stats
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
 }
