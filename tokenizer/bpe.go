@@ -412,7 +412,9 @@ func (c *wordCache) get(w string) ([]int32, bool) {
 func (c *wordCache) put(w string, ids []int32) {
 	c.mu.Lock()
 	if len(c.words) < c.limit {
-		c.words[w] = append([]int32(nil), ids...)
+		// Clone the key: w is usually a slice of a request's text, which
+		// the cache must not keep alive.
+		c.words[strings.Clone(w)] = append([]int32(nil), ids...)
 	}
 	c.mu.Unlock()
 }
