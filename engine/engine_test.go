@@ -313,3 +313,19 @@ func TestSharedNotifyMultiplexes(t *testing.T) {
 }
 
 var _ engine.Scheduler = (*scheduler.Scheduler)(nil)
+
+type panicExec struct{}
+
+func (panicExec) Execute(*scheduler.Output) (*scheduler.RunnerOutput, error) { panic("kernel bug") }
+
+func TestExecutorPanicFailsBatchNotServer(t *testing.T) {
+	e := engine.New(engine.Config{}, &enginetest.SimpleScheduler{}, panicExec{})
+	defer e.Shutdown(context.Background())
+	st, err := e.Add(context.Background(), req("a", 3))
+	require.NoError(t, err)
+	defer st.Close()
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, scheduler.FinishError, out.Finish)
+	assert.ErrorContains(t, out.Err, "kernel bug")
+}

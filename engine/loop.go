@@ -185,7 +185,7 @@ func (e *Engine) schedule(rec *StepRecord) *scheduler.Output {
 
 func (e *Engine) execute(out *scheduler.Output, rec *StepRecord) (*scheduler.RunnerOutput, error) {
 	t0 := time.Now()
-	ro, err := e.exec.Execute(out)
+	ro, err := e.safeExecute(out)
 	rec.Execute = time.Since(t0)
 	if err == nil && ro == nil {
 		err = fmt.Errorf("engine: executor returned no output for step %d", out.Step)
@@ -197,6 +197,17 @@ func (e *Engine) execute(out *scheduler.Output, rec *StepRecord) (*scheduler.Run
 	}
 	rec.Prepare, rec.Forward, rec.Sample = ro.Timing.Prepare, ro.Timing.Forward, ro.Timing.Sample
 	return ro, nil
+}
+
+// safeExecute turns an executor panic into a step error, so a bug hit by
+// one batch fails that batch's requests instead of the whole server.
+func (e *Engine) safeExecute(out *scheduler.Output) (ro *scheduler.RunnerOutput, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ro, err = nil, fmt.Errorf("engine: executor panicked in step %d: %v", out.Step, p)
+		}
+	}()
+	return e.exec.Execute(out)
 }
 
 func (e *Engine) update(out *scheduler.Output, ro *scheduler.RunnerOutput, rec *StepRecord) []scheduler.RequestOutput {
