@@ -53,6 +53,7 @@ func runScenario(t *testing.T, data []byte) {
 		t.Fatalf("config %+v: %v", cfg, err)
 	}
 	f := newFakeRunner(cfg.BlockSize)
+	f.byID = in.next()%2 == 0
 	f.sample = func(_ string, toks []int32) int32 {
 		if v := in.next(); v != 0 {
 			return int32(v % 6) // small vocabulary: EOS (2) and stop ids happen

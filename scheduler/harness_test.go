@@ -20,6 +20,9 @@ type fakeRunner struct {
 	kv     map[int32][]kvSlot
 	sample func(id string, tokens []int32) int32
 	err    error // first contract violation
+	// byID answers in request-id order instead of schedule order (Update
+	// must accept any order).
+	byID bool
 }
 
 type runReq struct {
@@ -41,6 +44,7 @@ func newFakeRunner(bs int) *fakeRunner {
 		sample: func(id string, tokens []int32) int32 {
 			return 1000 + int32(len(tokens)) // never EOS unless a test says so
 		},
+		byID: true,
 	}
 }
 
@@ -124,7 +128,14 @@ func (f *fakeRunner) execute(out *Output) *RunnerOutput {
 		}
 	}
 	ro := &RunnerOutput{Step: out.Step}
-	sort.Slice(ws, func(i, j int) bool { return ws[i].id < ws[j].id })
+	if f.byID {
+		sort.Slice(ws, func(i, j int) bool { return ws[i].id < ws[j].id })
+	} else {
+		// Running requests first, then admitted ones: the schedule order
+		// except that resumed requests come before new ones.
+		nNew := len(out.NewRequests)
+		ws = append(append([]work(nil), ws[nNew:]...), ws[:nNew]...)
+	}
 	for _, w := range ws {
 		r := f.reqs[w.id]
 		if w.start+w.n > len(r.tokens) || len(r.blocks)*f.bs < w.start+w.n {
