@@ -166,11 +166,24 @@ var filterUse = regexp.MustCompile(`\|\s*tojson\b`)
 // tagPattern matches Jinja expression and statement tags.
 var tagPattern = regexp.MustCompile(`(?s)\{\{.*?\}\}|\{%.*?%\}`)
 
-// rewriteFilters renames the filters vserve implements itself inside tags,
-// outside string literals: the engine's tojson sorts keys and escapes HTML
-// when indenting, unlike the Python json.dumps that transformers uses.
+// generationTag matches transformers' {% generation %} and
+// {% endgeneration %} tags (they mark assistant text for training masks and
+// render their body unchanged).
+var generationTag = regexp.MustCompile(`^\{%(-?)\s*(end)?generation\s*(-?)%\}$`)
+
+// rewriteFilters adapts a transformers template to the engine, inside tags
+// and outside string literals: it renames the filters vserve implements
+// itself (the engine's tojson sorts keys and escapes HTML when indenting,
+// unlike the Python json.dumps that transformers uses), and turns
+// {% generation %} blocks into always-true ifs, keeping whitespace control.
 func rewriteFilters(src string) string {
 	return tagPattern.ReplaceAllStringFunc(src, func(tag string) string {
+		if m := generationTag.FindStringSubmatch(tag); m != nil {
+			if m[2] != "" {
+				return "{%" + m[1] + " endif " + m[3] + "%}"
+			}
+			return "{%" + m[1] + " if true " + m[3] + "%}"
+		}
 		var b strings.Builder
 		for _, part := range splitQuoted(tag) {
 			if part.quoted {

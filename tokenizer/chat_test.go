@@ -132,3 +132,9 @@ func TestToolsDefaultToNone(t *testing.T) {
 	assert.Equal(t, "-Dd", render(t, src, nil, RenderOptions{}))
 	assert.Equal(t, "TDd", render(t, src, nil, RenderOptions{Extra: map[string]any{"tools": json.RawMessage(`[]`)}}))
 }
+
+func TestGenerationTag(t *testing.T) {
+	src := "{% for m in messages %}{% if m.role == 'assistant' %}{%- generation -%}  [{{ m.content }}]  {%- endgeneration -%}{% else %}({{ m.content }}){% endif %}{% endfor %}"
+	got := render(t, src, []ChatMessage{{Role: "user", Content: "q"}, {Role: "assistant", Content: "a"}}, RenderOptions{})
+	assert.Equal(t, "(q)[a]", got)
+}
