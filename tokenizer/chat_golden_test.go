@@ -105,15 +105,24 @@ func TestGoldenJinjaFeatures(t *testing.T) {
 	require.NotEmpty(t, g.Features)
 	var ctx map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(g.Context, &ctx))
-	extra := map[string]any{}
+	var msgs []ChatMessage
+	var opts RenderOptions
+	require.NoError(t, json.Unmarshal(ctx["messages"], &msgs))
+	require.NoError(t, json.Unmarshal(ctx["bos_token"], &opts.BOSToken))
+	require.NoError(t, json.Unmarshal(ctx["add_generation_prompt"], &opts.AddGenerationPrompt))
+	opts.Extra = map[string]any{}
 	for k, v := range ctx {
-		extra[k] = v // json.RawMessage: key order kept
+		switch k {
+		case "messages", "bos_token", "add_generation_prompt":
+		default:
+			opts.Extra[k] = v // json.RawMessage: key order kept
+		}
 	}
 	for _, f := range g.Features {
 		t.Run(f.Name, func(t *testing.T) {
 			c, err := LoadChatTemplate(f.Template)
 			require.NoError(t, err)
-			got, err := c.Render(nil, RenderOptions{Extra: extra})
+			got, err := c.Render(msgs, opts)
 			if f.Output == nil {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), f.Error)

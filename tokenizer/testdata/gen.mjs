@@ -212,6 +212,15 @@ const features = {
   set_block: "{% set greeting %}Hi {{ s | trim }}{% endset %}[{{ greeting }}]",
   filters: "{{ msgs | map(attribute='role') | join(',') }}|{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join }}|{{ xs | reverse | list | join }}|{{ 'ab' | upper }}|{{ s | replace(' ', '_') }}",
 };
+// Templates in the style of other model families (written for this test,
+// not copied from model repositories): they exercise operator precedence
+// with filters, string splitting, namespaces and nested conditionals.
+features.gemma_style = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
+features.think_split = "{% set ns = namespace(sys='') %}{% for m in msgs %}{% if m['role'] == 'system' %}{% set ns.sys = m['content'] %}{% endif %}{% endfor %}{{ ns.sys }}{% for m in msgs %}{% if m['role'] == 'assistant' %}{% set c = m['content'] %}{% if '</think>' in c %}{% set c = c.split('</think>')[-1] %}{% endif %}<A>{{ c }}{% else %}<U>{{ m['content'] }}{% endif %}{% endfor %}";
+features.nested_ifs = "{%- for m in msgs -%}\n  {%- if m.role == 'user' -%}\n    {%- if loop.first -%}first:{%- elif loop.last -%}last:{%- else -%}mid:{%- endif -%}\n    {{ m.content }}\n  {%- else -%}\n    [{{ m.content | upper }}]\n  {%- endif %}\n{% endfor -%}";
+const extraCtx = { messages: [{ role: "user", content: "  hi  " }, { role: "assistant", content: "<think>x</think>yo" }], bos_token: "<bos>", add_generation_prompt: true };
+Object.assign(featureCtx, extraCtx);
+featureCtx.msgs = [{ role: "system", content: "S" }, { role: "user", content: "a" }, { role: "assistant", content: "r</think>b" }, { role: "user", content: "c" }];
 chatOut.features = [];
 for (const [name, src] of Object.entries(features)) {
   const c = { name, template: src };
