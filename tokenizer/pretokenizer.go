@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/dlclark/regexp2/v2"
 )
@@ -57,6 +59,26 @@ func (m literalMatcher) findAll(s string) [][2]int {
 		out = append(out, [2]int{off + i, off + i + len(m.lit)})
 		off += i + len(m.lit)
 	}
+}
+
+// runeMatcher matches every rune for which the predicate holds, each as its
+// own match (as HF's char-predicate patterns do).
+type runeMatcher func(rune) bool
+
+func (f runeMatcher) findAll(s string) [][2]int {
+	var out [][2]int
+	for i, r := range s {
+		if f(r) {
+			out = append(out, [2]int{i, i + utf8.RuneLen(r)})
+		}
+	}
+	return out
+}
+
+// isPunctuation is HF's punctuation test: ASCII punctuation or a Unicode
+// punctuation character.
+func isPunctuation(r rune) bool {
+	return unicode.IsPunct(r) || (r < utf8.RuneSelf && unicode.IsSymbol(r))
 }
 
 // gpt2Pattern is the regex of the ByteLevel pre-tokenizer (use_regex=true).
@@ -345,6 +367,43 @@ func parsePreTokenizer(raw json.RawMessage, info *preTokenizerInfo) (preTokenize
 			b.split = &splitPreTokenizer{m: m, behavior: splitIsolated}
 		}
 		return b, nil
+	case "Digits":
+		var v struct {
+			Individual bool `json:"individual_digits"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		b := splitContiguous
+		if v.Individual {
+			b = splitIsolated
+		}
+		return &splitPreTokenizer{m: runeMatcher(unicode.IsNumber), behavior: b}, nil
+	case "Punctuation":
+		v := struct {
+			Behavior string `json:"behavior"`
+		}{Behavior: "Isolated"}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		b, err := parseSplitBehavior(v.Behavior)
+		if err != nil {
+			return nil, err
+		}
+		return &splitPreTokenizer{m: runeMatcher(isPunctuation), behavior: b}, nil
+	case "WhitespaceSplit":
+		return &splitPreTokenizer{m: runeMatcher(unicode.IsSpace), behavior: splitRemoved}, nil
+	case "CharDelimiterSplit":
+		var v struct {
+			Delimiter string `json:"delimiter"`
+		}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, err
+		}
+		if utf8.RuneCountInString(v.Delimiter) != 1 {
+			return nil, fmt.Errorf("CharDelimiterSplit: delimiter %q is not one character", v.Delimiter)
+		}
+		return &splitPreTokenizer{m: literalMatcher{lit: v.Delimiter}, behavior: splitRemoved}, nil
 	case "Metaspace":
 		v := struct {
 			Replacement    string `json:"replacement"`

@@ -539,3 +539,30 @@ func TestDecoders(t *testing.T) {
 		assert.Equal(t, tc.want, strings.Join(d.decodeChain(tc.tokens), ""), tc.json)
 	}
 }
+
+func TestSimplePreTokenizers(t *testing.T) {
+	tests := []struct {
+		json, in string
+		want     []string
+	}{
+		{`{"type":"Digits","individual_digits":true}`, "Call 123 please", []string{"Call ", "1", "2", "3", " please"}},
+		{`{"type":"Digits","individual_digits":false}`, "Call 123 please", []string{"Call ", "123", " please"}},
+		{`{"type":"Punctuation"}`, "Hey friend!     How are you?!?", []string{"Hey friend", "!", "     How are you", "?", "!", "?"}},
+		{`{"type":"Punctuation","behavior":"MergedWithPrevious"}`, "a+b", []string{"a+", "b"}},
+		{`{"type":"WhitespaceSplit"}`, "Hey  friend!\n x", []string{"Hey", "friend!", "x"}},
+		{`{"type":"CharDelimiterSplit","delimiter":"|"}`, "a|b||c", []string{"a", "b", "c"}},
+	}
+	for _, tc := range tests {
+		var info preTokenizerInfo
+		p, err := parsePreTokenizer(json.RawMessage(tc.json), &info)
+		require.NoError(t, err, tc.json)
+		var got []string
+		for _, pc := range p.preTokenize([]piece{{text: tc.in, atStart: true}}) {
+			got = append(got, pc.text)
+		}
+		assert.Equal(t, tc.want, got, tc.json)
+	}
+	var info preTokenizerInfo
+	_, err := parsePreTokenizer(json.RawMessage(`{"type":"CharDelimiterSplit","delimiter":"ab"}`), &info)
+	assert.Error(t, err)
+}
