@@ -11,13 +11,19 @@
 //	cfg := tracing.DefaultConfig()
 //	cfg.RegisterFlags(flag.CommandLine) // --otlp-traces-endpoint, --enable-journey-tracing, ...
 //	flag.Parse()
-//	cfg.ModelName, cfg.MaxModelLen = servedModelName, maxModelLen
+//	cfg.ModelName = servedModelName   // metric label model_name
+//	cfg.MaxModelLen = maxModelLen      // top of the token-count buckets (default 8192)
 //	tel, err := tracing.Setup(ctx, cfg) // startup error on bad flags or protocol
 //	defer tel.Shutdown(shutdownCtx)    // after the engine and server stopped
 //
 //	engCfg.Hooks = tel.EngineHooks()   // Observer, OnStep, OnRequestStart, OnRequestEnd
 //	srvCfg.Telemetry = tel.HTTP()      // server.Telemetry: llm_request and api.* events
 //	mux.Handle("GET /metrics", tel.MetricsHandler())
+//
+// The engine's hooks must keep their documented order: OnRequestStart before
+// the scheduler's Queued for the same id, OnRequestEnd exactly once per
+// request, OnStep after the step's outputs were applied. Either Finished or
+// OnRequestEnd alone ends a request's journey.
 //
 // Metrics are fed by the engine hooks whether or not tracing is on; tracing
 // is on when an OTLP endpoint is set. Every hook is non-blocking: spans go
@@ -31,4 +37,12 @@
 // request id) and is released by one idempotent cleanup on every path;
 // request metrics keep four fields per live request, released by
 // OnRequestEnd. Shutdown ends every open span.
+//
+// # Tests
+//
+// Span trees, events and attributes are asserted with tracetest's span
+// recorder by driving the hooks with scripted scheduler views; one test runs
+// the real scheduler and engine loop. tracing/e2e/jaeger.sh checks the same
+// against a real Jaeger through its query API, and BenchmarkRequestOverhead
+// measures the CPU cost per request.
 package tracing
