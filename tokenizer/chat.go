@@ -49,7 +49,8 @@ type ChatTemplate struct {
 }
 
 // LoadChatTemplate compiles a Jinja chat template.
-func LoadChatTemplate(source string) (*ChatTemplate, error) {
+func LoadChatTemplate(source string) (c *ChatTemplate, err error) {
+	defer recoverEngine(&err)
 	t, err := jinja.Compile(rewriteFilters(source))
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
@@ -75,7 +76,8 @@ func (c *ChatTemplate) Source() string { return c.source }
 
 // Render renders the conversation into a prompt string. Errors raised by
 // the template (raise_exception) are returned.
-func (c *ChatTemplate) Render(messages []ChatMessage, opts RenderOptions) (string, error) {
+func (c *ChatTemplate) Render(messages []ChatMessage, opts RenderOptions) (_ string, err error) {
+	defer recoverEngine(&err)
 	data := make(map[string]jinja.Value, len(opts.Extra)+8)
 	// transformers always passes tools and documents (None when absent),
 	// so `tools is not none` is false rather than true for undefined.
@@ -130,6 +132,15 @@ func cutAfterFinalMessage(out string, messages []ChatMessage) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("chat template: the final message's content is not in the rendered prompt")
+}
+
+// recoverEngine turns a panic inside the template engine into an error, so
+// that a malformed template or odd variables fail one request rather than
+// the server.
+func recoverEngine(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("chat template: engine panic: %v", r)
+	}
 }
 
 func messageValue(m ChatMessage) (jinja.Value, error) {

@@ -130,3 +130,24 @@ func FuzzRoundTripSentencePiece(f *testing.F) {
 		}
 	})
 }
+
+// FuzzChatTemplate compiles and renders arbitrary template sources: both
+// must return (an error or a result) without panicking.
+func FuzzChatTemplate(f *testing.F) {
+	for _, s := range []string{
+		"{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}",
+		"{{ x | tojson(indent=2) }}{{ 'a|tojson' }}{% generation %}g{% endgeneration %}",
+		"{% set ns = namespace(a=1) %}{{ ns.a }}{{ messages[::-1][0].content }}",
+		"{{ raise_exception('x') }}", "{% if %}", "{{", "{% for x in y %}", "{{ 1/0 }}", "{{ 'a'[5:2] }}",
+	} {
+		f.Add(s)
+	}
+	msgs := []ChatMessage{{Role: "user", Content: "hi"}, {Role: "assistant", Content: "yo"}}
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := LoadChatTemplate(src)
+		if err != nil {
+			return
+		}
+		_, _ = c.Render(msgs, RenderOptions{AddGenerationPrompt: true, Extra: map[string]any{"x": []any{1, "a"}}})
+	})
+}
