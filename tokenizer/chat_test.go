@@ -138,3 +138,11 @@ func TestGenerationTag(t *testing.T) {
 	got := render(t, src, []ChatMessage{{Role: "user", Content: "q"}, {Role: "assistant", Content: "a"}}, RenderOptions{})
 	assert.Equal(t, "(q)[a]", got)
 }
+
+func TestEnginePanicBecomesError(t *testing.T) {
+	c, err := LoadChatTemplate("{{ boom() }}")
+	require.NoError(t, err)
+	boom := jinja.NewCallable("boom", func([]jinja.Value, map[string]jinja.Value) (jinja.Value, error) { panic("kaput") })
+	_, err = c.Render(nil, RenderOptions{Extra: map[string]any{"boom": boom}})
+	assert.ErrorContains(t, err, "kaput")
+}
