@@ -126,3 +126,31 @@ func (t *Tokenizer) startsMidChar(id int32) bool {
 	}
 	return false
 }
+
+// TokenText returns the text one token adds when it follows other text:
+// with the leading space a SentencePiece "▁" stands for, without clean-up,
+// and with special tokens spelled out. It is what logprobs show per token.
+// A byte token that is only part of a character yields U+FFFD.
+func (t *Tokenizer) TokenText(id int32) string {
+	if t.anchor < 0 || t.IsSpecial(id) {
+		return t.decodeRaw([]int32{id}, false)
+	}
+	full := t.decodeRaw([]int32{t.anchor, id}, false)
+	if !strings.HasPrefix(full, t.anchorText) {
+		return t.decodeRaw([]int32{id}, false)
+	}
+	return full[len(t.anchorText):]
+}
+
+// setAnchor picks an ordinary token that decodes to plain text on its own,
+// used by TokenText as left context.
+func (t *Tokenizer) setAnchor() {
+	t.anchor = -1
+	for _, s := range []string{"a", "x", "the", "1"} {
+		ids := t.Encode(s, false)
+		if len(ids) == 1 && !t.IsSpecial(ids[0]) {
+			t.anchor, t.anchorText = ids[0], t.decodeRaw(ids, false)
+			return
+		}
+	}
+}

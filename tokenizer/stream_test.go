@@ -136,3 +136,23 @@ func TestStopMatcherAfterStop(t *testing.T) {
 	assert.True(t, stopped)
 	assert.True(t, m.Stopped())
 }
+
+func TestTokenText(t *testing.T) {
+	sp := tinySP(t)
+	assert.Equal(t, " abc", sp.TokenText(spMetaABC), "the space of ▁ is kept")
+	assert.Equal(t, "abc", sp.TokenText(spABC))
+	assert.Equal(t, "<s>", sp.TokenText(1), "special tokens are spelled out")
+	assert.Equal(t, "\uFFFD", sp.TokenText(3+0xC3), "half a character")
+	assert.Equal(t, "A", sp.TokenText(3+'A'))
+	bl := tinyBL(t)
+	world, _ := bl.TokenToID("Ġworld")
+	assert.Equal(t, " world", bl.TokenText(world))
+	llama3 := loadShared(t, "tokenizers/llama3")
+	ids := llama3.Encode(" it's", false)
+	var parts []string
+	for _, id := range ids {
+		parts = append(parts, llama3.TokenText(id))
+	}
+	assert.Equal(t, " it's", strings.Join(parts, ""), "no clean-up")
+	assert.Equal(t, "<|eot_id|>", llama3.TokenText(128009))
+}

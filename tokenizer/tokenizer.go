@@ -31,6 +31,11 @@ type Tokenizer struct {
 	cleanUp bool
 
 	bosToken, eosToken string // spellings from tokenizer_config.json
+	// anchor is a plain token TokenText decodes before the token asked
+	// for (-1: none found); anchorText is its text.
+	anchor     int32
+	anchorText string
+
 	// templateTokens are the other special tokens transformers passes to
 	// chat templates (unk_token, pad_token, additional_special_tokens).
 	templateTokens map[string]any
@@ -147,6 +152,7 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 	if err := t.setAddedTokens(f.AddedTokens); err != nil {
 		return nil, err
 	}
+	t.setAnchor()
 	return t, nil
 }
 
