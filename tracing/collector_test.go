@@ -1,10 +1,14 @@
 package tracing
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +89,7 @@ func TestCollectorDownOrStalledNeverBlocks(t *testing.T) {
 				c.StepTracingEnabled = true
 				c.StepSampleRate, c.StepRichSubsampleRate, c.StepClosureInterval = 1, 1, 10
 				c.MaxExportQueue = 16
+				c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 				c.ExportTimeout = 100 * time.Millisecond // lets the exporter's goroutines end soon after the test
 				tel, err := Setup(t.Context(), c)
 				require.NoError(t, err)
@@ -109,4 +114,17 @@ func TestCollectorDownOrStalledNeverBlocks(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestExportErrorsAreRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	h := &rateLimitedErrors{log: slog.New(slog.NewTextHandler(&buf, nil)), interval: time.Hour}
+	for range 100 {
+		h.Handle(errors.New("connection refused"))
+	}
+	require.Equal(t, 1, strings.Count(buf.String(), "exporting spans failed"))
+	h.last = time.Now().Add(-2 * time.Hour) // the interval has passed
+	h.Handle(errors.New("connection refused"))
+	require.Equal(t, 2, strings.Count(buf.String(), "exporting spans failed"))
+	require.Contains(t, buf.String(), "suppressed_since_last=99")
 }

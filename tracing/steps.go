@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 // timestamps are taken there) and held until the engine reports the step's
 // timing, so the summary also carries device.forward_us, device.sample_us
 // and runner.prepare_us: scheduler time and device time of the same step
-// side by side in one event. A step whose timing never comes (it scheduled
-// nothing) is emitted without them at the next step or at shutdown.
+// side by side in one event. At most maxPendingSteps steps wait (an engine
+// may schedule step N+1 before step N's timing arrives); a step whose timing
+// never comes (it scheduled nothing) is emitted without it once a later
+// step's timing arrives, when too many wait, or at shutdown. Events are
+// always emitted in step order.
 type stepTracer struct {
 	tracer     trace.Tracer
 	sampler    StepSampler
@@ -34,8 +38,11 @@ type stepTracer struct {
 	disabled bool
 	win      *stepWindow
 	seq      int64
-	pending  *pendingStep
+	pending  []*pendingStep // oldest first, at most maxPendingSteps
 }
+
+// maxPendingSteps bounds the sampled steps waiting for their timing.
+const maxPendingSteps = 4
 
 // stepWindow is the open scheduler_steps_<k> span.
 type stepWindow struct {
@@ -71,13 +78,17 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if s.disabled {
 		return
 	}
-	s.flushLocked()
 	step := out.Step
 	if !s.sampler.SampleStep(step) {
-		s.closeIfDueLocked(step)
+		if len(s.pending) == 0 {
+			s.closeIfDueLocked(step)
+		}
 		return
 	}
-	s.pending = buildStep(out, v, s.rich.SampleStep(step))
+	if len(s.pending) == maxPendingSteps {
+		s.flushLocked(s.pending[0].step)
+	}
+	s.pending = append(s.pending, buildStep(out, v, s.rich.SampleStep(step)))
 }
 
 // buildStep computes the summary and, when rich, the snapshots: one pass
@@ -151,29 +162,36 @@ func snapshotAttributes(step uint64, r scheduler.RequestView, scheduled, compute
 func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.disabled || s.pending == nil || s.pending.step != step {
+	if s.disabled {
 		return
 	}
-	s.pending.summary = append(s.pending.summary,
-		attribute.Int64(AttrDeviceForwardUS, forward.Microseconds()),
-		attribute.Int64(AttrDeviceSampleUS, sample.Microseconds()),
-		attribute.Int64(AttrRunnerPrepareUS, prepare.Microseconds()),
-	)
-	s.flushLocked()
+	for _, p := range s.pending {
+		if p.step == step {
+			p.summary = append(p.summary,
+				attribute.Int64(AttrDeviceForwardUS, forward.Microseconds()),
+				attribute.Int64(AttrDeviceSampleUS, sample.Microseconds()),
+				attribute.Int64(AttrRunnerPrepareUS, prepare.Microseconds()),
+			)
+		}
+	}
+	s.flushLocked(step)
 }
 
-// flushLocked emits the pending step's events into windows.
-func (s *stepTracer) flushLocked() {
-	p := s.pending
-	if p == nil {
-		return
+// flushLocked emits the events of the pending steps up to and including
+// step, in step order.
+func (s *stepTracer) flushLocked(step uint64) {
+	for len(s.pending) > 0 && s.pending[0].step <= step && !s.disabled {
+		p := s.pending[0]
+		s.pending = s.pending[1:]
+		s.addEventLocked(p.step, EventBatchSummary, p.at, p.summary)
+		for _, snap := range p.snapshots {
+			s.addEventLocked(p.step, EventRequestSnapshot, p.at, snap)
+		}
+		s.closeIfDueLocked(p.step + 1)
 	}
-	s.pending = nil
-	s.addEventLocked(p.step, EventBatchSummary, p.at, p.summary)
-	for _, snap := range p.snapshots {
-		s.addEventLocked(p.step, EventRequestSnapshot, p.at, snap)
+	if len(s.pending) == 0 {
+		s.pending = nil // let the backing array go
 	}
-	s.closeIfDueLocked(p.step + 1)
 }
 
 // addEventLocked adds one event, opening a window if none is open and
@@ -254,7 +272,7 @@ func (s *stepTracer) shutdown() {
 	if s.disabled {
 		return
 	}
-	s.flushLocked()
+	s.flushLocked(math.MaxUint64)
 	if s.win != nil {
 		s.closeLocked(time.Now())
 	}

@@ -217,3 +217,40 @@ func TestStepTracingDisablesWhenSpansCannotOpen(t *testing.T) {
 	assert.Nil(t, s.pending)
 	assert.Equal(t, 1, strings.Count(logs.String(), "step tracing disabled"), logs.String())
 }
+
+// TestStepTimingArrivesAfterTheNextSchedule: an engine that schedules step
+// N+1 before step N's timing arrives still gets device time on both, in step
+// order; past maxPendingSteps the oldest goes out without it.
+func TestStepTimingArrivesAfterTheNextSchedule(t *testing.T) {
+	all := stepSet(func(uint64) bool { return true })
+	none := stepSet(func(uint64) bool { return false })
+	h := stepHarness(t, 1000, all, none, 0)
+	timing := func(s uint64) {
+		h.tel.OnStep(&engine.StepRecord{Step: s, End: time.Now(), Forward: time.Duration(s) * time.Microsecond})
+	}
+	build := func(s uint64) { out, v := batch(s); h.obs.StepBuilt(out, v) }
+	build(1)
+	build(2)
+	timing(1)
+	build(3)
+	timing(2)
+	timing(3)
+	for s := uint64(4); s <= 4+maxPendingSteps; s++ { // one more than may wait
+		build(s)
+	}
+	for s := uint64(5); s <= 4+maxPendingSteps; s++ {
+		timing(s)
+	}
+	require.NoError(t, h.tel.Shutdown(t.Context()))
+	sums := events(h.one(SpanStepPrefix+"1"), EventBatchSummary)
+	require.Len(t, sums, 4+maxPendingSteps)
+	for i, sum := range sums {
+		step := int64(i + 1)
+		assert.Equal(t, step, sum[AttrStepID].AsInt64(), "step order")
+		if step == 4 {
+			assert.NotContains(t, sum, AttrDeviceForwardUS, "pushed out before its timing")
+			continue
+		}
+		assert.Equal(t, step, sum[AttrDeviceForwardUS].AsInt64())
+	}
+}

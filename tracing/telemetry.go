@@ -56,6 +56,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if !c.tracingOn() {
 		return t, nil
 	}
+	installErrorHandler(c.Logger)
 	t.tp, err = newTracerProvider(ctx, c)
 	if err != nil {
 		return nil, errors.Join(err, m.provider.Shutdown(ctx))
