@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -149,5 +150,42 @@ func FuzzChatTemplate(f *testing.F) {
 			return
 		}
 		_, _ = c.Render(msgs, RenderOptions{AddGenerationPrompt: true, Extra: map[string]any{"x": []any{1, "a"}}})
+	})
+}
+
+// FuzzFastJSON checks the vocab and merges fast paths against
+// encoding/json: when a fast path accepts the input it must agree.
+func FuzzFastJSON(f *testing.F) {
+	for _, s := range []string{`{"a": 1, "b\u00e9": 2, "\"": 3}`, `{}`, ` { "x" : -4 } `, `{"a":1,}`,
+		`["a b", "c d"]`, `[["a", "b"], ["\n", " "]]`, `[]`, `["a"]`, `[["a"]]`, `{"a": 1.5}`, `{"a": 1e3}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		if got, ok := fastVocab(data); ok {
+			var want map[string]int32
+			require.NoError(t, json.Unmarshal(data, &want), "fast path accepted %q", data)
+			require.Equal(t, want, got)
+		}
+		if got, ok, err := fastMerges(data); ok && err == nil {
+			var strs []string
+			var pairs [][]string
+			if json.Unmarshal(data, &strs) == nil {
+				require.Len(t, got, len(strs))
+				for i, m := range strs {
+					p, err := parseMergeString(i, m)
+					require.NoError(t, err)
+					require.Equal(t, p, got[i])
+				}
+			} else {
+				require.NoError(t, json.Unmarshal(data, &pairs), "fast path accepted %q", data)
+				require.Len(t, got, len(pairs))
+				for i, p := range pairs {
+					require.Equal(t, [2]string{p[0], p[1]}, got[i])
+				}
+			}
+		}
 	})
 }

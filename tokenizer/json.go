@@ -75,6 +75,9 @@ func parseVocab(raw json.RawMessage) (map[string]int32, error) {
 	if isNull(raw) {
 		return nil, fmt.Errorf("model.vocab is missing")
 	}
+	if vocab, ok := fastVocab(raw); ok {
+		return vocab, nil
+	}
 	var vocab map[string]int32
 	if err := json.Unmarshal(raw, &vocab); err != nil {
 		return nil, fmt.Errorf("model.vocab: %w (only BPE vocabularies, a token->id object, are supported)", err)
@@ -88,6 +91,9 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
+	if merges, ok, err := fastMerges(raw); ok {
+		return merges, err
+	}
 	if pairsForm(raw) {
 		return parseMergePairs(raw)
 	}
@@ -95,15 +101,24 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	if err := json.Unmarshal(raw, &asStrings); err == nil {
 		out := make([][2]string, len(asStrings))
 		for i, m := range asStrings {
-			a, b, ok := strings.Cut(m, " ")
-			if !ok || strings.Contains(b, " ") {
-				return nil, fmt.Errorf("model.merges[%d] = %q: want two tokens separated by one space", i, m)
+			p, err := parseMergeString(i, m)
+			if err != nil {
+				return nil, err
 			}
-			out[i] = [2]string{a, b}
+			out[i] = p
 		}
 		return out, nil
 	}
 	return parseMergePairs(raw)
+}
+
+// parseMergeString splits an "a b" merge.
+func parseMergeString(i int, m string) ([2]string, error) {
+	a, b, ok := strings.Cut(m, " ")
+	if !ok || strings.Contains(b, " ") {
+		return [2]string{}, fmt.Errorf("model.merges[%d] = %q: want two tokens separated by one space", i, m)
+	}
+	return [2]string{a, b}, nil
 }
 
 // pairsForm tells whether merges are written as [a, b] pairs: the first
