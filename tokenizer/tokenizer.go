@@ -66,7 +66,8 @@ func LoadFile(path string) (*Tokenizer, error) {
 // LoadDir loads tokenizer.json from dir together with tokenizer_config.json
 // (special tokens, add_bos_token/add_eos_token, clean-up rule, chat
 // templates) and generation_config.json (extra EOS ids) when present.
-// A chat_template.jinja file in dir is used when the config has none.
+// A chat_template.jinja (or chat_template.json) file in dir is used when
+// the config has no chat template.
 func LoadDir(dir string) (*Tokenizer, error) {
 	t, err := LoadFile(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
@@ -100,6 +101,11 @@ func LoadDir(dir string) (*Tokenizer, error) {
 			return nil, err
 		}
 	}
+	if t.chat == nil {
+		if err := t.loadChatTemplateJSON(filepath.Join(dir, "chat_template.json")); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -112,6 +118,28 @@ func (t *Tokenizer) loadChatTemplateFile(path string) error {
 		return err
 	}
 	t.chat = c
+	return nil
+}
+
+// loadChatTemplateJSON reads a chat_template.json file
+// ({"chat_template": ...}, as transformers saves for processors).
+func (t *Tokenizer) loadChatTemplateJSON(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var v struct {
+		ChatTemplate chatTemplateSpec `json:"chat_template"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := t.setChatTemplates(v.ChatTemplate); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	return nil
 }
 

@@ -366,6 +366,15 @@ func TestConfigSettings(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "<unk></s><s>", out)
 	})
+	t.Run("chat_template.json file", func(t *testing.T) {
+		dir := writeTinyDir(t, `{}`, "")
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "chat_template.json"), []byte(`{"chat_template": "[{{ messages[0].content }}]"}`), 0o644))
+		tok, err := LoadDir(dir)
+		require.NoError(t, err)
+		out, err := tok.ApplyChatTemplate([]ChatMessage{{Role: "user", Content: "x"}}, RenderOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, "[x]", out)
+	})
 	t.Run("chat_template.jinja file", func(t *testing.T) {
 		dir := writeTinyDir(t, `{}`, "")
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "chat_template.jinja"), []byte("{{ messages[0].content }}"), 0o644))
