@@ -427,3 +427,29 @@ func TestUnsampledClientParent(t *testing.T) {
 	assert.Empty(t, h.spans(SpanCore))
 	h.requireNoState()
 }
+
+// TestEverySubRequestGetsItsCoreSpan is fork defect 5: n > 1 and
+// multi-prompt requests hand the same headers to every sub-request.
+func TestEverySubRequestGetsItsCoreSpan(t *testing.T) {
+	h := newHarness(t, nil)
+	api := h.arrive(nil)
+	headers := api.TraceHeaders()
+	for i := range 3 {
+		req := newFakeReq(fmt.Sprint("multi-", i), 4, 1)
+		h.start(req, headers)
+		h.obs.Queued(req, 0)
+		h.obs.Finished(req, 0, scheduler.FinishAbort)
+		h.end(req, headers, scheduler.FinishAbort, engine.RequestTimes{})
+	}
+	api.HandoffToCore()
+	api.Aborted(server.ReasonClientDisconnect, errors.New("gone"))
+	api.End()
+	root := h.one(SpanRequest)
+	core := h.spans(SpanCore)
+	require.Len(t, core, 3)
+	for _, c := range core {
+		assert.Equal(t, root.SpanContext().SpanID(), c.Parent().SpanID())
+		assert.Equal(t, root.SpanContext().TraceID(), c.SpanContext().TraceID())
+	}
+	h.requireNoState()
+}

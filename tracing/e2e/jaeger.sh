@@ -109,9 +109,9 @@ wait_http() {
 	exit 1
 }
 
-check() { # service requests
+check() { # service requests [core spans]
 	(cd "$ROOT" && go run ./tracing/e2e/checktraces -query "http://127.0.0.1:$JAEGER_QUERY_PORT" \
-		-service "$1" -requests "$2" -interval "$INTERVAL" -timeout 60s)
+		-service "$1" -requests "$2" -cores "${3:-$2}" -interval "$INTERVAL" -timeout 60s)
 }
 
 run_emit() {
@@ -141,21 +141,24 @@ run_vserve() {
 	local model
 	model=$(curl -sf "$base/v1/models" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
 	say "serving model '$model'; sending $REQUESTS requests"
-	local i stream
+	local i stream n
 	for ((i = 0; i < REQUESTS; i++)); do
-		stream=false
+		stream=false n=1
 		if ((i % 2 == 1)); then stream=true; fi
+		if ((i == 2)); then n=2; fi # two llm_core spans under one llm_request
 		curl -sf "$base/v1/completions" -H 'Content-Type: application/json' \
-			-d "{\"model\":\"$model\",\"prompt\":\"Once upon a time $i\",\"max_tokens\":8,\"stream\":$stream,\"ignore_eos\":true}" \
+			-d "{\"model\":\"$model\",\"prompt\":\"Once upon a time $i\",\"max_tokens\":8,\"n\":$n,\"stream\":$stream,\"ignore_eos\":true}" \
 			> "$WORK/resp-$i.txt" || { cat "$WORK/vserve.log" >&2; exit 1; }
 	done
+	local cores=$REQUESTS # engine requests: one more for the n=2 request
+	if ((REQUESTS > 2)); then cores=$((REQUESTS + 1)); fi
 	curl -sf "$base/metrics" > "$WORK/metrics.txt"
-	grep -q '^vllm:e2e_request_latency_seconds_count{.*} '"$REQUESTS"'$' "$WORK/metrics.txt" ||
-		{ echo "metrics: want $REQUESTS requests in vllm:e2e_request_latency_seconds_count" >&2; grep '^vllm:' "$WORK/metrics.txt" >&2 || true; exit 1; }
+	grep -q '^vllm:e2e_request_latency_seconds_count{.*} '"$cores"'$' "$WORK/metrics.txt" ||
+		{ echo "metrics: want $cores engine requests in vllm:e2e_request_latency_seconds_count" >&2; grep '^vllm:' "$WORK/metrics.txt" >&2 || true; exit 1; }
 	say "stopping vserve (SIGTERM flushes the last spans)"
 	kill -TERM "$pid"
 	wait "$pid" || true
-	check "${OTEL_SERVICE_NAME:-vserve}" "$REQUESTS"
+	check "${OTEL_SERVICE_NAME:-vserve}" "$REQUESTS" "$cores"
 }
 
 if [ $# -lt 1 ]; then

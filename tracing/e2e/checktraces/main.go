@@ -20,12 +20,16 @@ func main() {
 	query := flag.String("query", "http://127.0.0.1:16686", "Jaeger query base URL")
 	service := flag.String("service", "vserve", "service name")
 	want := flag.Int("requests", 1, "llm_request spans expected")
+	cores := flag.Int("cores", 0, "llm_core spans expected at least (default: -requests)")
 	interval := flag.Int("interval", 10, "step closure interval of the run")
 	steps := flag.Bool("steps", true, "expect step windows")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for the traces")
 	flag.Parse()
 
-	exp := expectations{requests: *want, interval: *interval, steps: *steps}
+	if *cores == 0 {
+		*cores = *want
+	}
+	exp := expectations{requests: *want, cores: *cores, interval: *interval, steps: *steps}
 	deadline := time.Now().Add(*timeout)
 	var errs []error
 	for {
