@@ -16,7 +16,7 @@ func reportRates(b *testing.B, tokensPerOp int, cpuStart time.Duration) {
 }
 
 // benchParagraph is English prose with some digits, punctuation, code and
-// non-ASCII text, about 1.3 KB.
+// non-ASCII text (825 bytes).
 var benchParagraph = strings.Repeat("Once upon a time, in a small village by the sea, there lived a girl named Lily. "+
 	"She loved to collect shells: 12 white ones, 7 pink ones and 1 very rare blue one! "+
 	"Every morning she'd say \"I'm going to find the 100th shell today.\" ", 3) +
