@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
 	"github.com/vserve/vserve/server"
@@ -43,6 +45,13 @@ func BenchmarkRequestOverhead(b *testing.B) {
 		}},
 		{"journey=1,steps=1,rich=0.1", func(c *Config) {
 			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
+			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+		}},
+		// The same spans and events, ended into a processor that drops
+		// them: the cost on the serving goroutines without the exporter's.
+		{"journey=1,steps=1,rich=0.1,no-export", func(c *Config) {
+			c.SpanProcessors = []sdktrace.SpanProcessor{discardProcessor{}}
+			c.EnableJourneyTracing = true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 	}
@@ -79,6 +88,14 @@ func benchOverhead(b *testing.B, name string, batch int, mutate func(*Config)) {
 		_ = tel.Shutdown(context.Background())
 	})
 }
+
+// discardProcessor receives ended spans and drops them.
+type discardProcessor struct{}
+
+func (discardProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (discardProcessor) OnEnd(sdktrace.ReadOnlySpan)                     {}
+func (discardProcessor) Shutdown(context.Context) error                  { return nil }
+func (discardProcessor) ForceFlush(context.Context) error                { return nil }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

@@ -74,6 +74,7 @@ type apiSpan struct {
 	headers map[string]string
 
 	mu        sync.Mutex
+	scratch   [3]attribute.KeyValue // one event's attributes; the SDK copies them
 	n         int
 	handedOff bool
 	firstResp bool
@@ -81,9 +82,13 @@ type apiSpan struct {
 	ended     bool
 }
 
+// event adds an api.* event; callers hold mu (or own s before it is
+// published), which guards scratch.
 func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) {
-	attrs := append([]attribute.KeyValue{attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at))}, extra...)
+	attrs := append(s.scratch[:0], attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
+	attrs = append(attrs, extra...)
 	s.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+	clear(attrs) // do not pin an error message until the span is gone
 }
 
 // Parsed sets the gen_ai request attributes; unset values are skipped.

@@ -32,7 +32,15 @@ type coreState struct {
 	scheduled   bool
 	firstToken  bool
 	finished    bool
+	// scratch holds one event's attributes while it is added: the SDK
+	// copies them (trace.NewEventConfig), so one buffer per journey
+	// replaces an allocation per event.
+	scratch [journeyEventAttrs]attribute.KeyValue
 }
+
+// journeyEventAttrs is the most attributes a journey event carries: the ten
+// common keys plus schedule.kind or finish.status.
+const journeyEventAttrs = 11
 
 func newCoreTracer(tp trace.TracerProvider) *coreTracer {
 	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), states: make(map[string]*coreState)}
@@ -102,11 +110,12 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 	return string(scheduler.PhasePrefill)
 }
 
+// emit adds journey.<typ> with the common keys and at most one extra
+// attribute (schedule.kind or finish.status).
 func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
 	now := time.Now()
 	ns := monotonicNS(now)
-	attrs := make([]attribute.KeyValue, 0, 12)
-	attrs = append(attrs,
+	attrs := append(st.scratch[:0],
 		attribute.String(AttrEventType, typ),
 		attribute.Float64(AttrTSMonotonic, float64(ns)/1e9),
 		attribute.Int64(AttrTSMonotonicNS, ns),
@@ -119,7 +128,24 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		attribute.Int(AttrNumPreemptions, st.preemptions),
 	)
 	attrs = append(attrs, extra...)
-	st.span.AddEvent("journey."+typ, trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+	st.span.AddEvent(journeyEventName(typ), trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+}
+
+// journeyEventName is "journey." + typ without building the string each time.
+func journeyEventName(typ string) string {
+	switch typ {
+	case JourneyQueued:
+		return "journey." + JourneyQueued
+	case JourneyScheduled:
+		return "journey." + JourneyScheduled
+	case JourneyFirstToken:
+		return "journey." + JourneyFirstToken
+	case JourneyPreempted:
+		return "journey." + JourneyPreempted
+	case JourneyFinished:
+		return "journey." + JourneyFinished
+	}
+	return "journey." + typ
 }
 
 // Queued, Scheduled, FirstToken, Preempted and Finished implement the

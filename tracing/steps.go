@@ -97,6 +97,11 @@ func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingS
 	now := time.Now()
 	start := v.StartTime()
 	p := &pendingStep{step: out.Step, at: now}
+	var snapAttrs []attribute.KeyValue // every snapshot's attributes, one allocation
+	if rich {
+		snapAttrs = make([]attribute.KeyValue, 0, v.NumRunning()*snapshotAttrs)
+		p.snapshots = make([][]attribute.KeyValue, 0, v.NumRunning())
+	}
 	var prefillReqs, decodeReqs, prefillTokens, decodeTokens int
 	v.Running(func(r scheduler.RequestView, scheduled, computedBefore int) {
 		decode := r.NumOutputTokens() > 0
@@ -110,10 +115,13 @@ func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingS
 			}
 		}
 		if rich {
-			p.snapshots = append(p.snapshots, snapshotAttributes(out.Step, r, scheduled, computedBefore, decode))
+			n := len(snapAttrs)
+			snapAttrs = appendSnapshotAttributes(snapAttrs, out.Step, r, scheduled, computedBefore, decode)
+			p.snapshots = append(p.snapshots, snapAttrs[n:len(snapAttrs):len(snapAttrs)])
 		}
 	})
-	p.summary = []attribute.KeyValue{
+	p.summary = make([]attribute.KeyValue, 0, summaryAttrs)
+	p.summary = append(p.summary,
 		attribute.Int64(AttrStepID, int64(out.Step)),
 		attribute.Int64(AttrStepTSStartNS, monotonicNS(start)),
 		attribute.Int64(AttrStepTSEndNS, monotonicNS(now)),
@@ -130,16 +138,23 @@ func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingS
 		attribute.Float64(AttrKVUsageGPURatio, v.KVUsage()),
 		attribute.Int(AttrKVBlocksTotalGPU, v.KVBlocksTotal()),
 		attribute.Int(AttrKVBlocksFreeGPU, v.KVBlocksFree()),
-	}
+	)
 	return p
 }
 
-func snapshotAttributes(step uint64, r scheduler.RequestView, scheduled, computedBefore int, decode bool) []attribute.KeyValue {
+// summaryAttrs is the number of step.BATCH_SUMMARY attributes: 16 from the
+// scheduler and 3 device timings added when the step has executed.
+const summaryAttrs = 16 + 3
+
+// snapshotAttrs is the most attributes of one step.REQUEST_SNAPSHOT.
+const snapshotAttrs = 11
+
+// appendSnapshotAttributes appends one step.REQUEST_SNAPSHOT's attributes.
+func appendSnapshotAttributes(attrs []attribute.KeyValue, step uint64, r scheduler.RequestView, scheduled, computedBefore int, decode bool) []attribute.KeyValue {
 	phase := scheduler.PhasePrefill
 	if decode {
 		phase = scheduler.PhaseDecode
 	}
-	attrs := make([]attribute.KeyValue, 0, 11)
 	attrs = append(attrs,
 		attribute.Int64(AttrStepID, int64(step)),
 		attribute.String(AttrSnapRequestID, r.RequestID()),
