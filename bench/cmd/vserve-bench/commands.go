@@ -122,7 +122,14 @@ func sweep(ctx context.Context, c *common, client *bench.Client, prompts []bench
 			return pts, ctx.Err()
 		}
 		c.concurrency = n
-		s, _ := runOne(ctx, c, client, prompts, c.load(c.measuredCount(prompts)))
+		level := prompts
+		if c.perLevel > 0 {
+			// Rounds of requests per level, so low concurrency does not take
+			// as long as high concurrency with the same prompt count.
+			want := min(c.warmup+c.perLevel*n, len(prompts))
+			level = prompts[:want]
+		}
+		s, _ := runOne(ctx, c, client, level, c.load(c.measuredCount(level)))
 		fmt.Fprintf(os.Stderr, "concurrency %d: %.1f output tok/s, TTFT p50 %.1f ms, TPOT p50 %.1f ms, %d failed\n",
 			n, s.OutputTokensPS, s.TTFT.Median, s.TPOT.Median, s.Failed)
 		pts = append(pts, bench.SweepPoint{Concurrency: n, Summary: s})
