@@ -74,7 +74,11 @@ type metrics struct {
 	handler  http.Handler
 
 	base    metric.MeasurementOption
-	reasons map[scheduler.FinishReason]metric.MeasurementOption
+	reasons map[scheduler.FinishReason][]metric.AddOption
+	// add and rec hold base as ready variadic arguments: passing an
+	// existing slice spares the allocation of one per measurement.
+	add []metric.AddOption
+	rec []metric.RecordOption
 
 	running, waiting                            metric.Int64Gauge
 	kvUsage                                     metric.Float64Gauge
@@ -119,9 +123,10 @@ func newMetrics(c Config) (*metrics, error) {
 	}
 	labels := []attribute.KeyValue{attribute.String("model_name", c.ModelName), attribute.String("engine", c.EngineID)}
 	m.base = metric.WithAttributeSet(attribute.NewSet(labels...))
-	m.reasons = make(map[scheduler.FinishReason]metric.MeasurementOption)
+	m.add, m.rec = []metric.AddOption{m.base}, []metric.RecordOption{m.base}
+	m.reasons = make(map[scheduler.FinishReason][]metric.AddOption)
 	for _, r := range []scheduler.FinishReason{scheduler.FinishStop, scheduler.FinishLength, scheduler.FinishAbort, scheduler.FinishError} {
-		m.reasons[r] = metric.WithAttributeSet(attribute.NewSet(append(labels, attribute.String("finished_reason", string(r)))...))
+		m.reasons[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(append(labels, attribute.String("finished_reason", string(r)))...))}
 	}
 	if err := m.createInstruments(mp.Meter(meterName), c.MaxModelLen); err != nil {
 		return nil, err
@@ -139,11 +144,11 @@ func (m *metrics) initSeries() {
 		c.Add(ctx, 0, m.base)
 	}
 	for _, opt := range m.reasons {
-		m.success.Add(ctx, 0, opt)
+		m.success.Add(ctx, 0, opt...)
 	}
-	m.running.Record(ctx, 0, m.base)
-	m.waiting.Record(ctx, 0, m.base)
-	m.kvUsage.Record(ctx, 0, m.base)
+	m.running.Record(ctx, 0, m.rec...)
+	m.waiting.Record(ctx, 0, m.rec...)
+	m.kvUsage.Record(ctx, 0, m.rec...)
 }
 
 // instrumentBuilder collects the first instrument-creation error.
@@ -226,30 +231,30 @@ func (m *metrics) requestStarted(rs engine.RequestStart) {
 }
 
 // preempted counts a preemption directly (the fork never did).
-func (m *metrics) preempted() { m.preemptions.Add(context.Background(), 1, m.base) }
+func (m *metrics) preempted() { m.preemptions.Add(context.Background(), 1, m.add...) }
 
 // stepBuilt refreshes the queue and KV gauges from the scheduler.
 func (m *metrics) stepBuilt(v scheduler.StepView) {
 	ctx := context.Background()
-	m.running.Record(ctx, int64(v.NumRunning()), m.base)
-	m.waiting.Record(ctx, int64(v.NumWaiting()), m.base)
-	m.kvUsage.Record(ctx, v.KVUsage(), m.base)
+	m.running.Record(ctx, int64(v.NumRunning()), m.rec...)
+	m.waiting.Record(ctx, int64(v.NumWaiting()), m.rec...)
+	m.kvUsage.Record(ctx, v.KVUsage(), m.rec...)
 }
 
 // step records one executed step: step counters and times, gauges, prefix
 // cache counters, generated tokens, TTFT and inter-token latency.
 func (m *metrics) step(rec *engine.StepRecord) {
 	ctx := context.Background()
-	m.engineSteps.Add(ctx, 1, m.base)
-	m.iterationTokens.Record(ctx, int64(rec.NumScheduledTokens), m.base)
-	m.stepSchedule.Record(ctx, rec.Schedule.Seconds(), m.base)
-	m.stepPrepare.Record(ctx, rec.Prepare.Seconds(), m.base)
-	m.stepForward.Record(ctx, rec.Forward.Seconds(), m.base)
-	m.stepSample.Record(ctx, rec.Sample.Seconds(), m.base)
+	m.engineSteps.Add(ctx, 1, m.add...)
+	m.iterationTokens.Record(ctx, int64(rec.NumScheduledTokens), m.rec...)
+	m.stepSchedule.Record(ctx, rec.Schedule.Seconds(), m.rec...)
+	m.stepPrepare.Record(ctx, rec.Prepare.Seconds(), m.rec...)
+	m.stepForward.Record(ctx, rec.Forward.Seconds(), m.rec...)
+	m.stepSample.Record(ctx, rec.Sample.Seconds(), m.rec...)
 	st := rec.Stats
-	m.running.Record(ctx, int64(st.NumRunning), m.base)
-	m.waiting.Record(ctx, int64(st.NumWaiting), m.base)
-	m.kvUsage.Record(ctx, st.KVUsage, m.base)
+	m.running.Record(ctx, int64(st.NumRunning), m.rec...)
+	m.waiting.Record(ctx, int64(st.NumWaiting), m.rec...)
+	m.kvUsage.Record(ctx, st.KVUsage, m.rec...)
 	at := rec.End
 	if at.IsZero() {
 		at = time.Now()
@@ -257,10 +262,10 @@ func (m *metrics) step(rec *engine.StepRecord) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := st.PrefixCacheQueries - m.lastPrefixQueries; st.PrefixCacheQueries >= m.lastPrefixQueries && d > 0 {
-		m.prefixQueries.Add(ctx, int64(d), m.base)
+		m.prefixQueries.Add(ctx, int64(d), m.add...)
 	}
 	if d := st.PrefixCacheHits - m.lastPrefixHits; st.PrefixCacheHits >= m.lastPrefixHits && d > 0 {
-		m.prefixHits.Add(ctx, int64(d), m.base)
+		m.prefixHits.Add(ctx, int64(d), m.add...)
 	}
 	m.lastPrefixQueries, m.lastPrefixHits = st.PrefixCacheQueries, st.PrefixCacheHits
 	var generated int
@@ -273,17 +278,17 @@ func (m *metrics) step(rec *engine.StepRecord) {
 		}
 	}
 	if generated > 0 {
-		m.generationTokens.Add(ctx, int64(generated), m.base)
+		m.generationTokens.Add(ctx, int64(generated), m.add...)
 	}
 }
 
 // tokensLocked records n new tokens of r produced at at.
 func (m *metrics) tokensLocked(ctx context.Context, r *requestMetrics, n int, at time.Time) {
 	if r.tokens == 0 {
-		m.ttft.Record(ctx, at.Sub(r.arrival).Seconds(), m.base)
-		m.promptTokens.Add(ctx, int64(r.prompt), m.base)
+		m.ttft.Record(ctx, at.Sub(r.arrival).Seconds(), m.rec...)
+		m.promptTokens.Add(ctx, int64(r.prompt), m.add...)
 	} else {
-		m.itl.Record(ctx, at.Sub(r.lastToken).Seconds(), m.base)
+		m.itl.Record(ctx, at.Sub(r.lastToken).Seconds(), m.rec...)
 	}
 	r.tokens += n
 	r.lastToken = at
@@ -309,7 +314,7 @@ func (m *metrics) requestEnded(re engine.RequestEnd) {
 	m.mu.Unlock()
 
 	if opt, ok := m.reasons[re.Reason]; ok {
-		m.success.Add(ctx, 1, opt)
+		m.success.Add(ctx, 1, opt...)
 	}
 	t := re.Times
 	has := func(ts ...time.Time) bool {
@@ -321,34 +326,34 @@ func (m *metrics) requestEnded(re engine.RequestEnd) {
 		return true
 	}
 	if has(t.Arrival, t.Finished) {
-		m.e2e.Record(ctx, t.E2E().Seconds(), m.base)
+		m.e2e.Record(ctx, t.E2E().Seconds(), m.rec...)
 	}
 	if has(t.Arrival, t.Scheduled) {
-		m.queue.Record(ctx, t.QueueTime().Seconds(), m.base)
+		m.queue.Record(ctx, t.QueueTime().Seconds(), m.rec...)
 	}
 	if has(t.Scheduled, t.FirstToken) {
-		m.prefill.Record(ctx, t.Prefill().Seconds(), m.base)
+		m.prefill.Record(ctx, t.Prefill().Seconds(), m.rec...)
 	}
 	if has(t.FirstToken, t.LastToken) {
-		m.decode.Record(ctx, t.Decode().Seconds(), m.base)
+		m.decode.Record(ctx, t.Decode().Seconds(), m.rec...)
 		if re.NumOutputTokens > 1 {
-			m.tpot.Record(ctx, t.Decode().Seconds()/float64(re.NumOutputTokens-1), m.base)
+			m.tpot.Record(ctx, t.Decode().Seconds()/float64(re.NumOutputTokens-1), m.rec...)
 		}
 	}
 	if has(t.Scheduled, t.LastToken) {
-		m.inference.Record(ctx, t.Inference().Seconds(), m.base)
+		m.inference.Record(ctx, t.Inference().Seconds(), m.rec...)
 	}
-	m.promptHist.Record(ctx, int64(re.NumPromptTokens), m.base)
-	m.generationHist.Record(ctx, int64(re.NumOutputTokens), m.base)
+	m.promptHist.Record(ctx, int64(re.NumPromptTokens), m.rec...)
+	m.generationHist.Record(ctx, int64(re.NumOutputTokens), m.rec...)
 	if re.MaxTokens > 0 {
-		m.paramsMaxTokens.Record(ctx, int64(re.MaxTokens), m.base)
+		m.paramsMaxTokens.Record(ctx, int64(re.MaxTokens), m.rec...)
 	}
 }
 
 // requestParamsN records an API request's n parameter.
 func (m *metrics) requestParamsN(n int) {
 	if n > 0 {
-		m.paramsN.Record(context.Background(), int64(n), m.base)
+		m.paramsN.Record(context.Background(), int64(n), m.rec...)
 	}
 }
 

@@ -38,7 +38,8 @@ type stepTracer struct {
 	disabled bool
 	win      *stepWindow
 	seq      int64
-	pending  []*pendingStep // oldest first, at most maxPendingSteps
+	pending  []*pendingStep       // oldest first, at most maxPendingSteps
+	scratch  []attribute.KeyValue // one event's attributes; the SDK copies them
 }
 
 // maxPendingSteps bounds the sampled steps waiting for their timing.
@@ -52,12 +53,37 @@ type stepWindow struct {
 	events int
 }
 
-// pendingStep holds a sampled step's events until its timing arrives.
+// pendingStep holds a sampled step's figures until its timing arrives. It
+// keeps plain values (about a seventh of the size of the attributes); the
+// attributes are built into the tracer's scratch buffer when the events are
+// added, and the SDK copies them.
 type pendingStep struct {
 	step      uint64
 	at        time.Time
-	summary   []attribute.KeyValue
-	snapshots [][]attribute.KeyValue
+	summary   stepSummary
+	timed     bool // prepare, forward and sample are set
+	snapshots []requestSnapshot
+}
+
+// stepSummary is the content of step.BATCH_SUMMARY.
+type stepSummary struct {
+	startNS, endNS, durationUS                int64
+	running, waiting                          int
+	prefillReqs, decodeReqs                   int
+	scheduledTokens, prefillTokens, decodeTok int
+	finished, preempted                       int
+	kvUsage                                   float64
+	kvTotal, kvFree                           int
+	prepareUS, forwardUS, sampleUS            int64
+}
+
+// requestSnapshot is the content of one step.REQUEST_SNAPSHOT.
+type requestSnapshot struct {
+	id                                    string
+	decode                                bool
+	prompt, computedBefore, output        int
+	preemptions, scheduled                int
+	blocksAllocated, blocksCached, cached int
 }
 
 func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
@@ -68,6 +94,7 @@ func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
 		interval:   uint64(c.StepClosureInterval),
 		eventLimit: c.MaxEventsPerSpan,
 		log:        c.Logger,
+		scratch:    make([]attribute.KeyValue, 0, summaryAttrs),
 	}
 }
 
@@ -97,48 +124,34 @@ func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingS
 	now := time.Now()
 	start := v.StartTime()
 	p := &pendingStep{step: out.Step, at: now}
-	var snapAttrs []attribute.KeyValue // every snapshot's attributes, one allocation
 	if rich {
-		snapAttrs = make([]attribute.KeyValue, 0, v.NumRunning()*snapshotAttrs)
-		p.snapshots = make([][]attribute.KeyValue, 0, v.NumRunning())
+		p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
 	}
-	var prefillReqs, decodeReqs, prefillTokens, decodeTokens int
+	sum := &p.summary
 	v.Running(func(r scheduler.RequestView, scheduled, computedBefore int) {
 		decode := r.NumOutputTokens() > 0
 		if scheduled > 0 {
 			if decode {
-				decodeReqs++
-				decodeTokens += scheduled
+				sum.decodeReqs++
+				sum.decodeTok += scheduled
 			} else {
-				prefillReqs++
-				prefillTokens += scheduled
+				sum.prefillReqs++
+				sum.prefillTokens += scheduled
 			}
 		}
 		if rich {
-			n := len(snapAttrs)
-			snapAttrs = appendSnapshotAttributes(snapAttrs, out.Step, r, scheduled, computedBefore, decode)
-			p.snapshots = append(p.snapshots, snapAttrs[n:len(snapAttrs):len(snapAttrs)])
+			p.snapshots = append(p.snapshots, requestSnapshot{
+				id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
+				output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
+				blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
+			})
 		}
 	})
-	p.summary = make([]attribute.KeyValue, 0, summaryAttrs)
-	p.summary = append(p.summary,
-		attribute.Int64(AttrStepID, int64(out.Step)),
-		attribute.Int64(AttrStepTSStartNS, monotonicNS(start)),
-		attribute.Int64(AttrStepTSEndNS, monotonicNS(now)),
-		attribute.Int64(AttrStepDurationUS, now.Sub(start).Microseconds()),
-		attribute.Int(AttrQueueRunningDepth, v.NumRunning()),
-		attribute.Int(AttrQueueWaitingDepth, v.NumWaiting()),
-		attribute.Int(AttrBatchNumPrefill, prefillReqs),
-		attribute.Int(AttrBatchNumDecode, decodeReqs),
-		attribute.Int(AttrBatchScheduledTok, out.TotalNumScheduledTokens),
-		attribute.Int(AttrBatchPrefillTokens, prefillTokens),
-		attribute.Int(AttrBatchDecodeTokens, decodeTokens),
-		attribute.Int(AttrBatchNumFinished, v.NumFinishedSincePrevStep()),
-		attribute.Int(AttrBatchNumPreempted, len(out.PreemptedRequestIDs)),
-		attribute.Float64(AttrKVUsageGPURatio, v.KVUsage()),
-		attribute.Int(AttrKVBlocksTotalGPU, v.KVBlocksTotal()),
-		attribute.Int(AttrKVBlocksFreeGPU, v.KVBlocksFree()),
-	)
+	sum.startNS, sum.endNS, sum.durationUS = monotonicNS(start), monotonicNS(now), now.Sub(start).Microseconds()
+	sum.running, sum.waiting = v.NumRunning(), v.NumWaiting()
+	sum.scheduledTokens = out.TotalNumScheduledTokens
+	sum.finished, sum.preempted = v.NumFinishedSincePrevStep(), len(out.PreemptedRequestIDs)
+	sum.kvUsage, sum.kvTotal, sum.kvFree = v.KVUsage(), v.KVBlocksTotal(), v.KVBlocksFree()
 	return p
 }
 
@@ -146,29 +159,57 @@ func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingS
 // scheduler and 3 device timings added when the step has executed.
 const summaryAttrs = 16 + 3
 
-// snapshotAttrs is the most attributes of one step.REQUEST_SNAPSHOT.
-const snapshotAttrs = 11
+// appendSummaryAttributes appends step.BATCH_SUMMARY's attributes.
+func appendSummaryAttributes(attrs []attribute.KeyValue, p *pendingStep) []attribute.KeyValue {
+	s := &p.summary
+	attrs = append(attrs,
+		attribute.Int64(AttrStepID, int64(p.step)),
+		attribute.Int64(AttrStepTSStartNS, s.startNS),
+		attribute.Int64(AttrStepTSEndNS, s.endNS),
+		attribute.Int64(AttrStepDurationUS, s.durationUS),
+		attribute.Int(AttrQueueRunningDepth, s.running),
+		attribute.Int(AttrQueueWaitingDepth, s.waiting),
+		attribute.Int(AttrBatchNumPrefill, s.prefillReqs),
+		attribute.Int(AttrBatchNumDecode, s.decodeReqs),
+		attribute.Int(AttrBatchScheduledTok, s.scheduledTokens),
+		attribute.Int(AttrBatchPrefillTokens, s.prefillTokens),
+		attribute.Int(AttrBatchDecodeTokens, s.decodeTok),
+		attribute.Int(AttrBatchNumFinished, s.finished),
+		attribute.Int(AttrBatchNumPreempted, s.preempted),
+		attribute.Float64(AttrKVUsageGPURatio, s.kvUsage),
+		attribute.Int(AttrKVBlocksTotalGPU, s.kvTotal),
+		attribute.Int(AttrKVBlocksFreeGPU, s.kvFree),
+	)
+	if p.timed {
+		attrs = append(attrs,
+			attribute.Int64(AttrDeviceForwardUS, s.forwardUS),
+			attribute.Int64(AttrDeviceSampleUS, s.sampleUS),
+			attribute.Int64(AttrRunnerPrepareUS, s.prepareUS),
+		)
+	}
+	return attrs
+}
 
 // appendSnapshotAttributes appends one step.REQUEST_SNAPSHOT's attributes.
-func appendSnapshotAttributes(attrs []attribute.KeyValue, step uint64, r scheduler.RequestView, scheduled, computedBefore int, decode bool) []attribute.KeyValue {
+func appendSnapshotAttributes(attrs []attribute.KeyValue, step uint64, r *requestSnapshot) []attribute.KeyValue {
 	phase := scheduler.PhasePrefill
-	if decode {
+	if r.decode {
 		phase = scheduler.PhaseDecode
 	}
 	attrs = append(attrs,
 		attribute.Int64(AttrStepID, int64(step)),
-		attribute.String(AttrSnapRequestID, r.RequestID()),
+		attribute.String(AttrSnapRequestID, r.id),
 		attribute.String(AttrSnapPhase, string(phase)),
-		attribute.Int(AttrSnapNumPromptTokens, r.NumPromptTokens()),
-		attribute.Int(AttrSnapNumComputed, computedBefore),
-		attribute.Int(AttrSnapNumOutputTokens, r.NumOutputTokens()),
-		attribute.Int(AttrSnapNumPreemptions, r.NumPreemptions()),
-		attribute.Int(AttrSnapScheduledThisStep, scheduled),
-		attribute.Int(AttrSnapKVBlocksAllocated, r.BlocksAllocated()),
-		attribute.Int(AttrSnapKVBlocksCached, r.BlocksCached()),
+		attribute.Int(AttrSnapNumPromptTokens, r.prompt),
+		attribute.Int(AttrSnapNumComputed, r.computedBefore),
+		attribute.Int(AttrSnapNumOutputTokens, r.output),
+		attribute.Int(AttrSnapNumPreemptions, r.preemptions),
+		attribute.Int(AttrSnapScheduledThisStep, r.scheduled),
+		attribute.Int(AttrSnapKVBlocksAllocated, r.blocksAllocated),
+		attribute.Int(AttrSnapKVBlocksCached, r.blocksCached),
 	)
-	if cached := r.NumCachedTokens(); cached > 0 {
-		attrs = append(attrs, attribute.Int(AttrSnapEffectivePromptLn, r.NumPromptTokens()-cached))
+	if r.cached > 0 {
+		attrs = append(attrs, attribute.Int(AttrSnapEffectivePromptLn, r.prompt-r.cached))
 	}
 	return attrs
 }
@@ -182,11 +223,9 @@ func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Durat
 	}
 	for _, p := range s.pending {
 		if p.step == step {
-			p.summary = append(p.summary,
-				attribute.Int64(AttrDeviceForwardUS, forward.Microseconds()),
-				attribute.Int64(AttrDeviceSampleUS, sample.Microseconds()),
-				attribute.Int64(AttrRunnerPrepareUS, prepare.Microseconds()),
-			)
+			p.timed = true
+			p.summary.forwardUS, p.summary.sampleUS = forward.Microseconds(), sample.Microseconds()
+			p.summary.prepareUS = prepare.Microseconds()
 		}
 	}
 	s.flushLocked(step)
@@ -198,10 +237,13 @@ func (s *stepTracer) flushLocked(step uint64) {
 	for len(s.pending) > 0 && s.pending[0].step <= step && !s.disabled {
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		s.addEventLocked(p.step, EventBatchSummary, p.at, p.summary)
-		for _, snap := range p.snapshots {
-			s.addEventLocked(p.step, EventRequestSnapshot, p.at, snap)
+		s.scratch = appendSummaryAttributes(s.scratch[:0], p)
+		s.addEventLocked(p.step, EventBatchSummary, p.at, s.scratch)
+		for i := range p.snapshots {
+			s.scratch = appendSnapshotAttributes(s.scratch[:0], p.step, &p.snapshots[i])
+			s.addEventLocked(p.step, EventRequestSnapshot, p.at, s.scratch)
 		}
+		clear(s.scratch[:cap(s.scratch)]) // do not pin request ids
 		s.closeIfDueLocked(p.step + 1)
 	}
 	if len(s.pending) == 0 {
