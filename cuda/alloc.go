@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"math/bits"
 	"sync"
-
-	"gorgonia.org/cu"
 
 	"github.com/vserve/vserve/runtime/kernel"
 )
@@ -76,23 +74,24 @@ func (a *allocator) get(bytes int64) (*block, error) {
 		return &block{ptr: p, class: class}, nil
 	}
 	a.mu.Unlock()
-	var p cu.DevicePtr
+	var p uint64
+	drv := a.be.drv
 	err := a.be.dev.do(func() error {
 		var e error
-		p, e = cu.MemAlloc(class)
+		p, e = drv.alloc(class)
 		if e != nil {
 			// Out of memory: return the cache to the driver and retry once.
 			if rerr := a.releaseCached(); rerr != nil {
 				return errors.Join(e, rerr)
 			}
-			p, e = cu.MemAlloc(class)
+			p, e = drv.alloc(class)
 		}
 		if e != nil {
 			return e
 		}
 		// Fresh memory starts zeroed, so that nothing reads stale bit
 		// patterns (NaN) from a new KV arena; reused blocks are not cleared.
-		return cu.MemsetD8(p, 0, class)
+		return drv.zero(p, class)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cuda: allocate %d bytes: %w", class, err)
@@ -100,7 +99,7 @@ func (a *allocator) get(bytes int64) (*block, error) {
 	a.mu.Lock()
 	a.held += class
 	a.mu.Unlock()
-	return &block{ptr: uint64(p), class: class}, nil
+	return &block{ptr: p, class: class}, nil
 }
 
 func (a *allocator) put(b *block) {
@@ -125,7 +124,7 @@ func (a *allocator) releaseCached() error {
 	var errs []error
 	for class, list := range cache {
 		for _, p := range list {
-			errs = append(errs, cu.MemFree(cu.DevicePtr(p)))
+			errs = append(errs, a.be.drv.free(p))
 			a.mu.Lock()
 			a.held -= class
 			a.mu.Unlock()

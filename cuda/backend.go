@@ -1,24 +1,16 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
 import (
-	"embed"
-	"errors"
 	"fmt"
 	"os"
-	"path"
 	"strings"
 	"sync"
 	"unsafe"
 
-	"gorgonia.org/cu"
-
 	"github.com/vserve/vserve/runtime/kernel"
 )
-
-// Name is the name the backend registers under.
-const Name = "cuda"
 
 // DTypeEnv selects the compute dtype of backends opened through the
 // registry: "bf16" (default), "f16" or "f32".
@@ -33,9 +25,6 @@ func init() {
 		return New(o, cfg)
 	})
 }
-
-//go:embed kernels/*.fatbin
-var kernelImages embed.FS
 
 // Config is the CUDA-specific configuration of a backend.
 type Config struct {
@@ -67,26 +56,18 @@ func ConfigFromEnv() (Config, error) {
 // goroutine; driver work runs on one device goroutine in call order.
 type Backend struct {
 	dev     *device
+	drv     driver
 	ordinal int
 	compute kernel.DType
-	name    string // device name
-	ccMajor int
-	ccMinor int
+	info    deviceInfo
 	numSMs  int
-	total   int64
-
-	ctx    cu.CUContext
-	device cu.Device
-	stream cu.Stream
-	mods   []cu.Module
-	fn     kernels
-	blas   *cublas
+	fn      kernels
 
 	alloc allocator
-	flags uint64 // device int32[1]: set by gathers on an index out of range
+	flags uint64 // device int32[2]: set by gathers on an index out of range
 
 	mu     sync.Mutex
-	events []cu.Event
+	events []int // driver event per mark handle
 	free   []int
 }
 
@@ -104,150 +85,73 @@ func New(opts kernel.Options, cfg Config) (*Backend, error) {
 	default:
 		return nil, fmt.Errorf("cuda: compute dtype %v: want f32, f16 or bf16", cfg.ComputeDType)
 	}
-	be := &Backend{ordinal: opts.Device, compute: cfg.ComputeDType}
+	be := &Backend{ordinal: opts.Device, compute: cfg.ComputeDType, drv: newDriver()}
+	be.alloc.be = be
 	dev, err := startDevice(func() error { return be.setup(cfg) })
 	if err != nil {
 		return nil, err
 	}
 	be.dev = dev
-	be.alloc.be = be
 	return be, nil
 }
 
 // setup runs on the device goroutine.
 func (be *Backend) setup(cfg Config) (err error) {
-	n, err := cu.NumDevices()
-	if err != nil {
-		return fmt.Errorf("cuda: %w", err)
-	}
-	if be.ordinal < 0 || be.ordinal >= n {
-		return fmt.Errorf("cuda: device %d not present (%d devices)", be.ordinal, n)
-	}
-	if be.device, err = cu.GetDevice(be.ordinal); err != nil {
-		return fmt.Errorf("cuda: device %d: %w", be.ordinal, err)
-	}
-	if be.ctx, err = be.device.RetainPrimaryCtx(); err != nil {
-		return fmt.Errorf("cuda: retain primary context: %w", err)
+	if be.info, err = be.drv.open(be.ordinal, cfg); err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
-			be.teardown()
+			be.drv.close()
 		}
 	}()
-	if err = cu.SetCurrentContext(be.ctx); err != nil {
-		return fmt.Errorf("cuda: set context: %w", err)
-	}
-	if err = be.queryDevice(); err != nil {
-		return err
-	}
-	// A blocking stream: it synchronises with the legacy default stream,
-	// on which the synchronous copies run, so copies and kernels are
-	// ordered without further events.
-	if be.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
-		return fmt.Errorf("cuda: stream: %w", err)
-	}
-	if err = be.loadModules(); err != nil {
-		return err
-	}
-	if be.blas, err = loadCublas(cfg.CublasDir, unsafe.Pointer(be.stream.C())); err != nil {
-		return err
-	}
-	p, err := cu.MemAlloc(8)
-	if err != nil {
-		return fmt.Errorf("cuda: flags: %w", err)
-	}
-	be.flags = uint64(p)
-	return cu.MemsetD32(p, 0, 2)
-}
-
-func (be *Backend) queryDevice() error {
-	name, err := be.device.Name()
-	if err != nil {
-		return fmt.Errorf("cuda: device name: %w", err)
-	}
-	be.name = name
-	attrs, err := be.device.Attributes(cu.MultiprocessorCount, cu.ComputeCapabilityMajor, cu.ComputeCapabilityMinor)
-	if err != nil {
-		return fmt.Errorf("cuda: device attributes: %w", err)
-	}
-	be.numSMs, be.ccMajor, be.ccMinor = attrs[0], attrs[1], attrs[2]
-	if be.ccMajor < 8 {
-		return fmt.Errorf("cuda: %s has compute capability %d.%d; vserve needs 8.0 (Ampere) or newer", name, be.ccMajor, be.ccMinor)
-	}
-	if _, be.total, err = cu.MemInfo(); err != nil {
-		return fmt.Errorf("cuda: memory info: %w", err)
-	}
-	return nil
-}
-
-// loadModules loads every embedded fat binary; the driver picks the cubin
-// of the device's architecture or JIT-compiles the PTX.
-func (be *Backend) loadModules() error {
-	entries, err := kernelImages.ReadDir("kernels")
-	if err != nil {
-		return fmt.Errorf("cuda: embedded kernels: %w", err)
-	}
-	byName := map[string]cuFunction{}
-	for _, e := range entries {
-		img, err := kernelImages.ReadFile(path.Join("kernels", e.Name()))
-		if err != nil {
-			return fmt.Errorf("cuda: embedded kernels: %w", err)
-		}
-		mod, err := cu.LoadData(string(img))
-		if err != nil {
-			return fmt.Errorf("cuda: load module %s: %w", e.Name(), err)
-		}
-		be.mods = append(be.mods, mod)
-		for _, name := range kernelNames[strings.TrimSuffix(e.Name(), ".fatbin")] {
-			f, err := mod.Function(name)
+	be.numSMs = be.info.numSMs
+	byName := map[string]any{}
+	for _, names := range kernelNames {
+		for _, name := range names {
+			f, err := be.drv.function(name)
 			if err != nil {
-				return fmt.Errorf("cuda: module %s: function %s: %w", e.Name(), name, err)
+				return err
 			}
 			byName[name] = f
 		}
 	}
-	return be.fn.bind(byName)
+	if err = be.fn.bind(byName); err != nil {
+		return err
+	}
+	if be.flags, err = be.drv.alloc(8); err != nil {
+		return fmt.Errorf("cuda: flags: %w", err)
+	}
+	return be.drv.zero(be.flags, 8)
 }
 
 // teardown releases everything setup acquired (device goroutine).
 func (be *Backend) teardown() error {
-	var errs []error
-	if be.blas != nil {
-		be.blas.close()
-		be.blas = nil
-	}
+	errs := []error{be.drv.sync(), be.alloc.releaseAll()}
 	if be.flags != 0 {
-		errs = append(errs, cu.MemFree(cu.DevicePtr(be.flags)))
+		errs = append(errs, be.drv.free(be.flags))
 		be.flags = 0
 	}
-	errs = append(errs, be.alloc.releaseAll())
-	for i := range be.events {
-		errs = append(errs, cu.DestroyEvent(&be.events[i]))
-	}
-	be.events = nil
-	for _, m := range be.mods {
-		errs = append(errs, m.Unload())
-	}
-	be.mods = nil
-	var zero cu.Stream
-	if be.stream != zero {
-		errs = append(errs, be.stream.Destroy())
-	}
-	errs = append(errs, be.device.ReleasePrimaryCtx())
-	return errors.Join(errs...)
+	errs = append(errs, be.drv.close())
+	return joinErrs(errs)
 }
 
 // Name returns "cuda".
 func (be *Backend) Name() string { return Name }
 
 // DeviceName is the GPU's name, e.g. "NVIDIA H200".
-func (be *Backend) DeviceName() string { return be.name }
+func (be *Backend) DeviceName() string { return be.info.name }
 
 // ComputeCapability is the GPU's compute capability (major, minor).
-func (be *Backend) ComputeCapability() (int, int) { return be.ccMajor, be.ccMinor }
+func (be *Backend) ComputeCapability() (int, int) { return be.info.ccMajor, be.info.ccMinor }
 
 // CublasVersion is the loaded cuBLAS soname and version number.
-func (be *Backend) CublasVersion() (string, int) { return be.blas.soname, be.blas.version }
+func (be *Backend) CublasVersion() (string, int) {
+	var name string
+	var v int
+	_ = be.dev.do(func() error { name, v = be.drv.blasVersion(); return nil })
+	return name, v
+}
 
 // ComputeDType is the dtype of activations and the KV cache.
 func (be *Backend) ComputeDType() kernel.DType { return be.compute }
@@ -256,7 +160,7 @@ func (be *Backend) ComputeDType() kernel.DType { return be.compute }
 func (be *Backend) MemInfo() (free, total int64, err error) {
 	err = be.dev.do(func() error {
 		var e error
-		free, total, e = cu.MemInfo()
+		free, total, e = be.drv.memInfo()
 		return e
 	})
 	return
@@ -264,17 +168,14 @@ func (be *Backend) MemInfo() (free, total int64, err error) {
 
 // Close waits for queued work and releases the device.
 func (be *Backend) Close() error {
-	return be.dev.close(func() error {
-		serr := be.stream.Synchronize()
-		return errors.Join(serr, be.teardown())
-	})
+	return be.dev.close(be.teardown)
 }
 
 // Sync waits for every queued op and reports the first asynchronous
 // failure since the last Sync, and gathers with an index out of range.
 func (be *Backend) Sync() error {
 	return be.dev.do(func() error {
-		if err := be.stream.Synchronize(); err != nil {
+		if err := be.drv.sync(); err != nil {
 			return fmt.Errorf("cuda: stream: %w", err)
 		}
 		if err := be.dev.takeAsyncErr(); err != nil {
@@ -287,14 +188,27 @@ func (be *Backend) Sync() error {
 // checkFlags reads and clears the device error flags (device goroutine).
 func (be *Backend) checkFlags() error {
 	var f [2]int32
-	if err := cu.MemcpyDtoH(unsafe.Pointer(&f[0]), cu.DevicePtr(be.flags), 8); err != nil {
+	if err := be.drv.dtoh(unsafe.Pointer(&f[0]), be.flags, 8); err != nil {
 		return fmt.Errorf("cuda: flags: %w", err)
 	}
 	if f[0] == 0 && f[1] == 0 {
 		return nil
 	}
-	if err := cu.MemsetD32(cu.DevicePtr(be.flags), 0, 2); err != nil {
+	if err := be.drv.zero(be.flags, 8); err != nil {
 		return fmt.Errorf("cuda: flags: %w", err)
 	}
-	return errors.New("cuda: Embedding or GatherRows index out of range")
+	return fmt.Errorf("cuda: Embedding or GatherRows index out of range")
+}
+
+func joinErrs(errs []error) error {
+	var out []error
+	for _, e := range errs {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cuda: close: %v", out)
 }

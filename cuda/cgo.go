@@ -108,25 +108,8 @@ import (
 	"unsafe"
 )
 
-// cuBLAS and CUDA enum values (stable across CUDA 11, 12 and 13).
-const (
-	cublasOpN       = 0
-	cublasOpT       = 1
-	cudaR32F        = 0
-	cudaR16F        = 2
-	cudaR16BF       = 14
-	cublasCompute32 = 68 // CUBLAS_COMPUTE_32F
-	cublasGemmAlgo  = -1 // CUBLAS_GEMM_DEFAULT
-)
-
 // cublasMajors are the cuBLAS sonames tried, newest first.
 var cublasMajors = []string{"13", "12", "11"}
-
-// CublasDirEnv names the environment variable holding a directory to load
-// libcublas.so.N and libcublasLt.so.N from (e.g. the lib directory of the
-// nvidia-cublas Python wheel). Without it the dynamic loader's search path
-// is used.
-const CublasDirEnv = "VSERVE_CUBLAS_DIR"
 
 // cublas is a loaded cuBLAS library with one handle.
 type cublas struct {
@@ -238,21 +221,6 @@ func (c *cublas) close() {
 	C.vs_cublas_close(c.lib)
 	C.free(unsafe.Pointer(c.lib))
 	c.lib = nil
-}
-
-// gemmArgs describes one column-major GEMM C = alpha·op(A)·op(B) + beta·C
-// with device pointers and cudaDataType codes.
-type gemmArgs struct {
-	transA, transB   int
-	m, n, k          int
-	a, b, c          uint64
-	aType, bType     int
-	cType            int
-	lda, ldb, ldc    int
-	alpha, beta      float32
-	strideA, strideB int64
-	strideC          int64
-	batch            int
 }
 
 func (c *cublas) gemm(g *gemmArgs) error {

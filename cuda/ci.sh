@@ -7,7 +7,10 @@
 #   3. compiles their test and benchmark binaries (they cannot run here:
 #      gorgonia.org/cu exits at init without a driver);
 #   4. runs the kernels on the CPU through cuda/kernels/emu (an emulation of
-#      the CUDA execution model) against plain references;
+#      the CUDA execution model) against plain references, and the whole
+#      backend with the emulated kernels (-tags cudaemu) through the
+#      conformance suite (its Sample cases excepted: thousands of 1024-thread
+#      blocks) and against runtime/sample;
 #   5. checks that the committed kernel images (cuda/kernels/*.fatbin) are
 #      up to date: the source hashes recorded in BUILD_INFO must match the
 #      sources, and when the local nvcc is the one recorded, a regeneration
@@ -89,8 +92,11 @@ check_kernels() {
 }
 
 ensure_nvcc
-# The kernels' logic on the CPU (emulated CUDA execution model).
+# The kernels' logic on the CPU (emulated CUDA execution model), alone and
+# behind the whole Go backend (conformance suite, sampler vs runtime/sample).
 bash cuda/kernels/emu/run.sh
+go vet -tags cudaemu ./cuda/...
+go test -count=1 -tags cudaemu -skip 'TestEmulatedConformance/.*/Sample' -run 'TestEmulated' ./cuda/
 mapfile -t pkgs < <(cuda_packages)
 log "vet -tags cuda: ${pkgs[*]}"
 go vet -tags cuda "${pkgs[@]}"

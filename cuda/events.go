@@ -1,12 +1,10 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
 import (
 	"fmt"
 	"time"
-
-	"gorgonia.org/cu"
 )
 
 // Mark enqueues a CUDA event after every op submitted so far and returns
@@ -20,10 +18,10 @@ func (be *Backend) Mark() (int, error) {
 		be.mu.Unlock()
 	} else {
 		be.mu.Unlock()
-		var ev cu.Event
+		var ev int
 		if err := be.dev.do(func() error {
 			var e error
-			ev, e = cu.MakeEvent(cu.DefaultEvent)
+			ev, e = be.drv.newEvent()
 			return e
 		}); err != nil {
 			return 0, fmt.Errorf("cuda: event: %w", err)
@@ -34,14 +32,14 @@ func (be *Backend) Mark() (int, error) {
 		be.mu.Unlock()
 	}
 	ev := be.event(h)
-	stream := be.stream
-	if err := be.dev.enqueue("event record", func() error { return ev.Record(stream) }); err != nil {
+	drv := be.drv
+	if err := be.dev.enqueue("event record", func() error { return drv.record(ev) }); err != nil {
 		return 0, err
 	}
 	return h, nil
 }
 
-func (be *Backend) event(h int) cu.Event {
+func (be *Backend) event(h int) int {
 	be.mu.Lock()
 	defer be.mu.Unlock()
 	return be.events[h]
@@ -61,11 +59,8 @@ func (be *Backend) Elapsed(from, to int) (time.Duration, error) {
 		if err := be.dev.takeAsyncErr(); err != nil {
 			return err
 		}
-		if err := b.Synchronize(); err != nil {
-			return err
-		}
 		var e error
-		ms, e = a.Elapsed(b)
+		ms, e = be.drv.elapsed(a, b)
 		return e
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
@@ -27,7 +27,7 @@ type kernels struct {
 	sampleRows, rawLogprobs                   kernelFunc
 }
 
-func (k *kernels) bind(fns map[string]cuFunction) error {
+func (k *kernels) bind(fns map[string]any) error {
 	get := func(name string) (kernelFunc, error) {
 		f, ok := fns[name]
 		if !ok {

@@ -1,13 +1,10 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
 import (
 	"fmt"
 	"math"
-	"unsafe"
-
-	"gorgonia.org/cu"
 )
 
 // arg is one kernel argument in its own 8-byte slot. gorgonia.org/cu's
@@ -39,10 +36,10 @@ func dtArg(b *buffer) arg { return i32Arg(int(b.dt)) }
 // dim3 is a grid or block shape.
 type dim3 struct{ x, y, z int }
 
-// kernelFunc is a loaded kernel with its name for error messages.
+// kernelFunc is a loaded kernel (the driver's handle) with its name.
 type kernelFunc struct {
 	name string
-	fn   cu.Function
+	fn   any
 }
 
 // launch enqueues fn on the backend's stream. The argument slots are
@@ -58,13 +55,9 @@ func (be *Backend) launch(k kernelFunc, grid, block dim3, smem int, args ...arg)
 	for i, a := range args {
 		vals[i] = a.v
 	}
-	stream := be.stream
+	drv := be.drv
 	return be.dev.enqueue(k.name, func() error {
-		ptrs := make([]unsafe.Pointer, len(vals))
-		for i := range vals {
-			ptrs[i] = unsafe.Pointer(&vals[i])
-		}
-		return k.fn.Launch(grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, stream, ptrs)
+		return drv.launch(k.fn, k.name, grid, block, smem, vals)
 	})
 }
 
@@ -75,6 +68,3 @@ func (be *Backend) gridFor(n int) (dim3, dim3) {
 	blocks = max(1, min(blocks, be.numSMs*16))
 	return dim3{blocks, 1, 1}, dim3{threads, 1, 1}
 }
-
-// cuFunction is a kernel handle of the driver.
-type cuFunction = cu.Function

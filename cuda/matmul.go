@@ -1,4 +1,4 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
@@ -112,8 +112,8 @@ func (be *Backend) MatMul(out, x, w kernel.Buffer, m, n, k int) error {
 		c: c.ptr, cType: cudaType(c.dt), ldc: n,
 		alpha: 1, beta: 0,
 	}
-	blas := be.blas
-	if err := be.dev.enqueue(fmt.Sprintf("MatMul %dx%dx%d", m, n, k), func() error { return blas.gemm(g) }); err != nil {
+	drv := be.drv
+	if err := be.dev.enqueue(fmt.Sprintf("MatMul %dx%dx%d", m, n, k), func() error { return drv.gemm(g) }); err != nil {
 		return err
 	}
 	if c != o {

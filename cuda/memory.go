@@ -1,12 +1,10 @@
-//go:build cuda
+//go:build cuda || cudaemu
 
 package cuda
 
 import (
 	"fmt"
 	"unsafe"
-
-	"gorgonia.org/cu"
 
 	"github.com/vserve/vserve/runtime/kernel"
 )
@@ -53,7 +51,7 @@ func (be *Backend) Upload(dst kernel.Buffer, src any) error {
 	return be.dev.do(func() error {
 		// Synchronous copy on the legacy stream: ordered after the work of
 		// our (blocking) stream and before what is queued after it.
-		if err := cu.MemcpyHtoD(cu.DevicePtr(d.ptr), p, bytes); err != nil {
+		if err := be.drv.htod(d.ptr, p, bytes); err != nil {
 			return fmt.Errorf("cuda: Upload: %w", err)
 		}
 		return nil
@@ -79,13 +77,13 @@ func (be *Backend) Download(dst any, src kernel.Buffer) error {
 		return nil
 	}
 	return be.dev.do(func() error {
-		if err := be.stream.Synchronize(); err != nil {
+		if err := be.drv.sync(); err != nil {
 			return fmt.Errorf("cuda: stream: %w", err)
 		}
 		if err := be.dev.takeAsyncErr(); err != nil {
 			return err
 		}
-		if err := cu.MemcpyDtoH(p, cu.DevicePtr(s.ptr), s.bytes()); err != nil {
+		if err := be.drv.dtoh(p, s.ptr, s.bytes()); err != nil {
 			return fmt.Errorf("cuda: Download: %w", err)
 		}
 		return nil
@@ -99,7 +97,7 @@ func (be *Backend) uploadBytes(ptr uint64, src []byte) error {
 		return nil
 	}
 	return be.dev.do(func() error {
-		return cu.MemcpyHtoD(cu.DevicePtr(ptr), unsafe.Pointer(unsafe.SliceData(src)), int64(len(src)))
+		return be.drv.htod(ptr, unsafe.Pointer(unsafe.SliceData(src)), int64(len(src)))
 	})
 }
 
@@ -107,7 +105,7 @@ func (be *Backend) uploadBytes(ptr uint64, src []byte) error {
 // into dst, reporting an earlier asynchronous failure first.
 func (be *Backend) downloadBytes(dst []byte, ptr uint64) error {
 	return be.dev.do(func() error {
-		if err := be.stream.Synchronize(); err != nil {
+		if err := be.drv.sync(); err != nil {
 			return fmt.Errorf("cuda: stream: %w", err)
 		}
 		if err := be.dev.takeAsyncErr(); err != nil {
@@ -116,6 +114,6 @@ func (be *Backend) downloadBytes(dst []byte, ptr uint64) error {
 		if len(dst) == 0 {
 			return nil
 		}
-		return cu.MemcpyDtoH(unsafe.Pointer(unsafe.SliceData(dst)), cu.DevicePtr(ptr), int64(len(dst)))
+		return be.drv.dtoh(unsafe.Pointer(unsafe.SliceData(dst)), ptr, int64(len(dst)))
 	})
 }

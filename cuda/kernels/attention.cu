@@ -22,7 +22,8 @@ __device__ __forceinline__ void load_tile(float* dst, int dstStride, const KV* s
   if (cols % V == 0 && ((uintptr_t)src & 15) == 0) {
     for (int v = threadIdx.x; v < n / V; v += blockDim.x) {
       uint4 raw = ((const uint4*)src)[v];
-      const KV* e = (const KV*)&raw;
+      KV e[V];
+      memcpy(e, &raw, sizeof raw);  // not a pointer cast: no aliasing assumptions
       int idx = v * V, r = idx / cols, c = idx % cols;
       float* o = dst + r * dstStride + c;
 #pragma unroll

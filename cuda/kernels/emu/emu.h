@@ -159,10 +159,63 @@ template <class T> inline unsigned __match_any_sync(unsigned mask, T v) {
   unsigned r = 0; for (int l = 0; l < 32; l++) if ((mask >> l & 1) && ov[l] == mine) r |= 1u << l; return r;
 }
 
+// EmuPool is a set of n persistent threads that run one block at a time
+// (spawning 1024 threads per block would dominate the run time).
+struct EmuPool {
+  unsigned n;
+  std::mutex m;
+  std::condition_variable cv;
+  uint64_t gen = 0;
+  unsigned remaining = 0;
+  const std::function<void()>* job = nullptr;
+  std::vector<std::thread> ts;
+  explicit EmuPool(unsigned n) : n(n) {
+    for (unsigned t = 0; t < n; t++) ts.emplace_back([this, t] { loop(t); });
+  }
+  void loop(unsigned t) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void()>* j;
+      {
+        std::unique_lock<std::mutex> lk(m);
+        cv.wait(lk, [&] { return gen != seen; });
+        seen = gen;
+        j = job;
+      }
+      threadIdx = uint3{t, 0, 0};
+      (*j)();
+      emu_block->bar->arrive_and_drop();
+      std::lock_guard<std::mutex> lk(m);
+      if (--remaining == 0) cv.notify_all();
+    }
+  }
+  void run(const std::function<void()>& f) {
+    std::unique_lock<std::mutex> lk(m);
+    job = &f;
+    remaining = n;
+    gen++;
+    cv.notify_all();
+    cv.wait(lk, [&] { return remaining == 0; });
+  }
+};
+
+// emu_pool returns the pool for blocks of n threads (never destroyed: its
+// threads live as long as the process).
+inline EmuPool* emu_pool(unsigned n) {
+  static std::mutex m;
+  static std::map<unsigned, EmuPool*> pools;
+  std::lock_guard<std::mutex> lk(m);
+  auto& p = pools[n];
+  if (!p) p = new EmuPool(n);
+  return p;
+}
+
 // emu_launch runs kernel f over the grid, one block at a time.
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& f) {
   unsigned n = block.x * block.y * block.z;
-  gridDim = grid; blockDim = block;
+  gridDim = grid;
+  blockDim = block;
+  EmuPool* pool = emu_pool(n);
   for (unsigned z = 0; z < grid.z; z++)
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++) {
@@ -171,15 +224,7 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& f) {
         b.warps = std::vector<EmuWarp>((n + 31) / 32);
         emu_block = &b;
         blockIdx = uint3{x, y, z};
-        std::vector<std::thread> ts;
-        ts.reserve(n);
-        for (unsigned t = 0; t < n; t++)
-          ts.emplace_back([&, t] {
-            threadIdx = uint3{t, 0, 0};
-            f();
-            b.bar->arrive_and_drop();
-          });
-        for (auto& t : ts) t.join();
+        pool->run(f);
         emu_block = nullptr;
       }
 }

@@ -6,5 +6,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 CXX=${CXX:-g++}
 bin=$(mktemp -d)/emu_test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
-"$CXX" -std=c++20 -O1 -pthread -w -I "$here/include" -o "$bin" "$here/emu_test.cpp"
+"$CXX" -std=c++20 -O2 -pthread -w -I "$here/include" -o "$bin" "$here/emu_test.cpp"
 "$bin"

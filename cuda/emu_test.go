@@ -1,0 +1,180 @@
+//go:build cudaemu && !cuda
+
+package cuda
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/vserve/vserve/runtime/kernel"
+	"github.com/vserve/vserve/runtime/kernel/cpu"
+	"github.com/vserve/vserve/runtime/kernel/kerneltest"
+	"github.com/vserve/vserve/runtime/model"
+	"github.com/vserve/vserve/runtime/runner"
+	"github.com/vserve/vserve/runtime/sample"
+	"github.com/vserve/vserve/scheduler"
+)
+
+// TestEmulatedConformance runs the conformance suite on the whole backend
+// (planning, argument packing, sampling plans, the allocator, the device
+// goroutine) with the kernels executed on the CPU by cuda/internal/emu:
+//
+//	go test -tags cudaemu -skip 'TestEmulatedConformance/.*/Sample' ./cuda/
+//
+// (the suite's Sample cases draw thousands of rows, each one block of
+// 1024 emulated threads: too slow here; TestEmulatedSampleMatchesCPU and
+// cuda/kernels/emu cover sampling).
+func TestEmulatedConformance(t *testing.T) {
+	for _, dt := range []kernel.DType{kernel.F32, kernel.BF16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			be, err := New(kernel.Options{}, Config{ComputeDType: dt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := be.Close(); err != nil {
+					t.Error(err)
+				}
+			}()
+			kerneltest.Run(t, be)
+		})
+	}
+}
+
+// TestEmulatedSampleMatchesCPU checks the device sampler end to end (the
+// Go packing of parameters, penalties and bias, both kernels, the
+// unpacking) against runtime/sample, on a few rows: the emulation runs
+// 1024 OS threads per row.
+func TestEmulatedSampleMatchesCPU(t *testing.T) {
+	be, err := New(kernel.Options{}, Config{ComputeDType: kernel.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	vocab := 2600
+	modes := []kernel.SampleParams{
+		{TopP: 1, RepetitionPenalty: 1.2, NumLogprobs: 3},
+		{Temperature: 0.8, TopK: 50, TopP: 0.9, RepetitionPenalty: 1, PresencePenalty: 0.5, FrequencyPenalty: 0.2, NumLogprobs: 2},
+		{Temperature: 1, TopP: 0.95, MinP: 0.01, RepetitionPenalty: 1.1, NumLogprobs: -1},
+		{Temperature: 1, TopP: 1, RepetitionPenalty: 1, NumLogprobs: 0},
+	}
+	b := &kernel.SampleBatch{}
+	for i, p := range modes {
+		p.Seed, p.Offset = uint64(77+i), uint64(i*3)
+		b.Rows = append(b.Rows, p)
+		b.PromptTokens = append(b.PromptTokens, []int32{int32(r.IntN(vocab)), 5, 5})
+		b.OutputTokens = append(b.OutputTokens, []int32{5, int32(r.IntN(vocab)), 9, 9})
+		b.LogitBias = append(b.LogitBias, map[int32]float32{int32(r.IntN(vocab)): 3, 11: float32(math.Inf(-1))})
+	}
+	logits := make([]float32, len(modes)*vocab)
+	for i := range logits {
+		logits[i] = float32(r.NormFloat64() * 3)
+	}
+	want := &kernel.SampleResult{}
+	if err := sample.Sample(logits, vocab, b, want); err != nil {
+		t.Fatal(err)
+	}
+	lb, err := be.Alloc(kernel.F32, len(logits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Upload(lb, logits); err != nil {
+		t.Fatal(err)
+	}
+	got := &kernel.SampleResult{}
+	if err := be.Sample(lb, vocab, b, got); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range modes {
+		if got.Tokens[i] != want.Tokens[i] {
+			t.Errorf("row %d: token %d, runtime/sample %d", i, got.Tokens[i], want.Tokens[i])
+		}
+		if p.NumLogprobs < 0 {
+			continue
+		}
+		if got.Ranks[i] != want.Ranks[i] || math.Abs(float64(got.Logprobs[i]-want.Logprobs[i])) > 1e-5 ||
+			!slices.Equal(got.TopIDs[i], want.TopIDs[i]) {
+			t.Errorf("row %d: logprob %v rank %d top %v; runtime/sample %v rank %d top %v", i, got.Logprobs[i], got.Ranks[i],
+				got.TopIDs[i], want.Logprobs[i], want.Ranks[i], want.TopIDs[i])
+		}
+	}
+}
+
+// TestEmulatedGreedyMatchesCPU serves a random-weight model (vserve's
+// tiny spec: GQA 2, head dim 8) through the scheduler and the runner on
+// the emulated backend (f32) and on the CPU backend: the greedy tokens
+// must be the same.
+func TestEmulatedGreedyMatchesCPU(t *testing.T) {
+	dir := t.TempDir()
+	if err := model.Generate(dir, model.SpecTiny, 3); err != nil {
+		t.Fatal(err)
+	}
+	prompts := [][]int32{{1, 5, 9}, {1, 100, 200, 300, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, {1, 2}}
+	ref, err := cpu.New(kernel.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	be, err := New(kernel.Options{}, Config{ComputeDType: kernel.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	want := greedyTokens(t, dir, ref, prompts, 8)
+	got := greedyTokens(t, dir, be, prompts, 8)
+	for i := range prompts {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("prompt %d: emulated GPU %v, CPU %v", i, got[i], want[i])
+		}
+	}
+}
+
+// greedyTokens is the engine loop in miniature: scheduler, runner, model.
+func greedyTokens(t *testing.T, dir string, be kernel.Backend, prompts [][]int32, maxTokens int) [][]int32 {
+	t.Helper()
+	m, err := model.Load(dir, be, model.LoadOptions{NoMap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sc := scheduler.Config{MaxModelLen: 128, BlockSize: 16, NumBlocks: 32, MaxNumBatchedTokens: 16, MaxNumSeqs: 4}
+	s, err := scheduler.New(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runner.New(m, be, runner.Config{BlockSize: sc.BlockSize, NumBlocks: sc.NumBlocks, MaxNumSeqs: sc.MaxNumSeqs,
+		MaxNumBatchedTokens: sc.MaxNumBatchedTokens, MaxModelLen: sc.MaxModelLen, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	p := scheduler.DefaultSamplingParams(maxTokens)
+	p.Temperature = 0
+	p.IgnoreEOS = true
+	for i, pr := range prompts {
+		if err := s.AddRequest(&scheduler.Request{ID: strconv.Itoa(i), PromptTokenIDs: pr, Params: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := make([][]int32, len(prompts))
+	for steps := 0; s.HasUnfinished(); steps++ {
+		if steps > 1000 {
+			t.Fatal("no progress")
+		}
+		so := s.Schedule()
+		ro, err := r.Execute(so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deltas, _ := s.Update(so, ro)
+		for _, d := range deltas {
+			i, _ := strconv.Atoi(d.ID)
+			out[i] = append(out[i], d.NewTokenIDs...)
+		}
+	}
+	return out
+}
