@@ -45,6 +45,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 		trace.WithTimestamp(now),
 		trace.WithAttributes(attribute.String(AttrHTTPRoute, route)))
 	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey)}
+	s.events = newEventBuilder(s.scratch[:])
 	if journey {
 		s.event(EventArrived, now)
 	}
@@ -74,7 +75,8 @@ type apiSpan struct {
 	headers map[string]string
 
 	mu        sync.Mutex
-	scratch   [3]attribute.KeyValue // one event's attributes; the SDK copies them
+	events    eventBuilder
+	scratch   [3]attribute.KeyValue // events' attribute buffer
 	n         int
 	handedOff bool
 	firstResp bool
@@ -85,10 +87,9 @@ type apiSpan struct {
 // event adds an api.* event; callers hold mu (or own s before it is
 // published), which guards scratch.
 func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) {
-	attrs := append(s.scratch[:0], attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
+	attrs := append(s.events.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
 	attrs = append(attrs, extra...)
-	s.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
-	clear(attrs) // do not pin an error message until the span is gone
+	s.events.add(s.span, name, at, attrs)
 }
 
 // Parsed sets the gen_ai request attributes; unset values are skipped.

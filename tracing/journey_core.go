@@ -32,10 +32,8 @@ type coreState struct {
 	scheduled   bool
 	firstToken  bool
 	finished    bool
-	// scratch holds one event's attributes while it is added: the SDK
-	// copies them (trace.NewEventConfig), so one buffer per journey
-	// replaces an allocation per event.
-	scratch [journeyEventAttrs]attribute.KeyValue
+	events      eventBuilder
+	scratch     [journeyEventAttrs]attribute.KeyValue // events' attribute buffer
 }
 
 // journeyEventAttrs is the most attributes a journey event carries: the ten
@@ -65,7 +63,9 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	if old := c.states[id]; old != nil { // a reused id: never leak the old span
 		old.span.End()
 	}
-	c.states[id] = &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
+	st := &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
+	st.events = newEventBuilder(st.scratch[:])
+	c.states[id] = st
 }
 
 // lookup returns the state of a sampled live request, or nil.
@@ -115,7 +115,7 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
 	now := time.Now()
 	ns := monotonicNS(now)
-	attrs := append(st.scratch[:0],
+	attrs := append(st.events.buf(),
 		attribute.String(AttrEventType, typ),
 		attribute.Float64(AttrTSMonotonic, float64(ns)/1e9),
 		attribute.Int64(AttrTSMonotonicNS, ns),
@@ -128,7 +128,7 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		attribute.Int(AttrNumPreemptions, st.preemptions),
 	)
 	attrs = append(attrs, extra...)
-	st.span.AddEvent(journeyEventName(typ), trace.WithTimestamp(now), trace.WithAttributes(attrs...))
+	st.events.add(st.span, journeyEventName(typ), now, attrs)
 }
 
 // journeyEventName is "journey." + typ without building the string each time.

@@ -38,8 +38,8 @@ type stepTracer struct {
 	disabled bool
 	win      *stepWindow
 	seq      int64
-	pending  []*pendingStep       // oldest first, at most maxPendingSteps
-	scratch  []attribute.KeyValue // one event's attributes; the SDK copies them
+	pending  []*pendingStep // oldest first, at most maxPendingSteps
+	events   eventBuilder
 }
 
 // maxPendingSteps bounds the sampled steps waiting for their timing.
@@ -94,7 +94,7 @@ func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
 		interval:   uint64(c.StepClosureInterval),
 		eventLimit: c.MaxEventsPerSpan,
 		log:        c.Logger,
-		scratch:    make([]attribute.KeyValue, 0, summaryAttrs),
+		events:     newEventBuilder(make([]attribute.KeyValue, 0, summaryAttrs)),
 	}
 }
 
@@ -237,13 +237,10 @@ func (s *stepTracer) flushLocked(step uint64) {
 	for len(s.pending) > 0 && s.pending[0].step <= step && !s.disabled {
 		p := s.pending[0]
 		s.pending = s.pending[1:]
-		s.scratch = appendSummaryAttributes(s.scratch[:0], p)
-		s.addEventLocked(p.step, EventBatchSummary, p.at, s.scratch)
+		s.addEventLocked(p.step, EventBatchSummary, p.at, appendSummaryAttributes(s.events.buf(), p))
 		for i := range p.snapshots {
-			s.scratch = appendSnapshotAttributes(s.scratch[:0], p.step, &p.snapshots[i])
-			s.addEventLocked(p.step, EventRequestSnapshot, p.at, s.scratch)
+			s.addEventLocked(p.step, EventRequestSnapshot, p.at, appendSnapshotAttributes(s.events.buf(), p.step, &p.snapshots[i]))
 		}
-		clear(s.scratch[:cap(s.scratch)]) // do not pin request ids
 		s.closeIfDueLocked(p.step + 1)
 	}
 	if len(s.pending) == 0 {
@@ -263,7 +260,7 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attr
 	if s.win == nil && !s.openLocked(step, at) {
 		return
 	}
-	s.win.span.AddEvent(name, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+	s.events.add(s.win.span, name, at, attrs)
 	s.win.events++
 	s.win.last = step
 }

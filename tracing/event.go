@@ -1,0 +1,77 @@
+package tracing
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// eventBuilder adds span events without allocating an attribute slice, an
+// attribute option or an option list per event. The SDK copies an event's
+// attributes while adding it (trace.NewEventConfig), so one buffer, and one
+// attribute option per attribute count, serve every event of a span; only
+// the timestamp option is made per event. Not safe for concurrent use: the
+// owner serialises its events.
+type eventBuilder struct {
+	attrs []attribute.KeyValue // the buffer: len 0, cap the most attributes of an event
+	cache [3]lenOption
+	opts  [2]trace.EventOption
+}
+
+// lenOption is WithAttributes(attrs[:n]...) of the buffer.
+type lenOption struct {
+	n   int
+	opt trace.EventOption
+}
+
+// newEventBuilder uses buf (its capacity) as the attribute buffer; owners
+// pass an array of their own so that the builder allocates nothing itself.
+func newEventBuilder(buf []attribute.KeyValue) eventBuilder {
+	return eventBuilder{attrs: buf[:0]}
+}
+
+// buf returns the empty attribute buffer to append an event's attributes to.
+func (b *eventBuilder) buf() []attribute.KeyValue { return b.attrs[:0] }
+
+// add adds event name at time at. attrs is normally b.buf() appended
+// within its capacity; any other slice is passed as it is.
+func (b *eventBuilder) add(span trace.Span, name string, at time.Time, attrs []attribute.KeyValue) {
+	own := b.isBuffer(attrs)
+	b.opts[0] = trace.WithTimestamp(at)
+	if own {
+		b.opts[1] = b.attributeOption(len(attrs))
+	} else {
+		b.opts[1] = trace.WithAttributes(attrs...)
+	}
+	span.AddEvent(name, b.opts[:]...)
+	b.opts[0], b.opts[1] = nil, nil
+	if own {
+		clear(attrs) // the SDK holds its own copy; do not pin strings here
+	}
+}
+
+// isBuffer reports whether attrs is a non-empty prefix of the buffer.
+func (b *eventBuilder) isBuffer(attrs []attribute.KeyValue) bool {
+	return len(attrs) > 0 && len(attrs) <= cap(b.attrs) && &attrs[0] == &b.attrs[:1][0]
+}
+
+// attributeOption returns WithAttributes(buffer[:n]...), made once per n
+// among the last few counts used.
+func (b *eventBuilder) attributeOption(n int) trace.EventOption {
+	for i := range b.cache {
+		if c := &b.cache[i]; c.opt != nil && c.n == n {
+			return c.opt
+		}
+	}
+	opt := trace.WithAttributes(b.attrs[:n]...)
+	slot := &b.cache[n%len(b.cache)]
+	for i := range b.cache {
+		if b.cache[i].opt == nil {
+			slot = &b.cache[i]
+			break
+		}
+	}
+	*slot = lenOption{n: n, opt: opt}
+	return opt
+}

@@ -1,0 +1,56 @@
+package tracing
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// TestEventBuilderReusesBufferSafely: events built in one reused buffer,
+// with changing attribute counts (more than the option cache holds) and a
+// foreign slice, each keep exactly their own attributes and timestamp.
+func TestEventBuilderReusesBufferSafely(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	_, span := tp.Tracer("t").Start(context.Background(), "s")
+	var arr [4]attribute.KeyValue
+	b := newEventBuilder(arr[:])
+	base := time.Unix(1000, 0)
+	counts := []int{1, 3, 4, 2, 3, 1, 4, 0}
+	for i, n := range counts {
+		attrs := b.buf()
+		for k := 0; k < n; k++ {
+			attrs = append(attrs, attribute.Int("k", i*10+k))
+		}
+		b.add(span, "e", base.Add(time.Duration(i)*time.Second), attrs)
+	}
+	foreign := []attribute.KeyValue{attribute.String("a", "1"), attribute.String("b", "2"),
+		attribute.String("c", "3"), attribute.String("d", "4"), attribute.String("e", "5")}
+	b.add(span, "foreign", base, foreign)
+	b.add(span, "foreign", base, foreign[:2]) // short enough for the buffer, but not it
+	require.Equal(t, "1", foreign[0].Value.AsString(), "a foreign slice is left alone")
+	span.End()
+	require.NoError(t, tp.Shutdown(context.Background()))
+
+	events := rec.Ended()[0].Events()
+	require.Len(t, events, len(counts)+2)
+	for i, n := range counts {
+		e := events[i]
+		require.Equal(t, base.Add(time.Duration(i)*time.Second), e.Time, "event %d", i)
+		require.Len(t, e.Attributes, n, "event %d", i)
+		for k, kv := range e.Attributes {
+			require.Equal(t, int64(i*10+k), kv.Value.AsInt64(), "event %d attr %d", i, k)
+		}
+	}
+	last := events[len(counts)]
+	require.Equal(t, "foreign", last.Name)
+	require.Len(t, last.Attributes, 5)
+	require.Equal(t, "5", last.Attributes[4].Value.AsString())
+	require.Len(t, events[len(counts)+1].Attributes, 2)
+	require.Equal(t, arr, [4]attribute.KeyValue{}, "the buffer is cleared after each event")
+}
