@@ -2,13 +2,16 @@ package tracing
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TestEventBuilderReusesBufferSafely: events built in one reused buffer,
@@ -53,4 +56,30 @@ func TestEventBuilderReusesBufferSafely(t *testing.T) {
 	require.Equal(t, "5", last.Attributes[4].Value.AsString())
 	require.Len(t, events[len(counts)+1].Attributes, 2)
 	require.Equal(t, arr, [4]attribute.KeyValue{}, "the buffer is cleared after each event")
+}
+
+// TestW3CHeadersExtractLikeHeaderCarrier: the allocation-free carrier
+// extracts the same span context (traceparent and tracestate) as the
+// standard one, whatever case the client used.
+func TestW3CHeadersExtractLikeHeaderCarrier(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+	}{
+		{"none", nil},
+		{"lower", map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "k=v,a=b"}},
+		{"upper", map[string]string{"TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "TraceState": "x=y"}},
+		{"invalid", map[string]string{"traceparent": "00-zz-00f067aa0ba902b7-01"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tc.headers {
+				h.Set(k, v)
+			}
+			want := trace.SpanContextFromContext(w3c.Extract(context.Background(), propagation.HeaderCarrier(h)))
+			got := trace.SpanContextFromContext(w3c.Extract(context.Background(), w3cHeaders(h)))
+			require.True(t, want.Equal(got), "want %v got %v", want, got)
+			require.Equal(t, want.TraceState().String(), got.TraceState().String())
+		})
+	}
 }

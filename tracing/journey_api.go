@@ -39,7 +39,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 		return &metricsOnlySpan{m: t.metrics}
 	}
 	now := time.Now()
-	parent := w3c.Extract(context.Background(), propagation.HeaderCarrier(r.Header))
+	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
 	ctx, span := t.apiTracer.Start(parent, SpanRequest,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(now),
@@ -52,6 +52,26 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	t.openAPI(s)
 	return s
 }
+
+// w3cHeaders reads traceparent and tracestate from HTTP headers under their
+// canonical keys directly: propagation.HeaderCarrier canonicalises each key
+// on every lookup, allocating. Only extraction uses it.
+type w3cHeaders http.Header
+
+var canonicalW3C = map[string]string{"traceparent": "Traceparent", "tracestate": "Tracestate"}
+
+func (h w3cHeaders) Get(key string) string {
+	if k, ok := canonicalW3C[key]; ok {
+		if v := h[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	return http.Header(h).Get(key)
+}
+
+func (h w3cHeaders) Set(key, value string) { http.Header(h).Set(key, value) }
+func (h w3cHeaders) Keys() []string        { return propagation.HeaderCarrier(h).Keys() }
 
 // traceHeaders returns the headers the engine request carries: the W3C
 // context of llm_request and, for journey-sampled requests, the flag that
@@ -177,26 +197,31 @@ func (s *apiSpan) Departed(o server.Outcome) {
 	if s.journey {
 		s.event(EventDeparted, time.Now())
 	}
-	s.span.SetAttributes(attribute.Int(AttrCompletionTokens, o.CompletionTokens))
-	s.span.SetAttributes(latencyAttributes(o.Times)...)
+	attrs := make([]attribute.KeyValue, 0, 7)
+	attrs = append(attrs, attribute.Int(AttrCompletionTokens, o.CompletionTokens))
+	s.span.SetAttributes(appendLatencyAttributes(attrs, o.Times)...)
 }
 
-// latencyAttributes is upstream vLLM's gen_ai.latency set in seconds, each
-// only when the timestamps it spans exist.
-func latencyAttributes(t engine.RequestTimes) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 6)
-	add := func(key string, ok bool, d time.Duration) {
-		if ok {
-			attrs = append(attrs, attribute.Float64(key, d.Seconds()))
+// appendLatencyAttributes appends upstream vLLM's gen_ai.latency set in
+// seconds, each only when the timestamps it spans exist.
+func appendLatencyAttributes(attrs []attribute.KeyValue, t engine.RequestTimes) []attribute.KeyValue {
+	arrived, sched, first, last := !t.Arrival.IsZero(), !t.Scheduled.IsZero(), !t.FirstToken.IsZero(), !t.LastToken.IsZero()
+	for _, l := range [...]struct {
+		key string
+		ok  bool
+		d   time.Duration
+	}{
+		{AttrTimeInQueue, arrived && sched, t.QueueTime()},
+		{AttrTTFT, arrived && first, t.TTFT()},
+		{AttrE2E, arrived && !t.Finished.IsZero(), t.E2E()},
+		{AttrTimeInPrefill, sched && first, t.Prefill()},
+		{AttrTimeInDecode, first && last, t.Decode()},
+		{AttrTimeInInference, sched && last, t.Inference()},
+	} {
+		if l.ok {
+			attrs = append(attrs, attribute.Float64(l.key, l.d.Seconds()))
 		}
 	}
-	arrived, sched, first, last := !t.Arrival.IsZero(), !t.Scheduled.IsZero(), !t.FirstToken.IsZero(), !t.LastToken.IsZero()
-	add(AttrTimeInQueue, arrived && sched, t.QueueTime())
-	add(AttrTTFT, arrived && first, t.TTFT())
-	add(AttrE2E, arrived && !t.Finished.IsZero(), t.E2E())
-	add(AttrTimeInPrefill, sched && first, t.Prefill())
-	add(AttrTimeInDecode, first && last, t.Decode())
-	add(AttrTimeInInference, sched && last, t.Inference())
 	return attrs
 }
 
