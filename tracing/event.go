@@ -75,3 +75,9 @@ func (b *eventBuilder) attributeOption(n int) trace.EventOption {
 	*slot = lenOption{n: n, opt: opt}
 	return opt
 }
+
+// Span kinds as ready options (each trace.WithSpanKind call allocates).
+var (
+	serverKind   = trace.WithSpanKind(trace.SpanKindServer)
+	internalKind = trace.WithSpanKind(trace.SpanKindInternal)
+)

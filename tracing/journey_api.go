@@ -41,7 +41,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	now := time.Now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
 	ctx, span := t.apiTracer.Start(parent, SpanRequest,
-		trace.WithSpanKind(trace.SpanKindServer),
+		serverKind,
 		trace.WithTimestamp(now),
 		trace.WithAttributes(attribute.String(AttrHTTPRoute, route)))
 	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey)}

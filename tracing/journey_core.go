@@ -55,7 +55,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	}
 	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
 	_, span := c.tracer.Start(parent, SpanCore,
-		trace.WithSpanKind(trace.SpanKindInternal),
+		internalKind,
 		trace.WithTimestamp(at),
 		trace.WithAttributes(attribute.String(AttrRequestID, id)))
 	c.mu.Lock()

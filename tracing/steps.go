@@ -284,7 +284,7 @@ func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
 	seq := s.seq + 1
 	_, span := s.tracer.Start(context.Background(), fmt.Sprintf("%s%d", SpanStepPrefix, seq),
 		trace.WithNewRoot(),
-		trace.WithSpanKind(trace.SpanKindInternal),
+		internalKind,
 		trace.WithTimestamp(at),
 		trace.WithAttributes(
 			attribute.Int64(AttrSpanSequence, seq),
