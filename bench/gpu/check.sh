@@ -71,7 +71,7 @@ find_cublas() {
 serve_greedy() {
 	local port=$1
 	shift
-	"$bin/vserve" --port "$port" --host 127.0.0.1 --cache-dir "$work/cache" --max-num-seqs 8 --stats-interval 0 "$@" \
+	"$bin/vserve" --port "$port" --host 127.0.0.1 --cache-dir "$work/cache" --max-num-seqs 8 --kv-cache-memory 256MiB --stats-interval 0 "$@" \
 		>"$work/vserve-$port.log" 2>&1 &
 	local pid=$!
 	python3 - "$port" <<'EOF'
