@@ -28,7 +28,7 @@ import (
 // 1024 emulated threads: too slow here; TestEmulatedSampleMatchesCPU and
 // cuda/kernels/emu cover sampling).
 func TestEmulatedConformance(t *testing.T) {
-	for _, dt := range []kernel.DType{kernel.F32, kernel.BF16} {
+	for _, dt := range []kernel.DType{kernel.F32, kernel.F16, kernel.BF16} {
 		t.Run(dt.String(), func(t *testing.T) {
 			be, err := New(kernel.Options{}, Config{ComputeDType: dt})
 			if err != nil {

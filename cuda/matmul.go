@@ -34,10 +34,9 @@ func (be *Backend) scratch(dt kernel.DType, n int) (*buffer, error) { return be.
 //
 // cuBLAS multiplies A and B of one type: f32 activations with 16-bit
 // weights get the weights widened to f32 (exact; used by the f32 compute
-// mode, a checking mode), 16-bit activations of another type than the
-// weights are converted to the weights' type. The output is written
-// directly when cuBLAS supports its type for the pair, else through an f32
-// temporary.
+// mode, a checking mode), f16 activations with bf16 weights (or the
+// reverse) get both widened to f32. The output is written directly when
+// cuBLAS supports its type for the pair, else through an f32 temporary.
 func (be *Backend) MatMul(out, x, w kernel.Buffer, m, n, k int) error {
 	const op = "MatMul"
 	if err := fitsInt32(op, m, n, k); err != nil {
@@ -91,8 +90,14 @@ func (be *Backend) MatMul(out, x, w kernel.Buffer, m, n, k int) error {
 				return err
 			}
 		}
-	default: // f16 vs bf16: activations follow the weights
-		if b, err = tmp(wb.dt, m*k); err != nil {
+	default: // f16 vs bf16: neither converts exactly to the other; widen both
+		if a, err = tmp(kernel.F32, n*k); err != nil {
+			return err
+		}
+		if err = be.convertInto(a, wb, n*k); err != nil {
+			return err
+		}
+		if b, err = tmp(kernel.F32, m*k); err != nil {
 			return err
 		}
 		if err = be.convertInto(b, xb, m*k); err != nil {
