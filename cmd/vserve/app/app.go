@@ -205,6 +205,11 @@ func (a *App) load() error {
 	if err != nil {
 		return err
 	}
+	warm, err := warmUp(run, cfg.BlockSize, m.Config.VocabSize)
+	if err != nil {
+		return fmt.Errorf("warm-up forward pass: %w", err)
+	}
+	log.Info("warm-up forward pass done", "time", warm.Round(time.Millisecond))
 	eng := engine.New(engine.Config{MaxQueuedRequests: cfg.MaxNumQueuedReqs, MaxQueuedTokens: cfg.MaxNumQueuedTokens,
 		Logger: log, Hooks: a.tel.EngineHooks()}, sched, run)
 	a.mu.Lock()
@@ -230,6 +235,37 @@ func (a *App) setBackend(be kernel.Backend) {
 	a.mu.Lock()
 	a.be = be
 	a.mu.Unlock()
+}
+
+// warmUp runs one small forward pass (and drops its state) before serving,
+// so the first request does not pay for faulting in memory-mapped weights
+// and first-use initialisation. It writes block 1 of the KV cache, which
+// the scheduler has not handed out yet; step 0 marks an output that the
+// scheduler did not produce.
+func warmUp(run *runner.Runner, blockSize, vocab int) (time.Duration, error) {
+	t0 := time.Now()
+	n := min(blockSize, vocab-1, 8)
+	ids := make([]int32, n)
+	for i := range ids {
+		ids[i] = int32(1 + i)
+	}
+	p := scheduler.DefaultSamplingParams(1)
+	p.Temperature = 0
+	const id = "vserve-warmup"
+	out := &scheduler.Output{
+		NewRequests:        []scheduler.NewRequest{{ID: id, PromptTokenIDs: ids, BlockIDs: []int32{1}, Params: &p}},
+		NumScheduledTokens: map[string]int{id: n}, TotalNumScheduledTokens: n,
+	}
+	if _, err := run.Execute(out); err != nil {
+		return 0, err
+	}
+	if _, err := run.Execute(&scheduler.Output{FinishedRequestIDs: []string{id}, NumScheduledTokens: map[string]int{}}); err != nil {
+		return 0, err
+	}
+	if run.NumRequests() != 0 {
+		return 0, fmt.Errorf("runner kept %d requests after warm-up", run.NumRequests())
+	}
+	return time.Since(t0), nil
 }
 
 // openBackend opens the kernel backend for --device.
