@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/vserve/vserve/runtime/kernel"
 	"github.com/vserve/vserve/runtime/kernel/cpu"
 	"github.com/vserve/vserve/runtime/kernel/kerneltest"
@@ -17,6 +19,10 @@ import (
 	"github.com/vserve/vserve/runtime/sample"
 	"github.com/vserve/vserve/scheduler"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // TestEmulatedConformance runs the conformance suite on the whole backend
 // (planning, argument packing, sampling plans, the allocator, the device
