@@ -17,12 +17,18 @@
 //   - the KV arena (one device allocation, see NumBlocks) and CUDA-event
 //     step timing (EventTimer).
 //
-// Every file that imports "C" or gorgonia.org/cu carries the cuda build
-// tag. gorgonia.org/cu initialises the driver in its package init and
-// exits when there is none, so a cuda-tagged binary only runs on a GPU
-// machine; plain builds and `go test ./...` compile only this file, gen.go
-// and the pure-Go planning code (arena.go, plan.go, sampleplan.go,
-// timer.go), which the plain tests cover. kernels/emu runs the kernels
-// themselves on the CPU (an emulation of the CUDA execution model) against
-// references, so their logic is checked without a GPU too.
+// Every file that imports "C" or gorgonia.org/cu (cgo.go, driver_cu.go)
+// carries the cuda build tag. gorgonia.org/cu initialises the driver in
+// its package init and exits when there is none, so a cuda-tagged binary
+// only runs on a GPU machine; plain builds and `go test ./...` compile
+// only this file, gen.go and the pure-Go planning code (arena.go, plan.go,
+// sampleplan.go, timer.go), which the plain tests cover.
+//
+// The backend reaches the device through a small driver interface
+// (driver.go). With the cudaemu tag instead of cuda, driver_emu.go runs
+// the same kernels on the CPU through internal/emu (an emulation of the
+// CUDA execution model, kernels/emu/emu.h), so the whole backend, Go side
+// and kernels, runs the conformance suite on machines without a GPU
+// (registered as "cuda-emu"; correctness only, no speed). kernels/emu/run.sh
+// checks the kernels alone against plain C++ references.
 package cuda
