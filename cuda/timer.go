@@ -1,8 +1,9 @@
 package cuda
 
-import "time"
+import "github.com/vserve/vserve/runtime/kernel"
 
-// EventTimer is an optional capability of a kernel.Backend whose ops run
+// EventTimer is kernel.EventTimer, restated here for the package docs; the
+// runner uses it through the kernel package. It is an optional capability of a kernel.Backend whose ops run
 // asynchronously: device-side timestamps placed in the stream of work.
 //
 // Mark enqueues a timestamp after everything submitted so far and returns
@@ -19,8 +20,4 @@ import "time"
 //	fwd, _ := t.Elapsed(m0, m1)
 //	smp, _ := t.Elapsed(m1, m2)
 //	t.ReleaseMarks(m0, m1, m2)
-type EventTimer interface {
-	Mark() (int, error)
-	Elapsed(from, to int) (time.Duration, error)
-	ReleaseMarks(marks ...int)
-}
+type EventTimer = kernel.EventTimer

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 )
 
 // DType is the element type of a Buffer.
@@ -161,6 +162,17 @@ type Backend interface {
 // without copying. The bytes must stay valid for the Buffer's lifetime.
 type HostMapper interface {
 	MapHost(dt DType, data []byte) (Buffer, error)
+}
+
+// EventTimer is an optional capability of asynchronous devices: Mark
+// records an event on the device's stream, Elapsed reports the device time
+// between two recorded marks (waiting for them if needed), and ReleaseMarks
+// returns marks for reuse. The runner uses it to report device time per
+// step instead of host wall time.
+type EventTimer interface {
+	Mark() (int, error)
+	Elapsed(from, to int) (time.Duration, error)
+	ReleaseMarks(marks ...int)
 }
 
 // Options configure a backend when it is opened.

@@ -222,11 +222,14 @@ func (r *Runner) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error)
 	}
 	t1 := time.Now()
 	res.Timing.Prepare = t1.Sub(t0)
+	dev := r.startDeviceTiming()
 	logits, err := r.m.Forward(r.ws, r.kv, batch)
+	dev.mark(1)
 	if err == nil {
 		err = r.be.Sync()
 	}
 	if err != nil {
+		dev.release()
 		return nil, fmt.Errorf("runner: step %d: %w", out.Step, err)
 	}
 	t2 := time.Now()
@@ -242,11 +245,69 @@ func (r *Runner) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error)
 	}
 	if batch.NumLogits > 0 {
 		if err := r.sample(logits, res); err != nil {
+			dev.release()
 			return nil, fmt.Errorf("runner: step %d: %w", out.Step, err)
 		}
 	}
 	res.Timing.Sample = time.Since(t2)
+	dev.mark(2)
+	dev.apply(&res.Timing)
 	return res, nil
+}
+
+// deviceTiming measures a step's forward and sampling time with the
+// backend's events when it has the kernel.EventTimer capability; without
+// it every method is a no-op and the host wall times stand.
+type deviceTiming struct {
+	timer kernel.EventTimer
+	marks [3]int
+	ok    [3]bool
+}
+
+func (r *Runner) startDeviceTiming() deviceTiming {
+	t, _ := r.be.(kernel.EventTimer)
+	d := deviceTiming{timer: t}
+	d.mark(0)
+	return d
+}
+
+func (d *deviceTiming) mark(i int) {
+	if d.timer == nil {
+		return
+	}
+	m, err := d.timer.Mark()
+	d.marks[i], d.ok[i] = m, err == nil
+}
+
+// apply replaces the host times of forward and sampling with device times
+// where both marks of a span were recorded, then releases the marks.
+func (d *deviceTiming) apply(t *scheduler.StepTiming) {
+	if d.timer == nil {
+		return
+	}
+	if d.ok[0] && d.ok[1] {
+		if e, err := d.timer.Elapsed(d.marks[0], d.marks[1]); err == nil {
+			t.Forward = e
+		}
+	}
+	if d.ok[1] && d.ok[2] {
+		if e, err := d.timer.Elapsed(d.marks[1], d.marks[2]); err == nil {
+			t.Sample = e
+		}
+	}
+	d.release()
+}
+
+func (d *deviceTiming) release() {
+	if d.timer == nil {
+		return
+	}
+	for i, ok := range d.ok {
+		if ok {
+			d.timer.ReleaseMarks(d.marks[i])
+			d.ok[i] = false
+		}
+	}
 }
 
 // applyDiffs drops finished requests and applies new and cached ones.
