@@ -62,7 +62,6 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.plotDir, "plot-dir", "", "write PNG plots to this directory")
 	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress bar")
 	fs.IntVar(&c.perLevel, "rounds-per-level", 0, "sweep and report: requests per unit of concurrency at each level (0: all --num-prompts)")
-	fs.IntVar(&c.perLevel, "rounds-per-level", 0, "sweep and report: send this many requests per unit of concurrency at each level (0: all --num-prompts)")
 }
 
 func (c *common) slo() bench.SLO {
