@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,12 @@ import (
 // 16, on a generated random-weight model. VSERVE_BENCH_SPEC selects the
 // model shape (default "tiny"; "110M" is the TinyStories-110M shape: f32,
 // tied embeddings, vocab 32000), generated once into the temp dir.
+//
+// Each request's prompt starts with a distinct number so that prompts share
+// no prefix-cache block (VSERVE_BENCH_SHARED_PROMPT=1 sends one identical
+// prompt instead).
+//
+// VSERVE_BENCH_ARGS adds vserve flags.
 //
 // Metrics: tokens/s (output tokens over wall time), ttft_p50_ms and
 // itl_p50_ms (per-client inter-token latency).
@@ -42,7 +50,9 @@ func BenchmarkServe(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	cfg, err := ParseFlags([]string{"--host", "127.0.0.1", "--port", "0", "--model", dir, "--stats-interval", "0", "--log-level", "warn"}, io.Discard)
+	args := []string{"--host", "127.0.0.1", "--port", "0", "--model", dir, "--stats-interval", "0", "--log-level", "warn"}
+	args = append(args, strings.Fields(os.Getenv("VSERVE_BENCH_ARGS"))...) // e.g. "--max-num-batched-tokens 256"
+	cfg, err := ParseFlags(args, io.Discard)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,9 +80,18 @@ type streamStats struct {
 
 func benchConcurrency(b *testing.B, url string, conc int) {
 	const outTokens = 128
-	body, _ := json.Marshal(map[string]any{"prompt": "Once upon a time, in a small village by the sea, there lived a curious little girl named",
-		"max_tokens": outTokens, "ignore_eos": true, "stream": true, "temperature": 0,
-		"stream_options": map[string]any{"include_usage": true}})
+	shared := os.Getenv("VSERVE_BENCH_SHARED_PROMPT") == "1"
+	var seq atomic.Int64
+	bodyFor := func() []byte {
+		prompt := "Once upon a time, in a small village by the sea, there lived a curious little girl named"
+		if !shared {
+			prompt = strconv.FormatInt(seq.Add(1)*7919, 10) + ". " + prompt
+		}
+		body, _ := json.Marshal(map[string]any{"prompt": prompt,
+			"max_tokens": outTokens, "ignore_eos": true, "stream": true, "temperature": 0,
+			"stream_options": map[string]any{"include_usage": true}})
+		return body
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
 	defer client.CloseIdleConnections()
 	var mu sync.Mutex
@@ -85,7 +104,7 @@ func benchConcurrency(b *testing.B, url string, conc int) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s, err := streamOnce(client, url, body)
+				s, err := streamOnce(client, url, bodyFor())
 				if err != nil {
 					b.Error(err)
 					return
