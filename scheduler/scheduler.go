@@ -159,10 +159,10 @@ func (s *Scheduler) AddRequest(req *Request) error {
 		return fmt.Errorf("%w: %q", ErrDuplicateID, req.ID)
 	}
 	n := len(req.PromptTokenIDs)
-	total := n + req.Params.MaxTokens
+	reserve := reservedTokens(n, req.Params.MaxTokens)
 	r := &request{
 		id:        req.ID,
-		tokens:    make([]int32, n, total),
+		tokens:    make([]int32, n, reserve),
 		numPrompt: n,
 		params:    req.Params,
 		eos:       append([]int32(nil), req.EOSTokenIDs...),
@@ -172,7 +172,7 @@ func (s *Scheduler) AddRequest(req *Request) error {
 	s.arrivals++
 	copy(r.tokens, req.PromptTokenIDs)
 	r.params.StopTokenIDs = append([]int32(nil), req.Params.StopTokenIDs...)
-	r.seq.Init(req.CacheSalt, ceilDiv(total, s.cfg.BlockSize))
+	r.seq.Init(req.CacheSalt, ceilDiv(reserve, s.cfg.BlockSize))
 	s.requests[r.id] = r
 	s.enqueueWaiting(r, false)
 	if s.obs != nil {
@@ -287,4 +287,18 @@ func (v *stepView) Running(fn func(r RequestView, scheduledTokens, computedBefor
 		}
 		fn(r, n, r.numComputed)
 	}
+}
+
+// preallocatedOutputTokens bounds the output room reserved up front for a
+// request. A request's max_tokens defaults to max_model_len minus its
+// prompt, so reserving all of it would make every queued request cost
+// O(max_model_len) memory (hundreds of KiB at long contexts) before it has
+// produced anything; past this bound the token list and block table grow
+// by doubling, which is amortised and rare.
+const preallocatedOutputTokens = 4096
+
+// reservedTokens is the token capacity reserved for a request with the
+// given prompt length and max_tokens.
+func reservedTokens(prompt, maxTokens int) int {
+	return prompt + min(maxTokens, preallocatedOutputTokens)
 }

@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -268,4 +270,32 @@ func TestFCFSAdmissionKeepsQueueOrder(t *testing.T) {
 		}
 	}
 	assert.Equal(t, []string{"a", "b", "c", "d", "e", "f", "g", "h"}, order)
+}
+
+// A request's up-front memory must not scale with max_tokens (which
+// defaults to max_model_len - prompt): queued requests at long contexts
+// would otherwise cost O(max_model_len) each.
+func TestAddRequestReservesBoundedMemory(t *testing.T) {
+	cfg := Config{MaxModelLen: 1 << 17, BlockSize: 16, NumBlocks: 1<<13 + 1, MaxNumBatchedTokens: 2048, MaxNumSeqs: 4}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := []int32{1, 2, 3}
+	params := DefaultSamplingParams(cfg.MaxModelLen - len(prompt))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 100; i++ {
+		if err := s.AddRequest(&Request{ID: fmt.Sprint(i), PromptTokenIDs: prompt, Params: params}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perRequest := (after.TotalAlloc - before.TotalAlloc) / 100
+	// Reserving the whole 131072-token context would cost over 512 KiB per
+	// request (tokens alone); the bound keeps it near 16 KiB + the table.
+	if perRequest > 256<<10 {
+		t.Fatalf("AddRequest allocates %d bytes per request at max_tokens %d", perRequest, params.MaxTokens)
+	}
 }
