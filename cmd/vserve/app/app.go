@@ -77,6 +77,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 	name := a.modelName()
 	tc := cfg.Tracing
 	tc.ModelName, tc.Logger = name, log
+	tc.MaxModelLen = metricsMaxModelLen(cfg)
 	tel, err := tracing.Setup(ctx, tc)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
@@ -113,6 +114,24 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 		}
 	}()
 	return a, nil
+}
+
+// metricsMaxModelLen is the max_model_len that tops the token-count
+// histogram buckets: the flag when given, else the model's own limit read
+// from its config.json (0, the tracing default, when that is not known
+// before loading, e.g. for the built-in model).
+func metricsMaxModelLen(cfg Config) int {
+	if cfg.MaxModelLen > 0 {
+		return cfg.MaxModelLen
+	}
+	if cfg.Model == "" {
+		return 0
+	}
+	mc, err := model.LoadConfig(cfg.Model)
+	if err != nil {
+		return 0 // the load reports the error with its context
+	}
+	return runner.DefaultMaxModelLen(mc)
 }
 
 // Addr is the listening address.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vserve/vserve/internal/sharedtest"
+	"github.com/vserve/vserve/runtime/model"
 )
 
 func TestMain(m *testing.M) {
@@ -191,4 +193,26 @@ func TestConcurrentRequests(t *testing.T) {
 	require.Eventually(t, func() bool { return a.Engine().Snapshot().NumActive == 0 }, 10e9, 1e6)
 	st := a.Engine().Snapshot().Stats
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+}
+
+func TestMetricsMaxModelLen(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, model.Generate(dir, model.SpecTiny, 1))
+	mc, err := model.LoadConfig(dir)
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		cfg  Config
+		want int
+	}{
+		{"flag wins", Config{MaxModelLen: 77, Model: dir}, 77},
+		{"model config", Config{Model: dir}, mc.MaxPositionEmbeddings},
+		{"built-in model: tracing default", Config{}, 0},
+		{"unreadable model: tracing default", Config{Model: filepath.Join(dir, "missing")}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, metricsMaxModelLen(tc.cfg))
+		})
+	}
 }
