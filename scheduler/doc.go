@@ -67,6 +67,15 @@
 // Stop strings are matched outside (on text), which then calls Abort with
 // FinishStop.
 //
+// Prompt logprobs (SamplingParams.PromptLogprobs >= 0, vLLM's
+// prompt_logprobs): until its first output such a request reads nothing
+// from the prefix cache (cached positions have no logits; its blocks still
+// enter the cache). For every computed prompt position p of such a request
+// with no output yet, the runner reports the entry of prompt token p+1 in
+// RunnerOutput.PromptLogprobs; Update collects them by position over the
+// prefill chunks (a prefill recomputed after preemption overwrites) and
+// hands all of them over with the request's first output.
+//
 // # Ownership
 //
 // An Output and its slices and map belong to the scheduler and stay valid

@@ -36,6 +36,10 @@ type request struct {
 	protectOutputs int
 	skips          int // times passed by a request behind it in the waiting queue
 
+	// promptLogprobs accumulates the prompt logprobs over prefill chunks
+	// (entry i: prompt token i+1) until the first output carries them.
+	promptLogprobs []TokenLogprobs
+
 	schedStep   uint64 // step that last scheduled it
 	schedTokens int    // tokens scheduled in schedStep
 	finish      FinishReason
@@ -45,6 +49,11 @@ func (r *request) numOutputs() int  { return len(r.tokens) - r.numPrompt }
 func (r *request) protected() bool  { return r.numOutputs() < r.protectOutputs }
 func (r *request) prompt() []int32  { return r.tokens[:r.numPrompt:r.numPrompt] }
 func (r *request) outputs() []int32 { return r.tokens[r.numPrompt:len(r.tokens):len(r.tokens)] }
+
+// wantsPromptLogprobs reports whether r still needs its prompt logprobs:
+// it asked for them and has not delivered them with its first output.
+func (r *request) wantsPromptLogprobs() bool { return r.params.PromptLogprobs >= 0 && !r.firstToken }
+
 func (r *request) before(o *request) bool {
 	if r.priority != o.priority {
 		return r.priority < o.priority

@@ -208,7 +208,7 @@ func (s *Scheduler) dropAdmitted(n int) {
 // for all its tokens, so that it cannot need more blocks, and so cannot be
 // preempted, before it produces a new token), and schedule the chunk.
 func (s *Scheduler) admit(r *request, buf *outBuf, budget *int) bool {
-	hit := s.kv.Lookup(&r.seq, r.tokens)
+	hit := s.lookupPrefix(r)
 	n := s.numNewTokens(r, hit, *budget)
 	resumed := r.everScheduled
 	reserve := 0
@@ -226,7 +226,9 @@ func (s *Scheduler) admit(r *request, buf *outBuf, budget *int) bool {
 		kind = kindNew
 		r.everScheduled = true
 		r.numCachedTokens = hit
-		s.kv.CountQuery(r.numPrompt, hit)
+		if !r.wantsPromptLogprobs() {
+			s.kv.CountQuery(r.numPrompt, hit)
+		}
 	}
 	r.state = stateRunning
 	s.running = append(s.running, r)
@@ -236,6 +238,17 @@ func (s *Scheduler) admit(r *request, buf *outBuf, budget *int) bool {
 		s.obs.Scheduled(r, s.step, resumed)
 	}
 	return true
+}
+
+// lookupPrefix returns r's prefix-cache hit in tokens. A request that still
+// needs its prompt logprobs reads nothing from the cache (as in vLLM): the
+// cached positions would have no logits. Its blocks still enter the cache.
+// The empty lookup clears hits left by an earlier lookup.
+func (s *Scheduler) lookupPrefix(r *request) int {
+	if r.wantsPromptLogprobs() {
+		return s.kv.Lookup(&r.seq, nil)
+	}
+	return s.kv.Lookup(&r.seq, r.tokens)
 }
 
 func (s *Scheduler) addEntry(buf *outBuf, e schedEntry) {

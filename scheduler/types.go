@@ -68,11 +68,16 @@ type SamplingParams struct {
 	StopTokenIDs      []int32 // stop when one of these is sampled (after MinTokens)
 	IgnoreEOS         bool
 	Logprobs          int // < 0: none; 0: the sampled token's logprob; k: plus the top k
+	// PromptLogprobs asks for the logprobs of the prompt tokens (vLLM's
+	// prompt_logprobs): < 0: none; 0: each prompt token's logprob; k: plus
+	// the top k at its position. Such a request reads nothing from the
+	// prefix cache before its first output (cached positions have no logits).
+	PromptLogprobs int
 }
 
 // DefaultSamplingParams returns vLLM's defaults with the given max_tokens.
 func DefaultSamplingParams(maxTokens int) SamplingParams {
-	return SamplingParams{Temperature: 1, TopP: 1, RepetitionPenalty: 1, MaxTokens: maxTokens, Logprobs: -1}
+	return SamplingParams{Temperature: 1, TopP: 1, RepetitionPenalty: 1, MaxTokens: maxTokens, Logprobs: -1, PromptLogprobs: -1}
 }
 
 // Request is what the engine hands to the scheduler.
@@ -146,6 +151,16 @@ type TokenLogprobs struct {
 	Top     []TopLogprob
 }
 
+// PromptLogprobsChunk are the prompt logprobs one step computed for one
+// request: Logprobs[i] belongs to prompt token Start+i (Start >= 1; the
+// first prompt token has none), computed from the logits at the position
+// before it. TokenID is the prompt token, Rank its rank, Top the top k.
+type PromptLogprobsChunk struct {
+	ReqID    string
+	Start    int
+	Logprobs []TokenLogprobs
+}
+
 // StepTiming is the time the runtime spent on one step.
 type StepTiming struct {
 	Prepare time.Duration // building the flat inputs
@@ -161,15 +176,23 @@ type RunnerOutput struct {
 	SampledTokenIDs [][]int32
 	// Logprobs[i] is set when ReqIDs[i] asked for logprobs.
 	Logprobs [][]TokenLogprobs
-	Timing   StepTiming
+	// PromptLogprobs holds the prompt logprobs computed this step, one
+	// chunk per request that asked for them and computed prompt positions
+	// (chunked prefill spreads them over several steps).
+	PromptLogprobs []PromptLogprobsChunk
+	Timing         StepTiming
 }
 
 // RequestOutput is the per-request delta returned by Update.
 type RequestOutput struct {
-	ID              string
-	Step            uint64 // the step of the batch that produced it
-	NewTokenIDs     []int32
-	Logprobs        []TokenLogprobs
+	ID          string
+	Step        uint64 // the step of the batch that produced it
+	NewTokenIDs []int32
+	Logprobs    []TokenLogprobs
+	// PromptLogprobs is set on the first output of a request that asked for
+	// them: entry i belongs to prompt token i+1 (len = prompt length - 1;
+	// nil when the runner reported none).
+	PromptLogprobs  []TokenLogprobs
 	FinishReason    FinishReason
 	NumCachedTokens int // prompt tokens served from the prefix cache
 }

@@ -26,6 +26,7 @@ func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stat
 		if ro.Step != out.Step {
 			panic(fmt.Sprintf("scheduler: Update of step %d with the runner output of step %d", out.Step, ro.Step))
 		}
+		s.applyPromptLogprobs(out.Step, ro.PromptLogprobs)
 		s.applySampled(buf, out.Step, ro)
 	}
 	finished := false
@@ -76,7 +77,8 @@ func (s *Scheduler) applySampled(buf *outBuf, step uint64, ro *RunnerOutput) {
 				break
 			}
 		}
-		if !r.firstToken {
+		first := !r.firstToken
+		if first {
 			r.firstToken = true
 			if s.obs != nil {
 				s.obs.FirstToken(r, step)
@@ -92,11 +94,49 @@ func (s *Scheduler) applySampled(buf *outBuf, step uint64, ro *RunnerOutput) {
 		if i < len(ro.Logprobs) {
 			o.Logprobs = ro.Logprobs[i]
 		}
+		if first && r.params.PromptLogprobs >= 0 {
+			o.PromptLogprobs = r.takePromptLogprobs()
+		}
 		s.outs = append(s.outs, o)
 		if reason != FinishNone {
 			s.finish(r, reason, step)
 		}
 	}
+}
+
+// applyPromptLogprobs stores the prompt logprobs of this step's chunks in
+// their requests, by prompt position, so that a prefill recomputed after a
+// preemption overwrites rather than duplicates. Chunks for requests that
+// ended, were not scheduled in step, or already delivered theirs are
+// ignored, as are entries outside the prompt.
+func (s *Scheduler) applyPromptLogprobs(step uint64, chunks []PromptLogprobsChunk) {
+	for i := range chunks {
+		c := &chunks[i]
+		r, ok := s.requests[c.ReqID]
+		if !ok || r.schedStep != step || !r.wantsPromptLogprobs() || c.Start < 1 {
+			continue
+		}
+		if r.promptLogprobs == nil {
+			r.promptLogprobs = make([]TokenLogprobs, r.numPrompt-1)
+		}
+		for j, lp := range c.Logprobs {
+			if k := c.Start + j - 1; k < len(r.promptLogprobs) {
+				r.promptLogprobs[k] = lp
+			}
+		}
+	}
+}
+
+// takePromptLogprobs hands the accumulated prompt logprobs over:
+// numPrompt-1 entries (empty, not nil, for a one-token prompt), or nil when
+// the runner reported none.
+func (r *request) takePromptLogprobs() []TokenLogprobs {
+	lps := r.promptLogprobs
+	if lps == nil && r.numPrompt == 1 {
+		lps = []TokenLogprobs{}
+	}
+	r.promptLogprobs = nil
+	return lps
 }
 
 // scheduledIn finds the request id among those scheduled in buf. Runners

@@ -160,12 +160,33 @@ func (m *Model) Forward(ws *Workspace, kv *KVCache, b *Batch) (kernel.Buffer, er
 	if S == 0 || f.err != nil {
 		return nil, f.err
 	}
-	sel, selNorm := ws.sel.Slice(0, S*c.HiddenSize), ws.selNorm.Slice(0, S*c.HiddenSize)
-	logits := ws.logits.Slice(0, S*c.VocabSize)
+	return m.head(ws, f.x, b.LogitRows, S)
+}
+
+// Logits computes the logits of n more rows (I32 indices into the flat
+// batch) of the latest Forward's final hidden states, for example the
+// prompt positions of a request that asked for prompt logprobs. It reuses
+// the workspace's logits buffer, so the logits an earlier call or Forward
+// returned are overwritten; n is at most ws.MaxLogits (call it in chunks).
+// The rows must be below that Forward's token count.
+func (m *Model) Logits(ws *Workspace, rows kernel.Buffer, n int) (kernel.Buffer, error) {
+	if n <= 0 || n > ws.MaxLogits {
+		return nil, fmt.Errorf("model: %d logit rows outside (0, %d]", n, ws.MaxLogits)
+	}
+	return m.head(ws, ws.x, rows, n)
+}
+
+// head gathers n rows of the final hidden states x, normalises them and
+// applies the LM head: the logits [n × vocab], a view into ws.
+func (m *Model) head(ws *Workspace, x, rows kernel.Buffer, n int) (kernel.Buffer, error) {
+	c := m.Config
+	sel, selNorm := ws.sel.Slice(0, n*c.HiddenSize), ws.selNorm.Slice(0, n*c.HiddenSize)
+	logits := ws.logits.Slice(0, n*c.VocabSize)
 	eps := float32(c.RMSNormEps)
-	f.do(func() error { return m.be.GatherRows(sel, f.x, b.LogitRows, S, c.HiddenSize) })
-	f.do(func() error { return m.be.RMSNorm(selNorm, sel, m.norm, S, c.HiddenSize, eps) })
-	f.do(func() error { return m.be.MatMul(logits, selNorm, m.lmHead, S, c.VocabSize, c.HiddenSize) })
+	f := &forward{m: m, be: m.be, c: c}
+	f.do(func() error { return m.be.GatherRows(sel, x, rows, n, c.HiddenSize) })
+	f.do(func() error { return m.be.RMSNorm(selNorm, sel, m.norm, n, c.HiddenSize, eps) })
+	f.do(func() error { return m.be.MatMul(logits, selNorm, m.lmHead, n, c.VocabSize, c.HiddenSize) })
 	if f.err != nil {
 		return nil, f.err
 	}

@@ -144,7 +144,7 @@ func BenchmarkDecode(b *testing.B) {
 					for i := 0; i < batch; i++ {
 						id := fmt.Sprint(next)
 						next++
-						h.add(id, benchPrompt(promptLen, m.Config.VocabSize, next), scheduler.SamplingParams{RepetitionPenalty: 1, TopP: 1, MaxTokens: ctx, Logprobs: -1})
+						h.add(id, benchPrompt(promptLen, m.Config.VocabSize, next), scheduler.SamplingParams{RepetitionPenalty: 1, TopP: 1, MaxTokens: ctx, Logprobs: -1, PromptLogprobs: -1})
 						ids = append(ids, id)
 						plan[id] = promptLen
 					}

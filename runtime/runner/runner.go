@@ -65,6 +65,9 @@ type Runner struct {
 	captureLogits bool
 	lastLogits    []float32
 
+	// prompt logprobs (allocated on first use; see promptlogprobs.go)
+	plp promptLogprobsState
+
 	// reused per step
 	scheduled []scheduledSeq
 	batch     kernel.SampleBatch
@@ -74,7 +77,11 @@ type Runner struct {
 type scheduledSeq struct {
 	st         *reqState
 	start, end int // positions computed this step: [start, end)
+	flat       int // row of position start in the step's flat batch
 	sample     bool
+	// promptLogprobs: the request wants prompt logprobs and has no output
+	// yet (a request resumed after its first token delivered them).
+	promptLogprobs bool
 }
 
 // New allocates the KV cache and step buffers for m on be.
@@ -178,6 +185,7 @@ func (r *Runner) Close() error {
 		r.be.Free(r.dev)
 		r.dev = nil
 	}
+	r.plp.free(r.be)
 	r.reqs = nil
 	return nil
 }
@@ -248,6 +256,11 @@ func (r *Runner) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error)
 			dev.release()
 			return nil, fmt.Errorf("runner: step %d: %w", out.Step, err)
 		}
+	}
+	// After sampling: prompt logprobs reuse the logits buffer.
+	if err := r.promptLogprobs(res); err != nil {
+		dev.release()
+		return nil, fmt.Errorf("runner: step %d: %w", out.Step, err)
 	}
 	res.Timing.Sample = time.Since(t2)
 	dev.mark(2)
@@ -400,7 +413,8 @@ func (r *Runner) collectScheduled(out *scheduler.Output) error {
 		if need := (end + r.cfg.BlockSize - 1) / r.cfg.BlockSize; need > len(st.blockTable) {
 			return fmt.Errorf("runner: step %d: request %q needs %d blocks for %d tokens, has %d", out.Step, id, need, end, len(st.blockTable))
 		}
-		r.scheduled = append(r.scheduled, scheduledSeq{st: st, start: start, end: end, sample: end == len(st.tokens)})
+		r.scheduled = append(r.scheduled, scheduledSeq{st: st, start: start, end: end, flat: total, sample: end == len(st.tokens),
+			promptLogprobs: st.params.PromptLogprobs >= 0 && len(st.tokens) == st.numPrompt})
 		total += n
 		return nil
 	}
