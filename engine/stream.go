@@ -14,6 +14,10 @@ import (
 type Output struct {
 	TokenIDs []int32
 	Logprobs []scheduler.TokenLogprobs // parallel to TokenIDs when logprobs were asked
+	// PromptLogprobs are set once, on the output that carries the first
+	// token, when prompt logprobs were asked: entry i belongs to prompt
+	// token i+1 (see scheduler.RequestOutput).
+	PromptLogprobs []scheduler.TokenLogprobs
 	// Finish is set on the final output.
 	Finish scheduler.FinishReason
 	// AbortCause says why an aborted or stopped request ended (see Cause*).
@@ -55,13 +59,16 @@ func newStream(e *Engine, id string, notify chan struct{}) *Stream {
 // ID is the request id.
 func (s *Stream) ID() string { return s.id }
 
-func (s *Stream) push(tokens []int32, lps []scheduler.TokenLogprobs, cached int, first time.Time) {
-	if len(tokens) == 0 && len(lps) == 0 && cached == s.pendingCached() {
+func (s *Stream) push(tokens []int32, lps, promptLps []scheduler.TokenLogprobs, cached int, first time.Time) {
+	if len(tokens) == 0 && len(lps) == 0 && promptLps == nil && cached == s.pendingCached() {
 		return
 	}
 	s.mu.Lock()
 	s.pending.TokenIDs = append(s.pending.TokenIDs, tokens...)
 	s.pending.Logprobs = append(s.pending.Logprobs, lps...)
+	if promptLps != nil {
+		s.pending.PromptLogprobs = promptLps
+	}
 	s.pending.NumCachedTokens = cached
 	s.pending.FirstTokenTime = first
 	s.mu.Unlock()
@@ -165,7 +172,8 @@ func (s *Stream) Close() {
 }
 
 // Collect reads the stream to its end and returns all tokens and the final
-// output (with the tokens and logprobs concatenated).
+// output (with the tokens and logprobs concatenated, and the prompt
+// logprobs when they were asked).
 func (s *Stream) Collect(ctx context.Context) (Output, error) {
 	var all Output
 	for {
@@ -178,7 +186,11 @@ func (s *Stream) Collect(ctx context.Context) (Output, error) {
 		}
 		toks := append(all.TokenIDs, o.TokenIDs...)
 		lps := append(all.Logprobs, o.Logprobs...)
+		plps := all.PromptLogprobs
+		if o.PromptLogprobs != nil {
+			plps = o.PromptLogprobs
+		}
 		all = o
-		all.TokenIDs, all.Logprobs = toks, lps
+		all.TokenIDs, all.Logprobs, all.PromptLogprobs = toks, lps, plps
 	}
 }

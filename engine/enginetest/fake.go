@@ -94,6 +94,7 @@ func (f *FakeExecutor) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, 
 }
 
 func (f *FakeExecutor) advance(id string, r *fakeReq, scheduled int, ro *scheduler.RunnerOutput) {
+	promptLogprobs(id, r, scheduled, ro)
 	r.computed += scheduled
 	if r.computed < len(r.prompt)+len(r.outputs) {
 		return // a prefill chunk that does not reach the end
@@ -115,4 +116,32 @@ func (f *FakeExecutor) advance(id string, r *fakeReq, scheduled int, ro *schedul
 		lps = []scheduler.TokenLogprobs{lp}
 	}
 	ro.Logprobs = append(ro.Logprobs, lps)
+}
+
+// FakePromptLogprob is the logprob FakeExecutor reports for every prompt
+// token; the top k alternatives are the prompt token itself and the ids
+// after it, with logprobs FakePromptLogprob - j.
+const FakePromptLogprob = -0.5
+
+// promptLogprobs reports, as a runner does, the prompt logprobs of the
+// positions computed this step for a request that asked for them and has
+// no output yet: prompt token p+1 for each computed position p.
+func promptLogprobs(id string, r *fakeReq, scheduled int, ro *scheduler.RunnerOutput) {
+	if r.params.PromptLogprobs < 0 || len(r.outputs) > 0 {
+		return
+	}
+	hi := min(r.computed+scheduled, len(r.prompt)-1)
+	if r.computed >= hi {
+		return
+	}
+	c := scheduler.PromptLogprobsChunk{ReqID: id, Start: r.computed + 1}
+	for p := r.computed; p < hi; p++ {
+		tok := r.prompt[p+1]
+		lp := scheduler.TokenLogprobs{TokenID: tok, Logprob: FakePromptLogprob, Rank: 1}
+		for j := 0; j < r.params.PromptLogprobs; j++ {
+			lp.Top = append(lp.Top, scheduler.TopLogprob{TokenID: tok + int32(j), Logprob: FakePromptLogprob - float32(j)})
+		}
+		c.Logprobs = append(c.Logprobs, lp)
+	}
+	ro.PromptLogprobs = append(ro.PromptLogprobs, c)
 }
