@@ -47,10 +47,14 @@ func procField(path, key string) string {
 	return "unknown"
 }
 
-// GoBench runs `go test -run ^$ -bench pattern -benchtime t pkgs...` in dir
-// and returns the benchmark result lines.
-func GoBench(ctx context.Context, dir, pattern, benchtime string, pkgs ...string) (string, error) {
-	args := append([]string{"test", "-run", "^$", "-bench", pattern, "-benchmem", "-benchtime", benchtime}, pkgs...)
+// GoBench runs `go test [-tags tags] -run ^$ -bench pattern -benchtime t
+// pkgs...` in dir and returns the benchmark result lines.
+func GoBench(ctx context.Context, dir, tags, pattern, benchtime string, pkgs ...string) (string, error) {
+	args := []string{"test"}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	args = append(append(args, "-run", "^$", "-bench", pattern, "-benchmem", "-benchtime", benchtime), pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	var out bytes.Buffer

@@ -23,7 +23,7 @@ import (
 // serving a generated random model of the given shape.
 func cmdReport(ctx context.Context, args []string) error {
 	var c common
-	var shape, out, levels, repo, benchtime, vserveBin string
+	var shape, out, levels, repo, benchtime, vserveBin, tags string
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	c.register(fs)
 	fs.StringVar(&shape, "shape", "110M", "generated model shape (tiny, 15M, 42M, 110M, 1B)")
@@ -32,6 +32,7 @@ func cmdReport(ctx context.Context, args []string) error {
 	fs.StringVar(&repo, "repo", ".", "vserve repository root (for go test and go build)")
 	fs.StringVar(&benchtime, "benchtime", "1s", "go test -benchtime for the micro-benchmarks")
 	fs.StringVar(&vserveBin, "vserve", "", "vserve binary (default: built from --repo)")
+	fs.StringVar(&tags, "tags", "", "build tags for the kernel benchmarks and the vserve build (cuda on a GPU machine: adds ./cuda/...)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,10 +54,14 @@ func cmdReport(ctx context.Context, args []string) error {
 	fmt.Fprintf(&md, "# vserve performance report\n\n## Machine\n\n%s", bench.Machine())
 
 	fmt.Fprintln(os.Stderr, "micro-benchmarks: scheduler, kvcache")
-	micro, err := bench.GoBench(ctx, repo, ".", benchtime, "./scheduler/...", "./kvcache/...")
+	micro, err := bench.GoBench(ctx, repo, "", ".", benchtime, "./scheduler/...", "./kvcache/...")
 	section(&md, "Scheduler and KV cache micro-benchmarks", micro, err)
 	fmt.Fprintln(os.Stderr, "kernel benchmarks")
-	kern, err := bench.GoBench(ctx, repo, "MatMul|PagedAttention|Sample|ReadBandwidth", benchtime, "./runtime/kernel/...", "./runtime/sample/...")
+	kernPkgs := []string{"./runtime/kernel/...", "./runtime/sample/..."}
+	if strings.Contains(tags, "cuda") {
+		kernPkgs = append(kernPkgs, "./cuda/...")
+	}
+	kern, err := bench.GoBench(ctx, repo, tags, "MatMul|PagedAttention|Sample|ReadBandwidth", benchtime, kernPkgs...)
 	section(&md, "Kernel benchmarks (every backend of this build)", kern, err)
 
 	modelDir := filepath.Join(work, "model")
@@ -66,7 +71,7 @@ func cmdReport(ctx context.Context, args []string) error {
 	}
 	if vserveBin == "" {
 		vserveBin = filepath.Join(work, "vserve")
-		build := exec.CommandContext(ctx, "go", "build", "-o", vserveBin, "./cmd/vserve")
+		build := exec.CommandContext(ctx, "go", "build", "-tags", tags, "-o", vserveBin, "./cmd/vserve")
 		build.Dir, build.Stdout, build.Stderr = repo, os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("building vserve: %w", err)
