@@ -5,7 +5,7 @@
 #   bash bench/gpu/check.sh run     # on the GPU machine (no Go needed), < 8 minutes
 #
 # build compiles, into bench/gpu/bin/ (ignored by git through
-# .git/info/exclude), the cuda-tagged test-and-benchmark binary of package
+# .gitignore), the cuda-tagged test-and-benchmark binary of package
 # cuda and a cuda-tagged vserve. run then, on a machine with the NVIDIA
 # driver and cuBLAS (found in the Python wheels when VSERVE_CUBLAS_DIR is
 # unset):
