@@ -51,6 +51,9 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Choices = append(resp.Choices, ch)
 	}
+	if j.g.enginePromptLogprobs >= 0 && len(j.choices) > 0 {
+		resp.PromptLogprobs = j.promptLogprobsEntries(j.choices[0].promptLogprobs)
+	}
 	span.Departed(j.outcome())
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -88,6 +91,9 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 		if req.TopLogprobs != nil {
 			g.numLogprobs = *req.TopLogprobs
 		}
+	}
+	if !g.stream {
+		g.enginePromptLogprobs = g.promptLogprobs // a stream has no field for them
 	}
 	ids, aerr := renderMessages(m.Tokenizer, req.Messages, chatOptions(req.AddGenerationPrompt, req.ContinueFinalMessage), req.AddSpecialTokens)
 	if aerr != nil {

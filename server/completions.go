@@ -49,7 +49,10 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		}
 		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index].String(), FinishReason: strPtr(c.finish)}
 		if j.g.numLogprobs >= 0 {
-			ch.Logprobs = j.completionLogprobs(c.tokens, c.logprobs, len(prefix))
+			ch.Logprobs = j.choiceLogprobs(c, c.tokens, c.logprobs, c.promptLogprobs, len(prefix))
+		}
+		if j.g.enginePromptLogprobs >= 0 {
+			ch.PromptLogprobs = j.promptLogprobsEntries(c.promptLogprobs)
 		}
 		resp.Choices = append(resp.Choices, ch)
 	}
@@ -83,11 +86,9 @@ func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span 
 		if *req.Logprobs < 0 || *req.Logprobs > s.opts.MaxLogprobs {
 			return nil, badRequest("logprobs", "logprobs must be between 0 and %d, got %d.", s.opts.MaxLogprobs, *req.Logprobs)
 		}
-		if req.Echo {
-			return nil, badRequest("logprobs", "echo together with logprobs is not supported (prompt logprobs are not computed).")
-		}
 		g.numLogprobs = *req.Logprobs
 	}
+	g.enginePromptLogprobs = completionPromptLogprobs(&g, req.Echo)
 	prompts, aerr := parsePrompts(req.Prompt, m.Tokenizer)
 	if aerr != nil {
 		return nil, aerr
@@ -100,6 +101,20 @@ func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span 
 	}
 	j.echoPrompt = req.Echo
 	return j, nil
+}
+
+// completionPromptLogprobs is how many top prompt logprobs the engine
+// computes for a completion (< 0: none): prompt_logprobs, or as in vLLM
+// logprobs when echo is set without it. A stream shows prompt logprobs only
+// through echo, so without echo it computes none.
+func completionPromptLogprobs(g *genParams, echo bool) int {
+	switch {
+	case echo && g.promptLogprobs < 0:
+		return g.numLogprobs
+	case g.stream && !echo:
+		return -1
+	}
+	return g.promptLogprobs
 }
 
 func requestInfo(id string, m *Model, f *SamplingFields, maxTokens *int, prompts []prompt, n int) RequestInfo {
@@ -178,28 +193,94 @@ func tokenPrompts(lists [][]int32, tok Tokenizer) ([]prompt, *APIError) {
 	return out, nil
 }
 
-// completionLogprobs builds the legacy logprobs object; offset is where the
-// generated text starts in the choice's text.
-func (j *job) completionLogprobs(tokens []int32, lps []scheduler.TokenLogprobs, offset int) *CompletionLogprobs {
-	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
-	tok := j.m.Tokenizer
+// choiceLogprobs builds the legacy logprobs object of (a chunk of) choice
+// c: the generated tokens, offset being where their text starts in the
+// choice's text. With echo and prompt logprobs (the first chunk when
+// streaming), the prompt tokens come first as in vLLM: the first with null
+// logprob and top logprobs, the offsets counting token texts from 0.
+func (j *job) choiceLogprobs(c *choice, tokens []int32, lps, promptLps []scheduler.TokenLogprobs, offset int) *CompletionLogprobs {
+	out := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	if j.echo() && promptLps != nil {
+		offset = j.appendPromptTokens(out, j.prompts[c.prompt].ids, promptLps)
+	}
+	j.appendTokenLogprobs(out, tokens, lps, offset)
+	return out
+}
+
+// appendTokenLogprobs appends tokens with their logprobs, from offset;
+// it returns the offset after them.
+func (j *job) appendTokenLogprobs(out *CompletionLogprobs, tokens []int32, lps []scheduler.TokenLogprobs, offset int) int {
 	for i, id := range tokens {
 		if i >= len(lps) {
 			break
 		}
-		text := tok.TokenText(id)
-		out.Tokens = append(out.Tokens, text)
-		out.TokenLogprobs = append(out.TokenLogprobs, float64(lps[i].Logprob))
-		top := make(map[string]float64, len(lps[i].Top)+1)
-		for _, t := range lps[i].Top {
-			top[tok.TokenText(t.TokenID)] = float64(t.Logprob)
+		offset = j.appendTokenLogprob(out, id, &lps[i], offset)
+	}
+	return offset
+}
+
+// appendPromptTokens appends the prompt tokens: the first without a
+// logprob, then prompt token i with promptLps[i-1]. Offsets start at 0.
+func (j *job) appendPromptTokens(out *CompletionLogprobs, ids []int32, promptLps []scheduler.TokenLogprobs) int {
+	offset := 0
+	for i, id := range ids {
+		if i == 0 || i-1 >= len(promptLps) {
+			text := j.m.Tokenizer.TokenText(id)
+			out.Tokens = append(out.Tokens, text)
+			out.TokenLogprobs = append(out.TokenLogprobs, nil)
+			out.TopLogprobs = append(out.TopLogprobs, nil)
+			out.TextOffset = append(out.TextOffset, offset)
+			offset += len(text)
+			continue
 		}
-		if len(lps[i].Top) == 0 {
-			top[text] = float64(lps[i].Logprob)
+		offset = j.appendTokenLogprob(out, id, &promptLps[i-1], offset)
+	}
+	return offset
+}
+
+func (j *job) appendTokenLogprob(out *CompletionLogprobs, id int32, lp *scheduler.TokenLogprobs, offset int) int {
+	tok := j.m.Tokenizer
+	text := tok.TokenText(id)
+	v := clampLogprob(lp.Logprob)
+	out.Tokens = append(out.Tokens, text)
+	out.TokenLogprobs = append(out.TokenLogprobs, &v)
+	top := make(map[string]float64, len(lp.Top)+1)
+	for _, t := range lp.Top {
+		top[tok.TokenText(t.TokenID)] = clampLogprob(t.Logprob)
+	}
+	if len(lp.Top) == 0 {
+		top[text] = v
+	}
+	out.TopLogprobs = append(out.TopLogprobs, top)
+	out.TextOffset = append(out.TextOffset, offset)
+	return offset + len(text)
+}
+
+// clampLogprob bounds a logprob below at -9999, as vLLM does (-Inf is not
+// valid JSON).
+func clampLogprob(v float32) float64 { return max(float64(v), -9999) }
+
+// promptLogprobsEntries converts prompt logprobs (entry i: prompt token
+// i+1) to vLLM's prompt_logprobs: null for the first prompt token, then per
+// token {id: {logprob, rank, decoded_token}} with the prompt token first and
+// the top k after it in rank order.
+func (j *job) promptLogprobsEntries(lps []scheduler.TokenLogprobs) []PromptLogprobsEntry {
+	if lps == nil {
+		return nil
+	}
+	tok := j.m.Tokenizer
+	out := make([]PromptLogprobsEntry, 1, len(lps)+1)
+	for i := range lps {
+		lp := &lps[i]
+		e := make(PromptLogprobsEntry, 0, len(lp.Top)+1)
+		e = append(e, PromptLogprobItem{lp.TokenID, PromptLogprob{clampLogprob(lp.Logprob), lp.Rank, tok.TokenText(lp.TokenID)}})
+		for r, t := range lp.Top {
+			if t.TokenID == lp.TokenID {
+				continue // the prompt token is listed first already
+			}
+			e = append(e, PromptLogprobItem{t.TokenID, PromptLogprob{clampLogprob(t.Logprob), r + 1, tok.TokenText(t.TokenID)}})
 		}
-		out.TopLogprobs = append(out.TopLogprobs, top)
-		out.TextOffset = append(out.TextOffset, offset)
-		offset += len(text)
+		out = append(out, e)
 	}
 	return out
 }

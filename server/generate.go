@@ -28,15 +28,17 @@ type choice struct {
 	dec    Decoder
 	stop   *stopMatcher
 
-	text      strings.Builder // non-streaming: the accumulated text
-	tokens    []int32         // tokens whose text was emitted (for logprobs)
-	logprobs  []scheduler.TokenLogprobs
-	numTokens int
-	cached    int
-	finish    string
-	done      bool
-	times     engine.RequestTimes
-	err       *APIError
+	text     strings.Builder // non-streaming: the accumulated text
+	tokens   []int32         // tokens whose text was emitted (for logprobs)
+	logprobs []scheduler.TokenLogprobs
+	// promptLogprobs arrive with the first token (entry i: prompt token i+1).
+	promptLogprobs []scheduler.TokenLogprobs
+	numTokens      int
+	cached         int
+	finish         string
+	done           bool
+	times          engine.RequestTimes
+	err            *APIError
 }
 
 // delta is what one choice produced in one wake-up.
@@ -45,7 +47,10 @@ type delta struct {
 	text     string
 	tokens   []int32
 	logprobs []scheduler.TokenLogprobs
-	finish   string // set when the choice ended
+	// promptLogprobs is set on the choice's first delta when they were
+	// computed.
+	promptLogprobs []scheduler.TokenLogprobs
+	finish         string // set when the choice ended
 }
 
 // job runs the choices of one API request through the engine.
@@ -76,6 +81,7 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 				cp.Seed += int64(i) // distinct samples for n > 1, reproducible
 			}
 			cp.Logprobs = g.numLogprobs
+			cp.PromptLogprobs = g.enginePromptLogprobs
 			j.choices = append(j.choices, &choice{index: pi*g.n + i, prompt: pi, params: cp,
 				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop)})
 		}
@@ -186,6 +192,9 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 		j.span.FirstResponseFromCore(o.FirstTokenTime)
 	}
 	c.cached = max(c.cached, o.NumCachedTokens)
+	if o.PromptLogprobs != nil {
+		c.promptLogprobs, d.promptLogprobs = o.PromptLogprobs, o.PromptLogprobs
+	}
 	var sb strings.Builder
 	for i, tok := range o.TokenIDs {
 		c.numTokens++

@@ -14,24 +14,30 @@ const maxN = 128
 
 // genParams are a request's validated generation settings.
 type genParams struct {
-	base         scheduler.SamplingParams // MaxTokens 0 = default per prompt
-	n            int
-	stops        []string
-	includeStop  bool
-	skipSpecial  bool
-	numLogprobs  int // < 0: none
-	stream       bool
-	includeUsage bool
-	deadline     time.Time
-	timeout      time.Duration
-	priority     int
-	cacheSalt    string
+	base        scheduler.SamplingParams // MaxTokens 0 = default per prompt
+	n           int
+	stops       []string
+	includeStop bool
+	skipSpecial bool
+	numLogprobs int // < 0: none
+	// promptLogprobs is the request's prompt_logprobs (< 0: not given; -1
+	// given is stored as the vocabulary size).
+	promptLogprobs int
+	// enginePromptLogprobs is what the engine computes (< 0: none): the
+	// request's prompt_logprobs, or logprobs for echo (completions).
+	enginePromptLogprobs int
+	stream               bool
+	includeUsage         bool
+	deadline             time.Time
+	timeout              time.Duration
+	priority             int
+	cacheSalt            string
 }
 
 // parseSampling validates the shared fields and converts them. maxTokens is
 // the request's max_tokens (or max_completion_tokens) as given.
 func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now time.Time) (genParams, *APIError) {
-	g := genParams{n: 1, numLogprobs: -1, skipSpecial: true, stream: f.Stream,
+	g := genParams{n: 1, numLogprobs: -1, promptLogprobs: -1, enginePromptLogprobs: -1, skipSpecial: true, stream: f.Stream,
 		priority: f.Priority, cacheSalt: f.CacheSalt, includeStop: f.IncludeStopStrInOutput}
 	p := scheduler.DefaultSamplingParams(0)
 	if f.N != nil {
@@ -118,6 +124,13 @@ func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now
 		}
 		g.includeUsage = f.StreamOptions.IncludeUsage
 	}
+	if f.PromptLogprobs != nil {
+		k, aerr := s.checkPromptLogprobs(*f.PromptLogprobs, f.Stream, vocab)
+		if aerr != nil {
+			return g, aerr
+		}
+		g.promptLogprobs = k
+	}
 	g.timeout = s.opts.RequestTimeout
 	if f.Timeout != nil {
 		if *f.Timeout <= 0 || math.IsNaN(*f.Timeout) || *f.Timeout > 1e6 {
@@ -130,6 +143,28 @@ func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now
 	}
 	g.base = p
 	return g, nil
+}
+
+// checkPromptLogprobs validates prompt_logprobs as vLLM does: not with
+// streaming unless 0, not negative except -1 (the whole vocabulary, which
+// exceeds any max logprobs below the vocabulary size), at most the
+// server's max logprobs. It returns the number of top entries (-1 becomes
+// the vocabulary size).
+func (s *Server) checkPromptLogprobs(k int, stream bool, vocab int) (int, *APIError) {
+	const param = "prompt_logprobs"
+	if stream && (k > 0 || k == -1) {
+		return 0, badRequest(param, "`prompt_logprobs` are not available when `stream=True`.")
+	}
+	if k < 0 && k != -1 {
+		return 0, badRequest(param, "`prompt_logprobs` must be a positive value or -1.")
+	}
+	if k == -1 {
+		k = vocab
+	}
+	if k > s.opts.MaxLogprobs {
+		return 0, badRequest(param, "Requested prompt logprobs of %d, which is greater than max allowed: %d", k, s.opts.MaxLogprobs)
+	}
+	return k, nil
 }
 
 func setFloat(dst *float32, v *float64, name string, lo, hi float64) *APIError {

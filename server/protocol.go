@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // This file holds the OpenAI wire types (requests and responses) and the
@@ -39,6 +40,9 @@ type SamplingFields struct {
 	IncludeStopStrInOutput bool  `json:"include_stop_str_in_output"`
 	SkipSpecialTokens      *bool `json:"skip_special_tokens"`
 	BestOf                 *int  `json:"best_of"`
+	// PromptLogprobs asks for the logprobs of the prompt tokens plus the
+	// top k at each position (vLLM extension).
+	PromptLogprobs *int `json:"prompt_logprobs"`
 }
 
 // StreamOptions are the options of a streaming request.
@@ -159,10 +163,12 @@ type PromptTokensDetails struct {
 	CachedTokens int `json:"cached_tokens"`
 }
 
-// CompletionLogprobs are the legacy completions logprobs.
+// CompletionLogprobs are the legacy completions logprobs. With echo, the
+// prompt tokens come first; the first prompt token has a null logprob and
+// null top logprobs.
 type CompletionLogprobs struct {
 	Tokens        []string             `json:"tokens"`
-	TokenLogprobs []float64            `json:"token_logprobs"`
+	TokenLogprobs []*float64           `json:"token_logprobs"`
 	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
 	TextOffset    []int                `json:"text_offset"`
 }
@@ -173,6 +179,48 @@ type CompletionChoice struct {
 	Text         string              `json:"text"`
 	Logprobs     *CompletionLogprobs `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	// PromptLogprobs are set when prompt logprobs were computed (vLLM).
+	PromptLogprobs []PromptLogprobsEntry `json:"prompt_logprobs,omitempty"`
+}
+
+// PromptLogprob is one token's entry in vLLM's prompt_logprobs.
+type PromptLogprob struct {
+	Logprob      float64 `json:"logprob"`
+	Rank         int     `json:"rank"`
+	DecodedToken string  `json:"decoded_token"`
+}
+
+// PromptLogprobItem is a token id with its PromptLogprob.
+type PromptLogprobItem struct {
+	TokenID int32
+	PromptLogprob
+}
+
+// PromptLogprobsEntry is the entry of one prompt position: a JSON object
+// from token id to PromptLogprob, the prompt token first, then the top k
+// in rank order; nil (the first prompt token) is null.
+type PromptLogprobsEntry []PromptLogprobItem
+
+// MarshalJSON writes the entry as an object keyed by token id, in order.
+func (e PromptLogprobsEntry) MarshalJSON() ([]byte, error) {
+	if e == nil {
+		return []byte("null"), nil
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, it := range e {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:", strconv.Itoa(int(it.TokenID)))
+		v, err := json.Marshal(it.PromptLogprob)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // CompletionResponse is the body of a completion, or one SSE chunk of it.
@@ -228,6 +276,8 @@ type ChatResponse struct {
 	Model   string       `json:"model"`
 	Choices []ChatChoice `json:"choices"`
 	Usage   *Usage       `json:"usage"`
+	// PromptLogprobs are set when prompt_logprobs was asked (vLLM).
+	PromptLogprobs []PromptLogprobsEntry `json:"prompt_logprobs,omitempty"`
 }
 
 // ChatDelta is the incremental message of a chat chunk.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/vserve/vserve/scheduler"
 )
 
 // sseWriter writes Server-Sent Events, one flush per batch of events.
@@ -70,24 +72,42 @@ func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job
 			Choices: []CompletionChoice{{Index: c.index, Text: text, FinishReason: finish}}}
 	}
 	offsets := make([]int, len(j.choices))
-	if j.echo() {
+	// With echo and logprobs the prompt goes out with the first token, as
+	// in vLLM, so that its prompt logprobs (which come with the first
+	// token) lead the first chunk's logprobs; plain echo goes out at once.
+	echoWithFirst := j.echo() && j.g.numLogprobs >= 0
+	if j.echo() && !echoWithFirst {
 		for _, c := range j.choices {
 			text := j.prompts[c.prompt].text
 			offsets[c.index] = len(text)
 			sse.event(chunk(c, text, nil))
 		}
 	}
+	echoed := make([]bool, len(j.choices))
 	aerr := j.run(r.Context(), func(ds []delta) error {
 		for _, d := range ds {
 			var finish *string
 			if d.finish != "" {
 				finish = strPtr(d.finish)
 			}
-			ch := chunk(d.c, d.text, finish)
-			if j.g.numLogprobs >= 0 {
-				ch.Choices[0].Logprobs = j.completionLogprobs(d.tokens, d.logprobs, offsets[d.c.index])
+			text, promptLps := d.text, []scheduler.TokenLogprobs(nil)
+			if echoWithFirst && !echoed[d.c.index] {
+				echoed[d.c.index] = true
+				text = j.prompts[d.c.prompt].text + text
+				if promptLps = d.promptLogprobs; promptLps == nil {
+					promptLps = []scheduler.TokenLogprobs{} // the prompt tokens, without logprobs
+				}
 			}
-			offsets[d.c.index] += len(d.text)
+			ch := chunk(d.c, text, finish)
+			next := offsets[d.c.index] + len(d.text)
+			if j.g.numLogprobs >= 0 {
+				lps := j.choiceLogprobs(d.c, d.tokens, d.logprobs, promptLps, offsets[d.c.index])
+				ch.Choices[0].Logprobs = lps
+				if n := len(lps.TextOffset); promptLps != nil && n > 0 {
+					next = lps.TextOffset[n-1] + len(lps.Tokens[n-1]) // after the echo: from the token texts
+				}
+			}
+			offsets[d.c.index] = next
 			sse.event(ch)
 		}
 		return sse.flush()
