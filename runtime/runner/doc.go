@@ -8,6 +8,14 @@
 // token list, and returns a scheduler.RunnerOutput carrying the step number,
 // the sampled tokens, the requested logprobs and the step's timings.
 //
+// Prompt logprobs (SamplingParams.PromptLogprobs): for a request that asked
+// for them and has no output yet, after sampling the runner computes the
+// logits of its prompt positions scheduled in the step (model.Logits, at
+// most the workspace's logit rows at a time, so memory stays that of the
+// sampled rows) and, on the host in float64, the log-softmax value and rank
+// of the next prompt token and the top k; RunnerOutput.PromptLogprobs
+// carries them per request, and the step's Sample time includes them.
+//
 // A Runner is used by one goroutine (the engine loop) and starts none.
 package runner
 
