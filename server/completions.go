@@ -244,11 +244,14 @@ func (j *job) appendTokenLogprob(out *CompletionLogprobs, id int32, lp *schedule
 	v := clampLogprob(lp.Logprob)
 	out.Tokens = append(out.Tokens, text)
 	out.TokenLogprobs = append(out.TokenLogprobs, &v)
-	top := make(map[string]float64, len(lp.Top)+1)
-	for _, t := range lp.Top {
+	// The top logprobs shown are those asked with logprobs (prompt entries
+	// hold prompt_logprobs of them, which may be more).
+	alts := lp.Top[:min(len(lp.Top), max(j.g.numLogprobs, 0))]
+	top := make(map[string]float64, len(alts)+1)
+	for _, t := range alts {
 		top[tok.TokenText(t.TokenID)] = clampLogprob(t.Logprob)
 	}
-	if len(lp.Top) == 0 {
+	if len(alts) == 0 {
 		top[text] = v
 	}
 	out.TopLogprobs = append(out.TopLogprobs, top)

@@ -125,3 +125,15 @@ func TestPromptLogprobsBypassPrefixCache(t *testing.T) {
 	assert.Equal(t, 0.0, cached(map[string]any{"prompt": prompt, "max_tokens": 1, "prompt_logprobs": 0}))
 	assert.Equal(t, 32.0, cached(map[string]any{"prompt": prompt, "max_tokens": 1}))
 }
+
+// TestCompletionEchoLogprobsWithMorePromptLogprobs: with both, the engine
+// computes prompt_logprobs alternatives, the choice's prompt_logprobs show
+// all of them and the echoed logprobs only as many as logprobs asks.
+func TestCompletionEchoLogprobsWithMorePromptLogprobs(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	m := h.post("/v1/completions", map[string]any{"prompt": "hi", "max_tokens": 1, "echo": true, "logprobs": 1, "prompt_logprobs": 3}, 200)
+	c := m["choices"].([]any)[0].(map[string]any)
+	top := c["logprobs"].(map[string]any)["top_logprobs"].([]any)
+	assert.Equal(t, map[string]any{"h": -0.5}, top[1])
+	assert.Len(t, c["prompt_logprobs"].([]any)[1], 3)
+}
