@@ -7,5 +7,13 @@
 // incremental detokenisation and stop strings, admission (context length,
 // bounded queue -> 429, per-request deadline), body limits, API keys, CORS
 // and OpenAI error bodies. Generation itself happens in package engine.
+//
+// Logprobs follow vLLM: logprobs (completions) and logprobs/top_logprobs
+// (chat) for generated tokens; echo with logprobs puts the prompt tokens
+// first in choices[].logprobs (the first with null values), in the first
+// chunk when streaming; prompt_logprobs (vLLM extension) adds
+// choices[].prompt_logprobs (completions) or a top-level prompt_logprobs
+// (chat): null for the first prompt token, then {token id: {logprob, rank,
+// decoded_token}} with the prompt token first and the top k after it.
 // Telemetry is the seam for journey tracing.
 package server
