@@ -224,6 +224,6 @@ func (h *harness) sse(path string, body any) (events []map[string]any, done bool
 // scheduler stats.
 func (h *harness) settle() scheduler.Stats {
 	h.t.Helper()
-	require.Eventually(h.t, func() bool { return h.eng.Snapshot().NumActive == 0 }, 10e9, 1e6)
+	require.Eventually(h.t, func() bool { return h.eng.Snapshot().NumActive == 0 }, 60e9, 1e6)
 	return h.eng.Snapshot().Stats
 }

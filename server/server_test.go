@@ -386,7 +386,7 @@ func TestQueueFull429(t *testing.T) {
 	go post("x")
 	<-exec.entered // the loop is inside step 1, holding request x
 	go post("y")
-	require.Eventually(t, func() bool { return h.eng.Snapshot().NumQueued == 1 }, 10e9, 1e6)
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumQueued == 1 }, 60e9, 1e6)
 	resp := h.do("POST", "/v1/completions", map[string]any{"prompt": "z", "max_tokens": 2})
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -135,12 +135,12 @@ func TestClientGoneNonStreaming(t *testing.T) {
 		}
 		errc <- err
 	}()
-	require.Eventually(t, func() bool { return h.eng.Snapshot().Stats.NumRunning == 1 }, 10e9, 1e6)
+	require.Eventually(t, func() bool { return h.eng.Snapshot().Stats.NumRunning == 1 }, 60e9, 1e6)
 	cancel()
 	require.Error(t, <-errc)
 	st := h.settle()
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
-	require.Eventually(t, func() bool { ev := rec.last().snapshot(); return ev[len(ev)-1] == "END" }, 10e9, 1e6)
+	require.Eventually(t, func() bool { ev := rec.last().snapshot(); return ev[len(ev)-1] == "END" }, 60e9, 1e6)
 	ev := rec.last().snapshot()
 	assert.Equal(t, []string{"ARRIVED", "PARSED", "HANDOFF"}, ev[:3])
 	assert.Equal(t, []string{"ABORTED", "END"}, ev[len(ev)-2:])

@@ -190,7 +190,7 @@ func TestConcurrentRequests(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	require.Eventually(t, func() bool { return a.Engine().Snapshot().NumActive == 0 }, 10e9, 1e6)
+	require.Eventually(t, func() bool { return a.Engine().Snapshot().NumActive == 0 }, 60e9, 1e6)
 	st := a.Engine().Snapshot().Stats
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
 }
