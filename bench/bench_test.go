@@ -200,6 +200,14 @@ func TestCompareInterleavesABBA(t *testing.T) {
 	prompts := []Prompt{{OutputLen: 1}, {OutputLen: 2}, {OutputLen: 3}, {OutputLen: 4}}
 	ra, rb, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1}, 2)
 	assert.Equal(t, []string{"a", "a", "b", "b", "b", "b", "a", "a"}, order)
+
+	// Warm-up prompts go to both targets first and are not measured.
+	order = nil
+	wa, wb, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1, Warmup: 1}, 1)
+	assert.Equal(t, []string{"a", "b", "a", "a", "a", "b", "b", "b"}, order)
+	assert.Len(t, wa, 3)
+	assert.Len(t, wb, 3)
+	assert.Equal(t, 2, wa[0].OutputTokens, "the first measured prompt follows the warm-up one")
 	require.Len(t, ra, 4)
 	require.Len(t, rb, 4)
 	for i := range ra {

@@ -13,11 +13,13 @@ func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig,
 	if rounds < 1 {
 		rounds = 1
 	}
-	warm := cfg
+	// The first cfg.Warmup prompts warm both targets up and are not measured.
+	warm := prompts[:min(cfg.Warmup, len(prompts))]
+	prompts = prompts[len(warm):]
 	cfg.Warmup = 0
-	if warm.Warmup > 0 && len(prompts) > 0 {
-		Run(ctx, a, prompts[:min(warm.Warmup, len(prompts))], LoadConfig{Concurrency: 1})
-		Run(ctx, b, prompts[:min(warm.Warmup, len(prompts))], LoadConfig{Concurrency: 1})
+	if len(warm) > 0 {
+		Run(ctx, a, warm, LoadConfig{Concurrency: 1})
+		Run(ctx, b, warm, LoadConfig{Concurrency: 1})
 	}
 	per := (len(prompts) + rounds - 1) / rounds
 	for r := 0; r < rounds && ctx.Err() == nil; r++ {
