@@ -69,9 +69,13 @@ func cmdCompare(ctx context.Context, args []string) error {
 		}
 	}
 	cfg := c.load(2 * c.measuredCount(prompts))
+	beforeA, errA := bench.ScrapeCounters(ctx, ca.HTTP, ta.BaseURL)
+	beforeB, errB := bench.ScrapeCounters(ctx, cb.HTTP, tb.BaseURL)
 	ra, rb, da, db := bench.Compare(ctx, ca.Do, cb.Do, prompts, cfg, rounds)
 	sa := bench.Summarize(ta.Name, ra, da, c.slo())
 	sb := bench.Summarize(tb.Name, rb, db, c.slo())
+	addServerCounters(ctx, ca, &sa, beforeA, errA)
+	addServerCounters(ctx, cb, &sb, beforeB, errB)
 	if err := bench.WriteTable(os.Stdout, sa, sb); err != nil {
 		return err
 	}

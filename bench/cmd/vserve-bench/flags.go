@@ -137,13 +137,21 @@ func runOne(ctx context.Context, c *common, client *bench.Client, prompts []benc
 	results, d := bench.Run(ctx, client.Do, measured, cfg)
 	s := bench.Summarize(client.Target.Name, results, d, c.slo())
 	s.Concurrency = c.concurrency
-	if after, err := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL); err == nil && errBefore == nil {
-		diff := after.Sub(before)
-		s.ServerMetricsOK = true
-		s.PrefixHitRate = diff.HitRate()
-		s.Preemptions = diff.Preemptions
-	}
+	addServerCounters(ctx, client, &s, before, errBefore)
 	return s, results
+}
+
+// addServerCounters fills s's server-side figures from the difference of
+// the target's /metrics counters since before, when both reads worked.
+func addServerCounters(ctx context.Context, client *bench.Client, s *bench.Summary, before bench.ServerCounters, errBefore error) {
+	after, err := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL)
+	if err != nil || errBefore != nil {
+		return
+	}
+	diff := after.Sub(before)
+	s.ServerMetricsOK = true
+	s.PrefixHitRate = diff.HitRate()
+	s.Preemptions = diff.Preemptions
 }
 
 func parseInts(s string) ([]int, error) {
