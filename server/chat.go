@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/vserve/vserve/scheduler"
@@ -30,21 +29,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.streamChat(w, r, j, now)
 		return
 	}
-	texts := make([]strings.Builder, len(j.choices))
-	if aerr := j.run(r.Context(), func(ds []delta) error {
-		for _, d := range ds {
-			texts[d.c.index].WriteString(d.text)
-			d.c.tokens = append(d.c.tokens, d.tokens...)
-			d.c.logprobs = append(d.c.logprobs, d.logprobs...)
-		}
-		return nil
-	}); aerr != nil {
+	texts, aerr := j.collect(r.Context())
+	if aerr != nil {
 		s.fail(w, span, aerr)
 		return
 	}
 	resp := ChatResponse{ID: j.id, Object: "chat.completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
 	for _, c := range j.choices {
-		ch := ChatChoice{Index: c.index, Message: ChatResponseMessage{Role: "assistant", Content: texts[c.index].String()},
+		ch := ChatChoice{Index: c.index, Message: ChatResponseMessage{Role: "assistant", Content: texts[c.index]},
 			FinishReason: strPtr(c.finish)}
 		if j.g.numLogprobs >= 0 {
 			ch.Logprobs = j.chatLogprobs(c.tokens, c.logprobs)

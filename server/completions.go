@@ -29,15 +29,8 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		s.streamCompletion(w, r, j, now)
 		return
 	}
-	texts := make([]bytes.Buffer, len(j.choices))
-	if aerr := j.run(r.Context(), func(ds []delta) error {
-		for _, d := range ds {
-			texts[d.c.index].WriteString(d.text)
-			d.c.tokens = append(d.c.tokens, d.tokens...)
-			d.c.logprobs = append(d.c.logprobs, d.logprobs...)
-		}
-		return nil
-	}); aerr != nil {
+	texts, aerr := j.collect(r.Context())
+	if aerr != nil {
 		s.fail(w, span, aerr)
 		return
 	}
@@ -47,7 +40,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		if j.echo() {
 			prefix = j.prompts[c.prompt].text
 		}
-		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index].String(), FinishReason: strPtr(c.finish)}
+		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index], FinishReason: strPtr(c.finish)}
 		if j.g.numLogprobs >= 0 {
 			ch.Logprobs = j.choiceLogprobs(c, c.tokens, c.logprobs, c.promptLogprobs, len(prefix))
 		}

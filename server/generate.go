@@ -136,6 +136,27 @@ func (j *job) closeAll() {
 // run waits for outputs and hands each wake-up's deltas to emit until every
 // choice is done. It returns the first choice error, or a client-disconnect
 // error when ctx ends.
+// collect runs a non-streaming job to its end and returns each choice's
+// text, keeping its tokens and logprobs on the choice.
+func (j *job) collect(ctx context.Context) ([]string, *APIError) {
+	texts := make([]strings.Builder, len(j.choices))
+	if aerr := j.run(ctx, func(ds []delta) error {
+		for _, d := range ds {
+			texts[d.c.index].WriteString(d.text)
+			d.c.tokens = append(d.c.tokens, d.tokens...)
+			d.c.logprobs = append(d.c.logprobs, d.logprobs...)
+		}
+		return nil
+	}); aerr != nil {
+		return nil, aerr
+	}
+	out := make([]string, len(texts))
+	for i := range texts {
+		out[i] = texts[i].String()
+	}
+	return out, nil
+}
+
 func (j *job) run(ctx context.Context, emit func([]delta) error) *APIError {
 	open := len(j.choices)
 	var ds []delta
