@@ -7,7 +7,12 @@
 //     reshape-and-cache, RMSNorm, RoPE, SiLU-mul, gathers, elementwise,
 //     sampling, logprobs), compiled ahead of time by `go generate` into
 //     fat binaries that are embedded and loaded with the driver's module
-//     API;
+//     API. Paged attention has two paths: a generic kernel for prefill
+//     and mixed batches, and, when every sequence has one query token
+//     (planDecode), a split-KV decode kernel built for bandwidth (one warp
+//     per KV head's group of query heads, 16-byte K/V loads straight into
+//     registers, partitions sized from the context length, then the
+//     combine kernel);
 //   - the bridge: gorgonia.org/cu for the driver API, one device goroutine
 //     locked to its OS thread that owns the context and stream, kernel
 //     launches whose arguments are each passed in their own 8-byte slot;

@@ -317,6 +317,9 @@ func (be *Backend) PagedAttention(out, q, kCache, vCache kernel.Buffer, m *kerne
 	if m.NumSeqs == 0 || m.NumTokens == 0 {
 		return nil
 	}
+	if dp, ok := planDecode(m, be.numSMs); ok && kc.ptr%16 == 0 && vc.ptr%16 == 0 {
+		return be.pagedDecode(o, qb, kc, vc, qs, sl, bt, m, dp)
+	}
 	p, err := planAttention(m, be.numSMs)
 	if err != nil {
 		return err
@@ -342,5 +345,33 @@ func (be *Backend) PagedAttention(out, q, kCache, vCache kernel.Buffer, m *kerne
 	}
 	return be.launch(be.fn.attentionCombine, dim3{m.NumTokens * m.NumHeads, 1, 1}, dim3{min(normThreads(m.HeadDim), 256), 1, 1}, 0,
 		bufArg(o), dtArg(o), ptrArg(pm), ptrArg(pl), ptrArg(pacc), i32Arg(p.numSplits), i64Arg(m.NumTokens),
+		i32Arg(m.NumHeads), i32Arg(m.HeadDim))
+}
+
+// pagedDecode runs the decode path (every sequence has one query token):
+// the split-KV decode kernel, then the combine kernel when the context is
+// partitioned (see attention.cu).
+func (be *Backend) pagedDecode(o, qb, kc, vc, qs, sl, bt *buffer, m *kernel.AttentionMeta, p decodePlan) error {
+	var pm, pl, pacc uint64
+	if p.numParts > 1 {
+		pairs := p.numParts * m.NumTokens * m.NumHeads
+		part, err := be.allocBuf(kernel.F32, pairs*(m.HeadDim+2))
+		if err != nil {
+			return err
+		}
+		defer be.Free(part) // reused only by ops queued after this one
+		pm, pl, pacc = part.ptr, part.ptr+uint64(pairs)*4, part.ptr+uint64(2*pairs)*4
+	}
+	grid := dim3{p.numParts, m.NumSeqs * m.NumKVHeads, 1}
+	err := be.launch(be.fn.decode[kc.dt][p.headIdx][p.groupIdx], grid, dim3{decodeThreads, 1, 1}, 0,
+		bufArg(o), dtArg(o), bufArg(qb), dtArg(qb), bufArg(kc), bufArg(vc), bufArg(qs), bufArg(sl), bufArg(bt),
+		i32Arg(m.MaxBlocksPerSeq), i32Arg(m.BlockSize), i32Arg(m.NumHeads), i32Arg(m.NumKVHeads),
+		i32Arg(m.NumHeads/m.NumKVHeads), f32Arg(m.Scale), i32Arg(p.partLen), i32Arg(p.numParts), i64Arg(m.NumTokens),
+		ptrArg(pm), ptrArg(pl), ptrArg(pacc))
+	if err != nil || p.numParts == 1 {
+		return err
+	}
+	return be.launch(be.fn.attentionCombine, dim3{m.NumTokens * m.NumHeads, 1, 1}, dim3{min(normThreads(m.HeadDim), 256), 1, 1}, 0,
+		bufArg(o), dtArg(o), ptrArg(pm), ptrArg(pl), ptrArg(pacc), i32Arg(p.numParts), i64Arg(m.NumTokens),
 		i32Arg(m.NumHeads), i32Arg(m.HeadDim))
 }

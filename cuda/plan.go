@@ -65,6 +65,63 @@ func planAttention(m *kernel.AttentionMeta, numSMs int) (attnPlan, error) {
 	return p, nil
 }
 
+// decodeHeadDims and decodeGroups are the head dims and GQA group bounds
+// the decode kernels are instantiated for (attention.cu, PAGED_DECODE_G).
+var (
+	decodeHeadDims = [2]int{64, 128}
+	decodeGroups   = [4]int{1, 2, 4, 8}
+)
+
+// Decode path geometry (attention.cu): threads per CTA (DECODE_WARPS
+// warps), the shortest partition and the CTAs per SM the grid aims at.
+const (
+	decodeThreads   = 128
+	decodeMinPart   = 64 // shortest partition: one CTA step at head dim 128, 16-bit (DECODE_WARPS × 16 positions)
+	decodeCTAsPerSM = 16
+)
+
+// decodePlan is the launch shape of the decode path.
+type decodePlan struct {
+	headIdx, groupIdx int // indices into decodeHeadDims, decodeGroups
+	partLen, numParts int // context partition (flash-decoding split)
+}
+
+// planDecode returns the decode path's plan when the batch qualifies:
+// every sequence has query length 1 (MaxQueryLen == 1), the head dim and
+// the GQA group size have an instantiated kernel. The partition length
+// comes from the context length: enough partitions that the grid holds
+// about decodeCTAsPerSM CTAs per SM (so even batch 1 fills the GPU and
+// the last wave is short), none shorter than decodeMinPart positions, at
+// most maxSplits.
+func planDecode(m *kernel.AttentionMeta, numSMs int) (decodePlan, bool) {
+	if m.MaxQueryLen != 1 || m.NumSeqs != m.NumTokens {
+		return decodePlan{}, false
+	}
+	p := decodePlan{headIdx: -1, groupIdx: -1}
+	for i, hd := range decodeHeadDims {
+		if hd == m.HeadDim {
+			p.headIdx = i
+		}
+	}
+	g := m.NumHeads / m.NumKVHeads
+	for i := len(decodeGroups) - 1; i >= 0; i-- {
+		if decodeGroups[i] >= g {
+			p.groupIdx = i
+		}
+	}
+	if p.headIdx < 0 || p.groupIdx < 0 {
+		return decodePlan{}, false
+	}
+	maxLen := max(m.MaxSeqLen, 1)
+	base := m.NumSeqs * m.NumKVHeads
+	want := (decodeCTAsPerSM*max(numSMs, 1) + base - 1) / base
+	parts := max(1, min(want, (maxLen+decodeMinPart-1)/decodeMinPart, maxSplits))
+	p.partLen = (maxLen + parts - 1) / parts
+	p.partLen = (p.partLen + 63) / 64 * 64 // whole CTA steps (64 positions at head dim 128, 16-bit)
+	p.numParts = (maxLen + p.partLen - 1) / p.partLen
+	return p, true
+}
+
 func checkMeta(m *kernel.AttentionMeta) error {
 	switch {
 	case m == nil:

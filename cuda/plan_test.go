@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vserve/vserve/runtime/kernel"
+	"github.com/vserve/vserve/runtime/kernel/kerneltest"
 	"github.com/vserve/vserve/runtime/sample"
 )
 
@@ -57,6 +58,77 @@ func TestPlanAttention(t *testing.T) {
 	bad.NumKVHeads = 5
 	if err := checkMeta(bad); err == nil {
 		t.Error("32 heads over 5 KV heads accepted")
+	}
+}
+
+func TestPlanDecode(t *testing.T) {
+	meta := func(seqs, q, heads, kvHeads, hd, maxLen int) *kernel.AttentionMeta {
+		return &kernel.AttentionMeta{NumSeqs: seqs, NumTokens: seqs * q, MaxQueryLen: q, MaxSeqLen: maxLen,
+			BlockSize: 16, NumHeads: heads, NumKVHeads: kvHeads, HeadDim: hd, MaxBlocksPerSeq: (maxLen + 15) / 16}
+	}
+	tests := []struct {
+		name         string
+		m            *kernel.AttentionMeta
+		ok           bool
+		group, parts int
+		minCTAs      int
+	}{
+		{"llama-8B b64 ctx4096", meta(64, 1, 32, 8, 128, 4096), true, 4, 5, 132 * 16},
+		{"llama-8B b1 ctx4096: fills the GPU", meta(1, 1, 32, 8, 128, 4096), true, 4, 64, 3 * 132},
+		{"llama-8B b16 ctx512", meta(16, 1, 32, 8, 128, 512), true, 4, 8, 1024},
+		{"b1 ctx100: 64-position partitions", meta(1, 1, 32, 8, 128, 100), true, 4, 2, 16},
+		{"GQA 3 uses the group-4 kernel, one partition", meta(2, 1, 6, 2, 64, 40), true, 4, 1, 4},
+		{"MHA", meta(2, 1, 4, 4, 64, 40), true, 1, 1, 8},
+		{"prefill", meta(1, 7, 32, 8, 128, 512), false, 0, 0, 0},
+		{"head dim 96", meta(4, 1, 32, 8, 96, 512), false, 0, 0, 0},
+		{"GQA 16", meta(4, 1, 32, 2, 128, 512), false, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ok := planDecode(tc.m, 132)
+			if ok != tc.ok {
+				t.Fatalf("decode path %v, want %v", ok, tc.ok)
+			}
+			if !ok {
+				return
+			}
+			if decodeGroups[p.groupIdx] != tc.group || decodeHeadDims[p.headIdx] != tc.m.HeadDim || p.numParts != tc.parts {
+				t.Fatalf("plan %+v: group %d parts %d, want group %d parts %d", p, decodeGroups[p.groupIdx], p.numParts, tc.group, tc.parts)
+			}
+			if p.partLen*p.numParts < tc.m.MaxSeqLen || p.partLen*(p.numParts-1) >= tc.m.MaxSeqLen || p.numParts > maxSplits {
+				t.Fatalf("%d partitions of %d do not tile %d positions", p.numParts, p.partLen, tc.m.MaxSeqLen)
+			}
+			if ctas := p.numParts * tc.m.NumSeqs * tc.m.NumKVHeads; ctas < tc.minCTAs {
+				t.Fatalf("%d CTAs, want at least %d", ctas, tc.minCTAs)
+			}
+		})
+	}
+	// A batch with a sequence that has no query token is not a decode batch.
+	m := meta(3, 1, 32, 8, 128, 64)
+	m.NumTokens = 2
+	if _, ok := planDecode(m, 132); ok {
+		t.Error("3 sequences with 2 tokens took the decode path")
+	}
+}
+
+// TestPlanDecodeCoversBenchmarks: every decode configuration that
+// BenchmarkPagedAttention times (bench/gpu/check.sh) takes the decode path
+// on an H200 (132 SMs), with a grid that fills it.
+func TestPlanDecodeCoversBenchmarks(t *testing.T) {
+	for _, sh := range kerneltest.AttentionShapes {
+		for _, batch := range []int{1, 16, 64} {
+			for _, ctx := range []int{512, 4096} {
+				m := &kernel.AttentionMeta{NumSeqs: batch, NumTokens: batch, MaxQueryLen: 1, MaxSeqLen: ctx, BlockSize: 16,
+					NumHeads: sh.Heads, NumKVHeads: sh.KVHeads, HeadDim: sh.HeadDim, MaxBlocksPerSeq: ctx / 16}
+				p, ok := planDecode(m, 132)
+				if !ok {
+					t.Errorf("%s b%d ctx%d: not the decode path", sh.Name, batch, ctx)
+					continue
+				}
+				t.Logf("%s b%d ctx%d: %d partitions of %d, %d CTAs", sh.Name, batch, ctx, p.numParts, p.partLen,
+					p.numParts*batch*sh.KVHeads)
+			}
+		}
 	}
 }
 

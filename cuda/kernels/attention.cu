@@ -190,3 +190,211 @@ extern "C" __global__ void paged_attention_combine(void* out, int dto, const flo
     st(out, dto, pair * headDim + d, L > 0.f ? a / L : 0.f);
   }
 }
+
+// ---- decode path: one query token per sequence ----
+//
+// paged_decode_<kv>_h<HD>_g<G> serves batches whose sequences all have
+// query length 1 and is built for bandwidth (every K/V byte is read once):
+//
+//   - grid: x = partition of the context (flash-decoding split), y =
+//     sequence * numKVHeads + kvHead; DECODE_WARPS warps per CTA;
+//   - a warp handles all the query heads of its KV head (GQA group of up
+//     to G, the template bound; groupSize is the real size), so each K/V
+//     row is loaded once for every query head sharing it;
+//   - a row of HD elements is read by HD/VEC lanes with 16-byte loads
+//     straight into registers (VEC = 16 / sizeof(KV)); a warp load covers
+//     TOK = 32 / (HD/VEC) consecutive positions, and each lane issues
+//     DECODE_CHUNK K and V loads before using any of them;
+//   - each lane group (the lanes of one position) keeps its own online
+//     softmax state (fp32 max, sum, accumulator slice); groups are merged
+//     with shuffles, warps through shared memory;
+//   - with one partition the CTA writes the output, otherwise (max, sum,
+//     unnormalised acc) partials in paged_attention_combine's layout.
+//
+// Positions at or past the sequence's end are never loaded (their slots
+// may hold anything, NaN included).
+#define DECODE_WARPS 4
+#define DECODE_CHUNK 4
+
+template <typename KV, int VEC>
+__device__ __forceinline__ void unpack16(const uint4& raw, float* f) {
+  KV e[VEC];
+  memcpy(e, &raw, sizeof raw);
+#pragma unroll
+  for (int j = 0; j < VEC; j++) f[j] = to_f32<KV>(e[j]);
+}
+
+// merge_state folds softmax state (mo, lo, ao) into (m, l, a).
+template <int VEC>
+__device__ __forceinline__ void merge_state(float& m, float& l, float* a, float mo, float lo, const float* ao) {
+  float M = fmaxf(m, mo);
+  float x = (m == -INFINITY) ? 0.f : __expf(m - M);
+  float y = (mo == -INFINITY) ? 0.f : __expf(mo - M);
+  l = l * x + lo * y;
+#pragma unroll
+  for (int j = 0; j < VEC; j++) a[j] = a[j] * x + ao[j] * y;
+  m = M;
+}
+
+template <typename KV, int HD, int G>
+__device__ void paged_decode(void* out, int dto, const void* q, int dtq, const KV* kCache, const KV* vCache,
+                             const int* queryStart, const int* seqLens, const int* blockTables, int maxBlocksPerSeq,
+                             int blockSize, int numHeads, int numKVHeads, int groupSize, float scale, int partLen,
+                             int numParts, long long numTokens, float* pm, float* pl, float* pacc) {
+  constexpr int VEC = 16 / sizeof(KV);   // elements per 16-byte load
+  constexpr int TPT = HD / VEC;          // lanes per position
+  constexpr int TOK = 32 / TPT;          // positions per warp load
+  constexpr int CH = DECODE_CHUNK;       // loads in flight per lane and tensor
+  constexpr int STEP = TOK * CH;         // positions per warp step
+  static_assert(HD % VEC == 0 && TPT >= 1 && TPT <= 32 && 32 % TPT == 0, "decode: head dim");
+  __shared__ float sM[DECODE_WARPS][G], sL[DECODE_WARPS][G], sA[DECODE_WARPS][G][HD];
+
+  const int seq = blockIdx.y / numKVHeads, kvh = blockIdx.y % numKVHeads, part = blockIdx.x;
+  const long long q0 = queryStart[seq];
+  if (queryStart[seq + 1] - q0 != 1) return;  // not a decode (whole CTA)
+  const int seqLen = seqLens[seq];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int grp = lane / TPT, d0 = (lane % TPT) * VEC;
+  const int begin = part * partLen, end = min(begin + partLen, seqLen);
+
+  float qr[G][VEC], m[G], l[G], acc[G][VEC];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    long long base = (q0 * numHeads + kvh * groupSize + g) * HD + d0;
+#pragma unroll
+    for (int j = 0; j < VEC; j++) {
+      qr[g][j] = g < groupSize ? ld(q, dtq, base + j) * scale : 0.f;
+      acc[g][j] = 0.f;
+    }
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+  }
+
+  const long long blockStride = (long long)numKVHeads * blockSize * HD;
+  const long long headOff = (long long)kvh * blockSize * HD + d0;
+  const int* table = blockTables + (long long)seq * maxBlocksPerSeq;
+  for (int base = begin + warp * STEP; base < end; base += DECODE_WARPS * STEP) {  // warp-uniform
+    uint4 kraw[CH], vraw[CH];
+    bool valid[CH];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+      int p = base + c * TOK + grp;
+      valid[c] = p < end;
+      kraw[c] = vraw[c] = make_uint4(0, 0, 0, 0);
+      if (valid[c]) {
+        long long off = table[p / blockSize] * blockStride + headOff + (long long)(p % blockSize) * HD;
+        kraw[c] = load16(kCache + off);
+        vraw[c] = load16(vCache + off);
+      }
+    }
+    float s[CH][G];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+      float k[VEC];
+      unpack16<KV, VEC>(kraw[c], k);
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        float a = 0.f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a = fmaf(qr[g][j], k[j], a);
+#pragma unroll
+        for (int o = TPT / 2; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+        s[c][g] = valid[c] ? a : -INFINITY;
+      }
+    }
+    float v[CH][VEC];
+#pragma unroll
+    for (int c = 0; c < CH; c++) unpack16<KV, VEC>(vraw[c], v[c]);
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float mx = s[0][g];
+#pragma unroll
+      for (int c = 1; c < CH; c++) mx = fmaxf(mx, s[c][g]);
+      if (mx == -INFINITY) continue;  // no valid position for this lane group
+      float mNew = fmaxf(m[g], mx);
+      float alpha = (m[g] == -INFINITY) ? 0.f : __expf(m[g] - mNew);
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < VEC; j++) acc[g][j] *= alpha;
+#pragma unroll
+      for (int c = 0; c < CH; c++) {
+        float p = valid[c] ? __expf(s[c][g] - mNew) : 0.f;
+        sum += p;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) acc[g][j] = fmaf(p, v[c][j], acc[g][j]);
+      }
+      l[g] = l[g] * alpha + sum;
+      m[g] = mNew;
+    }
+  }
+
+  // Merge the lane groups of the warp (lanes holding the same dims).
+#pragma unroll
+  for (int o = TPT; o < 32; o <<= 1) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float mo = __shfl_xor_sync(0xffffffffu, m[g], o), lo = __shfl_xor_sync(0xffffffffu, l[g], o), ao[VEC];
+#pragma unroll
+      for (int j = 0; j < VEC; j++) ao[j] = __shfl_xor_sync(0xffffffffu, acc[g][j], o);
+      merge_state<VEC>(m[g], l[g], acc[g], mo, lo, ao);
+    }
+  }
+  if (grp == 0) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+#pragma unroll
+      for (int j = 0; j < VEC; j++) sA[warp][g][d0 + j] = acc[g][j];
+      if (lane == 0) {
+        sM[warp][g] = m[g];
+        sL[warp][g] = l[g];
+      }
+    }
+  }
+  __syncthreads();
+  // Merge the warps; one thread per (head of the group, dim).
+  for (int e = threadIdx.x; e < groupSize * HD; e += blockDim.x) {
+    int g = e / HD, d = e % HD;
+    float M = -INFINITY;
+    for (int w = 0; w < DECODE_WARPS; w++) M = fmaxf(M, sM[w][g]);
+    float L = 0.f, A = 0.f;
+    for (int w = 0; w < DECODE_WARPS; w++) {
+      if (sM[w][g] == -INFINITY) continue;
+      float x = __expf(sM[w][g] - M);
+      L += x * sL[w][g];
+      A += x * sA[w][g][d];
+    }
+    int head = kvh * groupSize + g;
+    if (numParts == 1) {
+      st(out, dto, (q0 * numHeads + head) * HD + d, L > 0.f ? A / L : 0.f);
+    } else {
+      long long pi = ((long long)part * numTokens + q0) * numHeads + head;
+      pacc[pi * HD + d] = A;
+      if (d == 0) {
+        pm[pi] = M;
+        pl[pi] = L;
+      }
+    }
+  }
+}
+
+#define PAGED_DECODE(NAME, KV, HD, G)                                                                                    \
+  extern "C" __global__ void __launch_bounds__(DECODE_WARPS * 32) NAME(                                                 \
+      void* out, int dto, const void* q, int dtq, const KV* kCache, const KV* vCache, const int* queryStart,             \
+      const int* seqLens, const int* blockTables, int maxBlocksPerSeq, int blockSize, int numHeads, int numKVHeads,     \
+      int groupSize, float scale, int partLen, int numParts, long long numTokens, float* pm, float* pl, float* pacc) {  \
+    paged_decode<KV, HD, G>(out, dto, q, dtq, kCache, vCache, queryStart, seqLens, blockTables, maxBlocksPerSeq,        \
+                            blockSize, numHeads, numKVHeads, groupSize, scale, partLen, numParts, numTokens, pm, pl,    \
+                            pacc);                                                                                      \
+  }
+#define PAGED_DECODE_G(KVNAME, KV, HD)                    \
+  PAGED_DECODE(paged_decode_##KVNAME##_h##HD##_g1, KV, HD, 1) \
+  PAGED_DECODE(paged_decode_##KVNAME##_h##HD##_g2, KV, HD, 2) \
+  PAGED_DECODE(paged_decode_##KVNAME##_h##HD##_g4, KV, HD, 4) \
+  PAGED_DECODE(paged_decode_##KVNAME##_h##HD##_g8, KV, HD, 8)
+
+PAGED_DECODE_G(f32, float, 64)
+PAGED_DECODE_G(f32, float, 128)
+PAGED_DECODE_G(f16, __half, 64)
+PAGED_DECODE_G(f16, __half, 128)
+PAGED_DECODE_G(bf16, __nv_bfloat16, 64)
+PAGED_DECODE_G(bf16, __nv_bfloat16, 128)

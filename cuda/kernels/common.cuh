@@ -76,3 +76,15 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   v = lane < nw ? scratch[lane] : -INFINITY;
   return warp_max(v);
 }
+
+// load16 reads 16 aligned bytes (one vector load on the device; a memcpy
+// in the emulation, which has no aliasing exemption for uint4).
+__device__ __forceinline__ uint4 load16(const void* p) {
+#ifdef __CUDACC__
+  return *reinterpret_cast<const uint4*>(p);
+#else
+  uint4 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+#endif
+}

@@ -250,6 +250,106 @@ static void test_attention(int H, int KVH, int hd, int bs, std::vector<Seq> seqs
   CHECK(e < 2e-6, "attention H%d KVH%d hd%d bs%d R%d split%d: normalised error %g", H, KVH, hd, bs, rowsPerTile, splitLen, e);
 }
 
+// ---- paged attention, decode path ----
+
+template <typename KV> static KV kv_from(float v);
+template <> float kv_from<float>(float v) { return v; }
+template <> __half kv_from<__half>(float v) { return __float2half_rn(v); }
+template <> __nv_bfloat16 kv_from<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+using DecodeFn = void (*)(void*, int, const void*, int, const void*, const void*, const int*, const int*, const int*, int,
+                          int, int, int, int, float, int, int, long long, float*, float*, float*);
+
+// test_decode runs a decode kernel (G: its group bound) on single-token
+// sequences of the given context lengths (the query is the last
+// position) and checks it against a double-precision reference. Block 0
+// is the null block (padding in the tables) and, like every slot past a
+// sequence's end, holds NaN; blocks are shuffled. partLen 0: one partition.
+template <typename KV, int HD, int G>
+static void test_decode(const char* name, int H, int KVH, int bs, std::vector<int> lens, int partLen) {
+  DecodeFn fn = [](void* out, int dto, const void* q, int dtq, const void* k, const void* v, const int* qs, const int* sl,
+                   const int* bt, int mb, int bs, int h, int kvh, int gs, float sc, int pl, int np, long long nt, float* pm,
+                   float* plp, float* pacc) {
+    paged_decode<KV, HD, G>(out, dto, q, dtq, (const KV*)k, (const KV*)v, qs, sl, bt, mb, bs, h, kvh, gs, sc, pl, np, nt, pm,
+                            plp, pacc);
+  };
+  int S = lens.size(), maxL = *std::max_element(lens.begin(), lens.end()), maxBlocks = (maxL + bs - 1) / bs;
+  int numBlocks = 1 + S * maxBlocks;
+  std::vector<int> perm(numBlocks - 1), qs(S + 1), tables(S * maxBlocks, 0);
+  for (int i = 0; i < numBlocks - 1; i++) perm[i] = i + 1;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (int s = 0; s <= S; s++) qs[s] = s;
+  size_t cacheN = (size_t)numBlocks * KVH * bs * HD;
+  KV nan = kv_from<KV>(NAN);
+  std::vector<KV> kc(cacheN, nan), vc(cacheN, nan);
+  std::vector<float> kf(cacheN, NAN), vf(cacheN, NAN);  // the stored values as floats
+  int used = 0;
+  for (int s = 0; s < S; s++) {
+    int nb = (lens[s] + bs - 1) / bs;
+    for (int j = 0; j < nb; j++) tables[s * maxBlocks + j] = perm[used + j];
+    used += nb;
+    for (int p = 0; p < lens[s]; p++)
+      for (int h = 0; h < KVH; h++) {
+        size_t i = (((size_t)tables[s * maxBlocks + p / bs] * KVH + h) * bs + p % bs) * HD;
+        auto kr = normals(HD, 1), vr = normals(HD, 1);
+        for (int d = 0; d < HD; d++) {
+          kc[i + d] = kv_from<KV>(kr[d]);
+          vc[i + d] = kv_from<KV>(vr[d]);
+          kf[i + d] = to_f32<KV>(kc[i + d]);
+          vf[i + d] = to_f32<KV>(vc[i + d]);
+        }
+      }
+  }
+  auto q = normals((size_t)S * H * HD, 1);
+  float scale = 1 / std::sqrt((float)HD);
+  if (partLen <= 0) partLen = maxL;
+  int numParts = (maxL + partLen - 1) / partLen;
+  std::vector<float> out((size_t)S * H * HD, NAN), part((size_t)numParts * S * H * (HD + 2), NAN);
+  float *pm = part.data(), *pl = pm + (size_t)numParts * S * H, *pacc = pl + (size_t)numParts * S * H;
+  emu_launch(d3(numParts, S * KVH), d3(DECODE_WARPS * 32), [&] {
+    fn(out.data(), DT_F32, q.data(), DT_F32, kc.data(), vc.data(), qs.data(), lens.data(), tables.data(), maxBlocks, bs, H,
+       KVH, H / KVH, scale, partLen, numParts, S, pm, pl, pacc);
+  });
+  if (numParts > 1)
+    emu_launch(d3(S * H), d3(64), [&] { paged_attention_combine(out.data(), DT_F32, pm, pl, pacc, numParts, S, H, HD); });
+  std::vector<double> want(out.size());
+  int G_ = H / KVH;
+  for (int s = 0; s < S; s++)
+    for (int h = 0; h < H; h++) {
+      int kh = h / G_;
+      std::vector<double> sc(lens[s]);
+      double mx = -1e300, sum = 0;
+      auto at = [&](int p, int d) { return (((size_t)tables[s * maxBlocks + p / bs] * KVH + kh) * bs + p % bs) * HD + d; };
+      for (int p = 0; p < lens[s]; p++) {
+        double dot = 0;
+        for (int d = 0; d < HD; d++) dot += (double)q[((size_t)s * H + h) * HD + d] * scale * kf[at(p, d)];
+        mx = std::max(mx, sc[p] = dot);
+      }
+      for (auto& v : sc) sum += (v = std::exp(v - mx));
+      for (int d = 0; d < HD; d++) {
+        double a = 0;
+        for (int p = 0; p < lens[s]; p++) a += sc[p] * vf[at(p, d)];
+        want[((size_t)s * H + h) * HD + d] = a / sum;
+      }
+    }
+  double e = norm_err(out, want);
+  CHECK(e < 2e-6, "decode %s H%d KVH%d hd%d bs%d part%d x%d: normalised error %g", name, H, KVH, HD, bs, partLen, numParts, e);
+}
+
+static void test_decodes() {
+  // GQA 1/4/8 and groups below the kernel's bound (3 of 4, 6 of 8), head
+  // dims 64/128, blocks 16/32, f32/f16/bf16 caches, contexts that are not
+  // multiples of the partition (or of the warp step), length 1, one or
+  // several partitions (empty ones for the shorter sequences).
+  test_decode<float, 64, 1>("f32", 4, 4, 16, {1, 15, 16, 100}, 0);
+  test_decode<__nv_bfloat16, 128, 4>("bf16", 32, 8, 16, {300, 5, 129}, 128);
+  test_decode<__half, 128, 8>("f16", 16, 2, 32, {77, 1, 200}, 64);
+  test_decode<__nv_bfloat16, 64, 8>("bf16", 8, 1, 32, {250, 33}, 96);
+  test_decode<float, 128, 4>("f32", 6, 2, 16, {65, 190}, 0);
+  test_decode<__half, 64, 8>("f16", 12, 2, 16, {143, 17, 64}, 64);
+  test_decode<__nv_bfloat16, 128, 1>("bf16", 2, 2, 32, {500}, 192);
+}
+
 // ---- sampling: the runtime/sample specification, by sorting ----
 
 struct Params {
@@ -430,6 +530,7 @@ int main() {
   test_attention(6, 3, 64, 16, {{31, 1}, {17, 16}, {0, 3}, {47, 2}, {64, 17}}, 4, 32);
   test_attention(32, 8, 128, 16, {{300, 1}, {5, 1}}, 4, 64);
   test_attention(16, 2, 64, 32, {{90, 7}}, 2, 1024);
+  test_decodes();
   // Sampling: greedy, the shared-memory path (few candidates) and the
   // radix path (more than CAND_MAX candidates), with penalties and bias.
   Params greedy;
