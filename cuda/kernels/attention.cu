@@ -274,17 +274,26 @@ __device__ void paged_decode(void* out, int dto, const void* q, int dtq, const K
   const long long headOff = (long long)kvh * blockSize * HD + d0;
   const int* table = blockTables + (long long)seq * maxBlocksPerSeq;
   for (int base = begin + warp * STEP; base < end; base += DECODE_WARPS * STEP) {  // warp-uniform
+    // Block-table entries first (independent loads), then every K and V
+    // load of the step, so that nothing waits between them.
     uint4 kraw[CH], vraw[CH];
     bool valid[CH];
+    int phys[CH], slot[CH];
 #pragma unroll
     for (int c = 0; c < CH; c++) {
       int p = base + c * TOK + grp;
       valid[c] = p < end;
+      int b = p / blockSize;
+      slot[c] = p - b * blockSize;
+      phys[c] = valid[c] ? table[b] : 0;
+    }
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
       kraw[c] = vraw[c] = make_uint4(0, 0, 0, 0);
       if (valid[c]) {
-        long long off = table[p / blockSize] * blockStride + headOff + (long long)(p % blockSize) * HD;
-        kraw[c] = load16(kCache + off);
-        vraw[c] = load16(vCache + off);
+        long long off = phys[c] * blockStride + headOff + (long long)slot[c] * HD;
+        kraw[c] = load16_stream(kCache + off);
+        vraw[c] = load16_stream(vCache + off);
       }
     }
     float s[CH][G];

@@ -88,3 +88,17 @@ __device__ __forceinline__ uint4 load16(const void* p) {
   return v;
 #endif
 }
+
+// load16_stream is load16 for data read once per kernel and never written
+// by it (paged K/V): the non-coherent path, without allocating in L1.
+__device__ __forceinline__ uint4 load16_stream(const void* p) {
+#ifdef __CUDACC__
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+#else
+  return load16(p);
+#endif
+}
