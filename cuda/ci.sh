@@ -10,7 +10,8 @@
 #      the CUDA execution model) against plain references, and the whole
 #      backend with the emulated kernels (-tags cudaemu) through the
 #      conformance suite (its Sample cases excepted: thousands of 1024-thread
-#      blocks) and against runtime/sample;
+#      blocks), against runtime/sample, and the decode path against a
+#      float64 reference (TestDecodePath);
 #   5. checks that the committed kernel images (cuda/kernels/*.fatbin) are
 #      up to date: the source hashes recorded in BUILD_INFO must match the
 #      sources, and when the local nvcc is the one recorded, a regeneration
@@ -96,7 +97,7 @@ ensure_nvcc
 # behind the whole Go backend (conformance suite, sampler vs runtime/sample).
 bash cuda/kernels/emu/run.sh
 go vet -tags cudaemu ./cuda/...
-go test -count=1 -tags cudaemu -skip 'TestEmulatedConformance/.*/Sample' -run 'TestEmulated' ./cuda/
+go test -count=1 -tags cudaemu -skip 'TestEmulatedConformance/.*/Sample' -run 'TestEmulated|TestDecodePath' ./cuda/
 mapfile -t pkgs < <(cuda_packages)
 log "vet -tags cuda: ${pkgs[*]}"
 go vet -tags cuda "${pkgs[@]}"
