@@ -12,28 +12,11 @@ const routeChat = "/v1/chat/completions"
 var validRoles = map[string]bool{"system": true, "user": true, "assistant": true, "tool": true, "developer": true}
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	span := s.opts.Telemetry.Arrived(r, routeChat)
-	defer span.End()
-	now := time.Now()
-	j, aerr := s.prepareChat(w, r, span, now)
-	if aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
-	defer j.closeAll()
-	if aerr := j.start(r.Context()); aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
-	if j.g.stream {
-		s.streamChat(w, r, j, now)
-		return
-	}
-	texts, aerr := j.collect(r.Context())
-	if aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
+	s.serveGeneration(w, r, routeChat, s.prepareChat, s.streamChat, s.respondChat)
+}
+
+// respondChat writes the non-streaming response of a finished job.
+func (s *Server) respondChat(w http.ResponseWriter, span RequestSpan, j *job, texts []string, now time.Time) {
 	resp := ChatResponse{ID: j.id, Object: "chat.completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
 	for _, c := range j.choices {
 		ch := ChatChoice{Index: c.index, Message: ChatResponseMessage{Role: "assistant", Content: texts[c.index]},

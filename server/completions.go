@@ -12,28 +12,11 @@ import (
 const routeCompletions = "/v1/completions"
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	span := s.opts.Telemetry.Arrived(r, routeCompletions)
-	defer span.End()
-	now := time.Now()
-	j, aerr := s.prepareCompletion(w, r, span, now)
-	if aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
-	defer j.closeAll()
-	if aerr := j.start(r.Context()); aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
-	if j.g.stream {
-		s.streamCompletion(w, r, j, now)
-		return
-	}
-	texts, aerr := j.collect(r.Context())
-	if aerr != nil {
-		s.fail(w, span, aerr)
-		return
-	}
+	s.serveGeneration(w, r, routeCompletions, s.prepareCompletion, s.streamCompletion, s.respondCompletion)
+}
+
+// respondCompletion writes the non-streaming response of a finished job.
+func (s *Server) respondCompletion(w http.ResponseWriter, span RequestSpan, j *job, texts []string, now time.Time) {
 	resp := CompletionResponse{ID: j.id, Object: "text_completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
 	for _, c := range j.choices {
 		prefix := ""

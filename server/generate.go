@@ -136,6 +136,38 @@ func (j *job) closeAll() {
 // run waits for outputs and hands each wake-up's deltas to emit until every
 // choice is done. It returns the first choice error, or a client-disconnect
 // error when ctx ends.
+// serveGeneration runs what every generation endpoint shares: the API span
+// from receipt (ended on every path), preparation, the hand-off to the
+// engine, then either streaming or collecting the texts for respond.
+func (s *Server) serveGeneration(w http.ResponseWriter, r *http.Request, route string,
+	prepare func(http.ResponseWriter, *http.Request, RequestSpan, time.Time) (*job, *APIError),
+	stream func(http.ResponseWriter, *http.Request, *job, time.Time),
+	respond func(http.ResponseWriter, RequestSpan, *job, []string, time.Time)) {
+	span := s.opts.Telemetry.Arrived(r, route)
+	defer span.End()
+	now := time.Now()
+	j, aerr := prepare(w, r, span, now)
+	if aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	defer j.closeAll()
+	if aerr := j.start(r.Context()); aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	if j.g.stream {
+		stream(w, r, j, now)
+		return
+	}
+	texts, aerr := j.collect(r.Context())
+	if aerr != nil {
+		s.fail(w, span, aerr)
+		return
+	}
+	respond(w, span, j, texts, now)
+}
+
 // collect runs a non-streaming job to its end and returns each choice's
 // text, keeping its tokens and logprobs on the choice.
 func (j *job) collect(ctx context.Context) ([]string, *APIError) {
