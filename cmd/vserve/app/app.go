@@ -398,10 +398,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 			a.log.Warn("grace period over: aborted in-flight requests", "err", err)
 		}
 	}
-	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// The engine has finished or aborted every request, so what is left are
+	// idle connections and ones a client opened but never used, which
+	// net/http only closes after they have been new for 5 s: wait longer
+	// than that, then force the rest closed (a warning, not a failure).
+	hctx, cancel := context.WithTimeout(context.Background(), httpShutdownWait)
 	defer cancel()
 	if err := a.httpSrv.Shutdown(hctx); err != nil {
-		errs = append(errs, err)
+		a.log.Warn("closing HTTP connections that did not go idle", "err", err)
 		_ = a.httpSrv.Close()
 	}
 	close(a.stopCh)
@@ -417,9 +421,18 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.be != nil {
 		errs = append(errs, a.be.Close())
 	}
-	errs = append(errs, a.tel.Shutdown(hctx))
+	tctx, tcancel := context.WithTimeout(context.Background(), telemetryShutdownWait)
+	defer tcancel()
+	errs = append(errs, a.tel.Shutdown(tctx))
 	return errors.Join(errs...)
 }
+
+const (
+	// httpShutdownWait exceeds net/http's 5 s rule for never-used connections.
+	httpShutdownWait = 10 * time.Second
+	// telemetryShutdownWait bounds the flush of the last spans.
+	telemetryShutdownWait = 5 * time.Second
+)
 
 // Run starts vserve and serves until ctx is cancelled (SIGINT/SIGTERM in
 // main), then shuts down gracefully. It returns the loading error, if any.
