@@ -2,7 +2,9 @@ package kernel_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vserve/vserve/runtime/kernel"
@@ -47,15 +49,20 @@ func TestRegisterPanics(t *testing.T) {
 	}
 }
 
+// fakeRegistrations makes each run's backend name unique: the registry is
+// process-wide and refuses duplicates (go test -count=N reruns the test).
+var fakeRegistrations atomic.Int64
+
 func TestRegisterThenOpen(t *testing.T) {
 	sentinel := errors.New("opened")
-	kernel.Register("kernel-test-fake", func(o kernel.Options) (kernel.Backend, error) {
+	name := fmt.Sprintf("kernel-test-fake-%d", fakeRegistrations.Add(1))
+	kernel.Register(name, func(o kernel.Options) (kernel.Backend, error) {
 		if o.Device != 3 {
 			t.Errorf("options not passed: %+v", o)
 		}
 		return nil, sentinel
 	})
-	if _, err := kernel.Open("kernel-test-fake", kernel.Options{Device: 3}); !errors.Is(err, sentinel) {
+	if _, err := kernel.Open(name, kernel.Options{Device: 3}); !errors.Is(err, sentinel) {
 		t.Fatalf("Open: %v, want the open func's error", err)
 	}
 }
