@@ -47,6 +47,11 @@ func BenchmarkRequestOverhead(b *testing.B) {
 			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
+		// The same through the stock exporter's own span transform.
+		{"journey=1,steps=1,rich=0.1,stock-transform", func(c *Config) {
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing, c.stockTransform = sink.URL, true, true
+			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+		}},
 		// The same spans and events, ended into a processor that drops
 		// them: the cost on the serving goroutines without the exporter's.
 		{"journey=1,steps=1,rich=0.1,no-export", func(c *Config) {

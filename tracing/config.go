@@ -61,6 +61,8 @@ type Config struct {
 	SpanProcessors           []sdktrace.SpanProcessor // tests: replace the OTLP exporter
 	JourneySampler           RequestSampler           // nil: NewRateSampler(JourneySampleRate)
 	StepSampler, RichSampler StepSampler              // nil: hash samplers with random seeds
+
+	stockTransform bool // export through otlptrace.Exporter's own span transform (benchmarks compare)
 }
 
 // DefaultConfig returns the flag defaults.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -47,9 +48,24 @@ func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider,
 	return sdktrace.NewTracerProvider(opts...), nil
 }
 
-// newOTLPExporter creates the exporter for the configured protocol. Neither
-// constructor dials: a collector that is down costs nothing at startup.
+// newOTLPExporter creates the exporter for the configured protocol: the
+// stock OTLP client of that protocol behind wireExporter (or behind the
+// stock otlptrace.Exporter when c.stockTransform is set, which the overhead
+// benchmark compares against). Neither client dials at creation: a
+// collector that is down costs nothing at startup.
 func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, error) {
+	client, err := newOTLPClient(c)
+	if err != nil {
+		return nil, err
+	}
+	if c.stockTransform {
+		return otlptrace.New(ctx, client)
+	}
+	return newWireExporter(ctx, client)
+}
+
+// newOTLPClient creates the stock client of the configured protocol.
+func newOTLPClient(c Config) (otlptrace.Client, error) {
 	target, err := parseEndpoint(c.OTLPTracesEndpoint)
 	if err != nil {
 		return nil, err
@@ -60,7 +76,7 @@ func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, erro
 		if target.insecure {
 			opts = append(opts, otlptracegrpc.WithInsecure())
 		}
-		return otlptracegrpc.New(ctx, opts...)
+		return otlptracegrpc.NewClient(opts...), nil
 	case ProtocolHTTPProtobuf:
 		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(target.hostPort), otlptracehttp.WithTimeout(c.ExportTimeout)}
 		if target.insecure {
@@ -69,7 +85,7 @@ func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, erro
 		if target.urlPath != "" {
 			opts = append(opts, otlptracehttp.WithURLPath(target.urlPath))
 		}
-		return otlptracehttp.New(ctx, opts...)
+		return otlptracehttp.NewClient(opts...), nil
 	default:
 		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL %q: want %q or %q", p, ProtocolGRPC, ProtocolHTTPProtobuf)
 	}

@@ -1,0 +1,346 @@
+package tracing
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+)
+
+// captureClient is an otlptrace.Client that marshals each request as the
+// stock clients do (proto.Marshal of an ExportTraceServiceRequest) and
+// keeps the bytes: what a collector would receive.
+type captureClient struct {
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	requests [][]byte
+	startErr error
+}
+
+func (c *captureClient) Start(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = true
+	return c.startErr
+}
+
+func (c *captureClient) Stop(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	return nil
+}
+
+func (c *captureClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
+	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.requests = append(c.requests, b)
+	return nil
+}
+
+// received decodes the one request the client got.
+func (c *captureClient) received(t *testing.T) *coltracepb.ExportTraceServiceRequest {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Len(t, c.requests, 1)
+	var req coltracepb.ExportTraceServiceRequest
+	require.NoError(t, proto.Unmarshal(c.requests[0], &req))
+	return &req
+}
+
+// exportBoth sends spans through the stock exporter and through
+// wireExporter and returns what each collector would have decoded, with
+// the resource entries in one order (the stock transform's order follows
+// map iteration).
+func exportBoth(t *testing.T, spans []sdktrace.ReadOnlySpan) (stock, wire *coltracepb.ExportTraceServiceRequest) {
+	t.Helper()
+	ctx := context.Background()
+	var sc, wc captureClient
+	se, err := otlptrace.New(ctx, &sc)
+	require.NoError(t, err)
+	we, err := newWireExporter(ctx, &wc)
+	require.NoError(t, err)
+	require.NoError(t, se.ExportSpans(ctx, spans))
+	require.NoError(t, we.ExportSpans(ctx, spans))
+	stock, wire = sc.received(t), wc.received(t)
+	sortResourceSpans(t, stock)
+	sortResourceSpans(t, wire)
+	return stock, wire
+}
+
+func sortResourceSpans(t *testing.T, req *coltracepb.ExportTraceServiceRequest) {
+	key := func(rs *tracepb.ResourceSpans) []byte {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(rs.Resource)
+		require.NoError(t, err)
+		return b
+	}
+	slices.SortStableFunc(req.ResourceSpans, func(a, b *tracepb.ResourceSpans) int { return bytes.Compare(key(a), key(b)) })
+}
+
+func requireSameRequest(t *testing.T, stock, wire *coltracepb.ExportTraceServiceRequest) {
+	t.Helper()
+	if !proto.Equal(stock, wire) {
+		t.Fatalf("wire encoding differs from the stock transform\nstock:\n%s\nwire:\n%s",
+			prototext.Format(stock), prototext.Format(wire))
+	}
+}
+
+var (
+	traceA  = trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	spanA   = trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
+	spanB   = trace.SpanID{0x53, 0x99, 0x5c, 0x3f, 0x42, 0xcd, 0x8a, 0xd8}
+	baseNow = time.Date(2026, 11, 29, 1, 2, 3, 456789, time.UTC)
+)
+
+// everyAttributeType has one attribute of each type the API has, with
+// zero values where a oneof must still be written, and long values whose
+// lengths need multi-byte varints.
+func everyAttributeType() []attribute.KeyValue {
+	return []attribute.KeyValue{
+		attribute.Bool("b", false), attribute.Bool("b1", true),
+		attribute.Int64("i", 0), attribute.Int64("neg", -7), attribute.Int("big", 1<<62),
+		attribute.Float64("f", 0), attribute.Float64("pi", 3.25),
+		attribute.String("s", ""), attribute.String("long", strings.Repeat("x", 200)),
+		attribute.String("longer", strings.Repeat("y", 20000)),
+		attribute.BoolSlice("bs", []bool{true, false}), attribute.BoolSlice("bs0", nil),
+		attribute.Int64Slice("is", []int64{1, -2, 3}), attribute.Float64Slice("fs", []float64{0.5, 0}),
+		attribute.StringSlice("ss", []string{"a", "", "c"}),
+		attribute.ByteSlice("bytes", []byte{0, 1, 2}), attribute.ByteSlice("bytes0", nil),
+		attribute.Slice("mixed", attribute.IntValue(1), attribute.StringValue("two"), attribute.SliceValue(attribute.BoolValue(true))),
+		attribute.Map("map", attribute.String("k", "v"), attribute.Int("n", 2)),
+		{Key: "empty"}, // an EMPTY value
+	}
+}
+
+func TestWireExporterMatchesStockTransform(t *testing.T) {
+	res1 := resource.NewSchemaless(attribute.String("service.name", "vserve"))
+	res2 := resource.NewWithAttributes("https://opentelemetry.io/schemas/1.26.0", attribute.String("service.name", "other"), attribute.Int("pid", 1))
+	scopeAPI := instrumentation.Scope{Name: "vllm.api"}
+	scopeFull := instrumentation.Scope{Name: "vllm.scheduler", Version: "1.2", SchemaURL: "https://example.com/s",
+		Attributes: attribute.NewSet(attribute.String("a", "b"))}
+	remoteParent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: spanB, Remote: true,
+		TraceFlags: trace.FlagsSampled})
+	localParent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: spanB})
+	state, err := trace.ParseTraceState("vendor=opaque,other=1")
+	require.NoError(t, err)
+
+	stubs := tracetest.SpanStubs{
+		{ // a journey-style span: remote parent, events, error status
+			Name: "llm_request", SpanKind: trace.SpanKindServer, Resource: res1, InstrumentationScope: scopeAPI,
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: spanA, TraceFlags: trace.FlagsSampled, TraceState: state}),
+			Parent:      remoteParent, StartTime: baseNow, EndTime: baseNow.Add(time.Second),
+			Attributes: everyAttributeType(),
+			Events: []sdktrace.Event{
+				{Name: "api.ARRIVED", Time: baseNow, Attributes: []attribute.KeyValue{attribute.Float64("event.ts.monotonic", 12.5)}},
+				{Name: "no attributes", Time: baseNow.Add(time.Millisecond), DroppedAttributeCount: 3},
+				{Name: "", Time: time.Time{}},
+			},
+			Status:            sdktrace.Status{Code: codes.Error, Description: "client_disconnect"},
+			DroppedAttributes: 2, DroppedEvents: 5, DroppedLinks: 1, ChildSpanCount: 4,
+		},
+		{ // local parent, links, ok status, another scope with attributes
+			Name: "llm_core", SpanKind: trace.SpanKindInternal, Resource: res1, InstrumentationScope: scopeFull,
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: spanB}),
+			Parent:      localParent, StartTime: baseNow, EndTime: baseNow.Add(2 * time.Second),
+			Links: []sdktrace.Link{
+				{SpanContext: remoteParent, Attributes: everyAttributeType()[:4], DroppedAttributeCount: 1},
+				{SpanContext: localParent},
+			},
+			Status: sdktrace.Status{Code: codes.Ok},
+		},
+		{ // no parent, unset status with a description, pre-1970 start, odd kinds; the first scope again
+			Name: "scheduler_steps_1", SpanKind: trace.SpanKind(9), Resource: res1, InstrumentationScope: scopeAPI,
+			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceA, SpanID: trace.SpanID{1}}),
+			StartTime:   time.Unix(-5, 0), EndTime: baseNow, Status: sdktrace.Status{Description: "ignored"},
+		},
+		{Name: "client", SpanKind: trace.SpanKindClient, Resource: res2, InstrumentationScope: scopeAPI},
+		{Name: "producer", SpanKind: trace.SpanKindProducer, Resource: res2},
+		{Name: "consumer", SpanKind: trace.SpanKindConsumer, Resource: res2, InstrumentationScope: scopeFull},
+		{Name: "no resource", SpanKind: trace.SpanKindUnspecified},
+	}
+	spans := slices.Insert(stubs.Snapshots(), 2, nil) // the stock transform skips nil spans
+	stock, wire := exportBoth(t, spans)
+	requireSameRequest(t, stock, wire)
+	require.Len(t, wire.ResourceSpans, 3, "three resources: res1, res2 and none")
+}
+
+// TestWireExporterMatchesStockOnRandomSpans compares the two encodings on
+// spans with random names, attributes, events and links.
+func TestWireExporterMatchesStockOnRandomSpans(t *testing.T) {
+	for seed := range uint64(20) {
+		stock, wire := exportBoth(t, randomSpans(rand.New(rand.NewPCG(seed, 7)), 40))
+		requireSameRequest(t, stock, wire)
+	}
+}
+
+// FuzzWireExporter grows the random comparison from fuzzed seeds.
+func FuzzWireExporter(f *testing.F) {
+	f.Add(uint64(1), uint8(3))
+	f.Add(uint64(99), uint8(200))
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
+		stock, wire := exportBoth(t, randomSpans(rand.New(rand.NewPCG(seed, 11)), int(n)%64+1))
+		requireSameRequest(t, stock, wire)
+	})
+}
+
+func randomSpans(r *rand.Rand, n int) []sdktrace.ReadOnlySpan {
+	res := resource.NewSchemaless(attribute.String("service.name", "vserve"))
+	scopes := []instrumentation.Scope{{Name: "vllm.api"}, {Name: "vllm.scheduler"}, {Name: "vllm.scheduler.step"}}
+	stubs := make(tracetest.SpanStubs, n)
+	for i := range stubs {
+		var tid trace.TraceID
+		var sid, pid trace.SpanID
+		for j := range tid {
+			tid[j] = byte(r.Uint32())
+		}
+		for j := range sid {
+			sid[j], pid[j] = byte(r.Uint32()), byte(r.Uint32())
+		}
+		s := &stubs[i]
+		s.Name = randomString(r)
+		s.SpanKind = trace.SpanKind(r.IntN(6))
+		s.Resource, s.InstrumentationScope = res, scopes[r.IntN(len(scopes))]
+		s.SpanContext = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(r.IntN(2))})
+		if r.IntN(2) == 0 {
+			s.Parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: pid, Remote: r.IntN(2) == 0})
+		}
+		s.StartTime = baseNow.Add(time.Duration(r.Int64N(int64(time.Hour))))
+		s.EndTime = s.StartTime.Add(time.Duration(r.Int64N(int64(time.Second))))
+		s.Attributes = randomAttributes(r)
+		for range r.IntN(40) {
+			s.Events = append(s.Events, sdktrace.Event{Name: randomString(r), Time: s.StartTime.Add(time.Duration(r.IntN(1000))),
+				Attributes: randomAttributes(r), DroppedAttributeCount: r.IntN(3)})
+		}
+		s.Status = sdktrace.Status{Code: codes.Code(r.IntN(3)), Description: randomString(r)}
+		s.DroppedEvents = r.IntN(2)
+	}
+	return stubs.Snapshots()
+}
+
+func randomAttributes(r *rand.Rand) []attribute.KeyValue {
+	all := everyAttributeType()
+	kvs := make([]attribute.KeyValue, r.IntN(16))
+	for i := range kvs {
+		switch r.IntN(4) {
+		case 0:
+			kvs[i] = all[r.IntN(len(all))]
+		case 1:
+			kvs[i] = attribute.Int64(randomString(r), r.Int64()-r.Int64())
+		case 2:
+			kvs[i] = attribute.Float64(randomString(r), r.NormFloat64())
+		default:
+			kvs[i] = attribute.String(randomString(r), randomString(r))
+		}
+	}
+	return kvs
+}
+
+func randomString(r *rand.Rand) string {
+	b := make([]byte, r.IntN(3)*r.IntN(100))
+	for i := range b {
+		b[i] = byte('a' + r.IntN(26))
+	}
+	return string(b)
+}
+
+func TestWireExporterLifecycle(t *testing.T) {
+	ctx := context.Background()
+	c := &captureClient{}
+	e, err := newWireExporter(ctx, c)
+	require.NoError(t, err)
+	require.True(t, c.started)
+	require.NoError(t, e.ExportSpans(ctx, nil), "nothing to export is not an error")
+	require.NoError(t, e.Shutdown(ctx))
+	require.True(t, c.stopped)
+	require.NoError(t, e.Shutdown(ctx), "a second shutdown is a no-op")
+	spans := tracetest.SpanStubs{{Name: "late"}}.Snapshots()
+	require.ErrorIs(t, e.ExportSpans(ctx, spans), errExporterStopped)
+	require.Empty(t, c.requests)
+
+	failing := &captureClient{startErr: errors.New("no TLS config")}
+	_, err = newWireExporter(ctx, failing)
+	require.ErrorContains(t, err, "no TLS config")
+}
+
+// TestWireExporterReusesItsBuffer: a second export must not see the first
+// one's spans, whatever their sizes.
+func TestWireExporterReusesItsBuffer(t *testing.T) {
+	ctx := context.Background()
+	c := &captureClient{}
+	e, err := newWireExporter(ctx, c)
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(3, 4))
+	first, second := randomSpans(r, 30), randomSpans(r, 2)
+	require.NoError(t, e.ExportSpans(ctx, first))
+	require.NoError(t, e.ExportSpans(ctx, second))
+	var stockC captureClient
+	se, err := otlptrace.New(ctx, &stockC)
+	require.NoError(t, err)
+	require.NoError(t, se.ExportSpans(ctx, second))
+	var got, want coltracepb.ExportTraceServiceRequest
+	require.NoError(t, proto.Unmarshal(c.requests[1], &got))
+	require.NoError(t, proto.Unmarshal(stockC.requests[0], &want))
+	sortResourceSpans(t, &got)
+	sortResourceSpans(t, &want)
+	requireSameRequest(t, &want, &got)
+}
+
+// BenchmarkSpanExport compares the stock transform with wireExporter on
+// the spans of one traced request's worth of journey events.
+func BenchmarkSpanExport(b *testing.B) {
+	spans := randomSpans(rand.New(rand.NewPCG(1, 2)), 512)
+	ctx := context.Background()
+	stock, err := otlptrace.New(ctx, discardClient{})
+	require.NoError(b, err)
+	wire, err := newWireExporter(ctx, discardClient{})
+	require.NoError(b, err)
+	for _, tc := range []struct {
+		name string
+		exp  sdktrace.SpanExporter
+	}{{"stock", stock}, {"wire", wire}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := tc.exp.ExportSpans(ctx, spans); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+		})
+	}
+}
+
+// discardClient marshals requests like the stock clients and drops them.
+type discardClient struct{}
+
+func (discardClient) Start(context.Context) error { return nil }
+func (discardClient) Stop(context.Context) error  { return nil }
+func (discardClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
+	_, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	return err
+}

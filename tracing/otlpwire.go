@@ -1,0 +1,293 @@
+package tracing
+
+import (
+	"math"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// This file writes the OTLP protobuf encoding (opentelemetry-proto,
+// trace/v1 and common/v1) of SDK spans straight into a byte slice. It
+// produces the same messages as the stock exporter's transform (the tests
+// decode both and compare them field by field) without building a tree of
+// generated messages first: the stock transform makes about three heap
+// objects per attribute, which at the event volume of journey and step
+// tracing was most of tracing's CPU cost (see docs/observability.md).
+
+// OTLP field numbers (opentelemetry/proto/trace/v1/trace.proto and
+// common/v1/common.proto).
+const (
+	spanTraceID        protowire.Number = 1
+	spanSpanID         protowire.Number = 2
+	spanTraceState     protowire.Number = 3
+	spanParentSpanID   protowire.Number = 4
+	spanName           protowire.Number = 5
+	spanKind           protowire.Number = 6
+	spanStartTime      protowire.Number = 7
+	spanEndTime        protowire.Number = 8
+	spanAttributes     protowire.Number = 9
+	spanDroppedAttrs   protowire.Number = 10
+	spanEvents         protowire.Number = 11
+	spanDroppedEvents  protowire.Number = 12
+	spanLinks          protowire.Number = 13
+	spanDroppedLinks   protowire.Number = 14
+	spanStatus         protowire.Number = 15
+	spanFlags          protowire.Number = 16
+	eventTime          protowire.Number = 1
+	eventName          protowire.Number = 2
+	eventAttributes    protowire.Number = 3
+	eventDroppedAttrs  protowire.Number = 4
+	linkTraceID        protowire.Number = 1
+	linkSpanID         protowire.Number = 2
+	linkAttributes     protowire.Number = 4
+	linkDroppedAttrs   protowire.Number = 5
+	linkFlags          protowire.Number = 6
+	statusMessage      protowire.Number = 2
+	statusCode         protowire.Number = 3
+	keyValueKey        protowire.Number = 1
+	keyValueValue      protowire.Number = 2
+	anyString          protowire.Number = 1
+	anyBool            protowire.Number = 2
+	anyInt             protowire.Number = 3
+	anyDouble          protowire.Number = 4
+	anyArray           protowire.Number = 5
+	anyKeyValueList    protowire.Number = 6
+	anyBytes           protowire.Number = 7
+	listValues         protowire.Number = 1 // ArrayValue.values and KeyValueList.values
+	resourceAttributes protowire.Number = 1
+	scopeName          protowire.Number = 1
+	scopeVersion       protowire.Number = 2
+	scopeAttributes    protowire.Number = 3
+	flagsHasIsRemote   uint32           = 0x100 // SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+	flagsIsRemote      uint32           = 0x200 // SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+	statusCodeOK       uint64           = 1
+	statusCodeError    uint64           = 2
+)
+
+// appendSpan appends the fields of one OTLP Span message (without a tag or
+// length of its own) for s.
+func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	sc := s.SpanContext()
+	tid, sid := sc.TraceID(), sc.SpanID()
+	b = appendBytesField(b, spanTraceID, tid[:])
+	b = appendBytesField(b, spanSpanID, sid[:])
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		b = appendStringField(b, spanTraceState, ts.String())
+	}
+	parent := s.Parent()
+	if psid := parent.SpanID(); psid.IsValid() {
+		b = appendBytesField(b, spanParentSpanID, psid[:])
+	}
+	b = appendStringField(b, spanName, s.Name())
+	b = appendVarintField(b, spanKind, otlpSpanKind(s.SpanKind()))
+	b = appendFixed64Field(b, spanStartTime, unixNanos(s.StartTime().UnixNano()))
+	b = appendFixed64Field(b, spanEndTime, unixNanos(s.EndTime().UnixNano()))
+	b = appendKeyValues(b, spanAttributes, s.Attributes())
+	b = appendVarintField(b, spanDroppedAttrs, clampCount(s.DroppedAttributes()))
+	for _, e := range s.Events() {
+		var mark int
+		b, mark = openMessage(b, spanEvents)
+		b = appendFixed64Field(b, eventTime, unixNanos(e.Time.UnixNano()))
+		b = appendStringField(b, eventName, e.Name)
+		b = appendKeyValues(b, eventAttributes, e.Attributes)
+		b = appendVarintField(b, eventDroppedAttrs, clampCount(e.DroppedAttributeCount))
+		b = closeMessage(b, mark)
+	}
+	b = appendVarintField(b, spanDroppedEvents, clampCount(s.DroppedEvents()))
+	for _, l := range s.Links() {
+		b = appendLink(b, l)
+	}
+	b = appendVarintField(b, spanDroppedLinks, clampCount(s.DroppedLinks()))
+	b = appendStatus(b, s.Status())
+	return appendFixed32Field(b, spanFlags, spanFlagsOf(sc.TraceFlags(), parent))
+}
+
+// appendLink appends one Span.Link field. Like the stock transform, the
+// link's trace state is not exported.
+func appendLink(b []byte, l sdktrace.Link) []byte {
+	b, mark := openMessage(b, spanLinks)
+	tid, sid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
+	b = appendBytesField(b, linkTraceID, tid[:])
+	b = appendBytesField(b, linkSpanID, sid[:])
+	b = appendKeyValues(b, linkAttributes, l.Attributes)
+	b = appendVarintField(b, linkDroppedAttrs, clampCount(l.DroppedAttributeCount))
+	b = appendFixed32Field(b, linkFlags, spanFlagsOf(l.SpanContext.TraceFlags(), l.SpanContext))
+	return closeMessage(b, mark)
+}
+
+// appendStatus appends Span.status, present on every span (also when unset).
+func appendStatus(b []byte, st sdktrace.Status) []byte {
+	b, mark := openMessage(b, spanStatus)
+	b = appendStringField(b, statusMessage, st.Description)
+	switch st.Code {
+	case codes.Ok:
+		b = appendVarintField(b, statusCode, statusCodeOK)
+	case codes.Error:
+		b = appendVarintField(b, statusCode, statusCodeError)
+	}
+	return closeMessage(b, mark)
+}
+
+// spanFlagsOf is OTLP's flags word: the W3C trace flags in the low byte,
+// and whether the parent (or linked) context is remote, which is known.
+func spanFlagsOf(tf trace.TraceFlags, parent trace.SpanContext) uint32 {
+	flags := uint32(tf) | flagsHasIsRemote
+	if parent.IsRemote() {
+		flags |= flagsIsRemote
+	}
+	return flags
+}
+
+// otlpSpanKind maps the API's span kind to OTLP's enum (unknown kinds are
+// UNSPECIFIED).
+func otlpSpanKind(k trace.SpanKind) uint64 {
+	if k >= trace.SpanKindInternal && k <= trace.SpanKindConsumer {
+		return uint64(k) // the API's numbering is OTLP's: 1 internal ... 5 consumer
+	}
+	return 0
+}
+
+// appendResource appends the fields of an OTLP Resource message.
+func appendResource(b []byte, r *resource.Resource) []byte {
+	return appendKeyValues(b, resourceAttributes, r.Attributes())
+}
+
+// appendScope appends the fields of an OTLP InstrumentationScope message.
+func appendScope(b []byte, s instrumentation.Scope) []byte {
+	b = appendStringField(b, scopeName, s.Name)
+	b = appendStringField(b, scopeVersion, s.Version)
+	return appendKeyValues(b, scopeAttributes, s.Attributes.ToSlice())
+}
+
+// appendKeyValues appends one KeyValue field num per attribute.
+func appendKeyValues(b []byte, num protowire.Number, kvs []attribute.KeyValue) []byte {
+	for _, kv := range kvs {
+		b = appendKeyValue(b, num, kv)
+	}
+	return b
+}
+
+func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	b, mark := openMessage(b, num)
+	b = appendStringField(b, keyValueKey, string(kv.Key))
+	b = appendAnyValue(b, keyValueValue, kv.Value)
+	return closeMessage(b, mark)
+}
+
+// appendAnyValue appends an AnyValue field. Its value is a oneof, so zero
+// values are written too; an EMPTY value is an AnyValue with nothing set.
+func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
+	b, mark := openMessage(b, num)
+	switch v.Type() {
+	case attribute.EMPTY:
+	case attribute.BOOL:
+		b = protowire.AppendVarint(protowire.AppendTag(b, anyBool, protowire.VarintType), protowire.EncodeBool(v.AsBool()))
+	case attribute.INT64:
+		b = protowire.AppendVarint(protowire.AppendTag(b, anyInt, protowire.VarintType), uint64(v.AsInt64()))
+	case attribute.FLOAT64:
+		b = protowire.AppendFixed64(protowire.AppendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v.AsFloat64()))
+	case attribute.STRING:
+		b = protowire.AppendString(protowire.AppendTag(b, anyString, protowire.BytesType), v.AsString())
+	case attribute.BYTESLICE:
+		b = protowire.AppendBytes(protowire.AppendTag(b, anyBytes, protowire.BytesType), v.AsByteSlice())
+	case attribute.BOOLSLICE:
+		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
+	case attribute.INT64SLICE:
+		b = appendArray(b, v.AsInt64Slice(), attribute.Int64Value)
+	case attribute.FLOAT64SLICE:
+		b = appendArray(b, v.AsFloat64Slice(), attribute.Float64Value)
+	case attribute.STRINGSLICE:
+		b = appendArray(b, v.AsStringSlice(), attribute.StringValue)
+	case attribute.SLICE:
+		b = appendArray(b, v.AsSlice(), func(v attribute.Value) attribute.Value { return v })
+	case attribute.MAP:
+		var list int
+		b, list = openMessage(b, anyKeyValueList)
+		b = appendKeyValues(b, listValues, v.AsMap())
+		b = closeMessage(b, list)
+	default:
+		b = protowire.AppendString(protowire.AppendTag(b, anyString, protowire.BytesType), "INVALID")
+	}
+	return closeMessage(b, mark)
+}
+
+// appendArray appends AnyValue.array_value holding vals.
+func appendArray[T any](b []byte, vals []T, value func(T) attribute.Value) []byte {
+	b, mark := openMessage(b, anyArray)
+	for _, v := range vals {
+		b = appendAnyValue(b, listValues, value(v))
+	}
+	return closeMessage(b, mark)
+}
+
+// openMessage starts length-delimited field num, reserving one byte for
+// its length; the returned mark is where the body starts.
+func openMessage(b []byte, num protowire.Number) ([]byte, int) {
+	b = append(protowire.AppendTag(b, num, protowire.BytesType), 0)
+	return b, len(b)
+}
+
+// closeMessage writes the length of the body that started at mark. A
+// body of 128 bytes or more needs a longer varint: the body moves right.
+func closeMessage(b []byte, mark int) []byte {
+	n := uint64(len(b) - mark)
+	size := protowire.SizeVarint(n)
+	if size == 1 {
+		b[mark-1] = byte(n)
+		return b
+	}
+	var pad [9]byte
+	b = append(b, pad[:size-1]...)
+	copy(b[mark-1+size:], b[mark:mark+int(n)])
+	protowire.AppendVarint(b[:mark-1], n) // in place: capacity is there
+	return b
+}
+
+// The field helpers skip proto3 defaults (zero, empty), as proto.Marshal does.
+
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), s)
+}
+
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+}
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+}
+
+func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendFixed64(protowire.AppendTag(b, num, protowire.Fixed64Type), v)
+}
+
+func appendFixed32Field(b []byte, num protowire.Number, v uint32) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendFixed32(protowire.AppendTag(b, num, protowire.Fixed32Type), v)
+}
+
+// unixNanos clamps times before 1970 to 0, as the stock transform does.
+func unixNanos(ns int64) uint64 { return uint64(max(0, ns)) }
+
+// clampCount converts a dropped-item count to OTLP's uint32.
+func clampCount(n int) uint64 { return uint64(min(max(0, int64(n)), math.MaxUint32)) }
