@@ -58,7 +58,8 @@ type RequestSpan interface {
 	// Parsed records the request attributes once the body is parsed.
 	Parsed(info RequestInfo)
 	// TraceHeaders returns the headers to hand to the engine with every
-	// sub-request (traceparent, tracestate, x-vllm-journey-sampled), or nil.
+	// sub-request (traceparent, tracestate, x-vllm-journey-sampled), or nil;
+	// the map is shared and read-only.
 	TraceHeaders() map[string]string
 	// HandoffToCore is api.HANDOFF_TO_CORE: all sub-requests were accepted.
 	HandoffToCore()

@@ -56,11 +56,19 @@ func (e *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	if e.stopped {
 		return errExporterStopped
 	}
-	if err := e.client.UploadTraces(ctx, e.encode(spans)); err != nil {
+	err := e.client.UploadTraces(ctx, e.encode(spans))
+	if cap(e.buf) > maxRetainedExportBuffer {
+		e.buf = nil // a burst of huge step windows: do not keep its buffer
+	}
+	if err != nil {
 		return fmt.Errorf("traces export: %w", err)
 	}
 	return nil
 }
+
+// maxRetainedExportBuffer is the largest encoding buffer kept between
+// exports; a typical batch of 512 journey spans needs about 0.6 MB.
+const maxRetainedExportBuffer = 4 << 20
 
 // Shutdown stops the client; later exports fail.
 func (e *wireExporter) Shutdown(ctx context.Context) error {

@@ -310,11 +310,38 @@ func TestWireExporterReusesItsBuffer(t *testing.T) {
 	requireSameRequest(t, &want, &got)
 }
 
-// BenchmarkSpanExport compares the stock transform with wireExporter on
-// the spans of one traced request's worth of journey events.
-func BenchmarkSpanExport(b *testing.B) {
-	spans := randomSpans(rand.New(rand.NewPCG(1, 2)), 512)
+func TestWireExporterDropsHugeBuffers(t *testing.T) {
 	ctx := context.Background()
+	e, err := newWireExporter(ctx, &captureClient{})
+	require.NoError(t, err)
+	small := tracetest.SpanStubs{{Name: "small"}}.Snapshots()
+	require.NoError(t, e.ExportSpans(ctx, small))
+	require.NotNil(t, e.buf, "a small buffer is kept for the next export")
+	huge := tracetest.SpanStubs{{Name: "huge", Attributes: []attribute.KeyValue{
+		attribute.String("big", strings.Repeat("z", maxRetainedExportBuffer+1))}}}.Snapshots()
+	require.NoError(t, e.ExportSpans(ctx, huge))
+	require.Nil(t, e.buf, "a buffer over maxRetainedExportBuffer is released")
+}
+
+// BenchmarkSpanExport compares the stock transform with wireExporter on
+// the spans of 128 requests of the overhead benchmark's simulation (journey
+// 1.0, steps 1.0, rich 0.1, batch 32), marshalled as the stock clients do.
+func BenchmarkSpanExport(b *testing.B) {
+	const requests = 128
+	ctx := context.Background()
+	rec := tracetest.NewSpanRecorder()
+	c := DefaultConfig()
+	c.SpanProcessors = []sdktrace.SpanProcessor{rec}
+	c.EnableJourneyTracing = true
+	c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+	tel, err := Setup(ctx, c)
+	require.NoError(b, err)
+	sim := newBenchSim(tel, 32)
+	for range requests / 32 {
+		sim.run()
+	}
+	require.NoError(b, tel.Shutdown(ctx))
+	spans := rec.Ended()
 	stock, err := otlptrace.New(ctx, discardClient{})
 	require.NoError(b, err)
 	wire, err := newWireExporter(ctx, discardClient{})
@@ -330,7 +357,7 @@ func BenchmarkSpanExport(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(spans)), "ns/span")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*requests)/1e3, "us/req")
 		})
 	}
 }

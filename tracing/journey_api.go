@@ -97,6 +97,7 @@ type apiSpan struct {
 	mu        sync.Mutex
 	events    eventBuilder
 	scratch   [3]attribute.KeyValue // events' attribute buffer
+	attrs     [7]attribute.KeyValue // span attributes of Parsed and Departed (the SDK copies them)
 	n         int
 	handedOff bool
 	firstResp bool
@@ -120,11 +121,12 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 	if s.ended {
 		return
 	}
-	s.span.SetAttributes(requestAttributes(info)...)
+	s.span.SetAttributes(appendRequestAttributes(s.attrs[:0], info)...)
+	clear(s.attrs[:])
 }
 
-func requestAttributes(info server.RequestInfo) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 7)
+// appendRequestAttributes appends the gen_ai request attributes (at most 7).
+func appendRequestAttributes(attrs []attribute.KeyValue, info server.RequestInfo) []attribute.KeyValue {
 	if info.RequestID != "" {
 		attrs = append(attrs, attribute.String(AttrRequestID, info.RequestID))
 	}
@@ -147,14 +149,9 @@ func requestAttributes(info server.RequestInfo) []attribute.KeyValue {
 	return attrs
 }
 
-// TraceHeaders returns a copy of the engine-request headers.
-func (s *apiSpan) TraceHeaders() map[string]string {
-	h := make(map[string]string, len(s.headers))
-	for k, v := range s.headers {
-		h[k] = v
-	}
-	return h
-}
+// TraceHeaders returns the engine-request headers, shared by the request's
+// sub-requests; nobody writes to them after Arrived.
+func (s *apiSpan) TraceHeaders() map[string]string { return s.headers }
 
 // HandoffToCore is api.HANDOFF_TO_CORE (once).
 func (s *apiSpan) HandoffToCore() {
@@ -197,9 +194,9 @@ func (s *apiSpan) Departed(o server.Outcome) {
 	if s.journey {
 		s.event(EventDeparted, time.Now())
 	}
-	attrs := make([]attribute.KeyValue, 0, 7)
-	attrs = append(attrs, attribute.Int(AttrCompletionTokens, o.CompletionTokens))
+	attrs := append(s.attrs[:0], attribute.Int(AttrCompletionTokens, o.CompletionTokens))
 	s.span.SetAttributes(appendLatencyAttributes(attrs, o.Times)...)
+	clear(s.attrs[:])
 }
 
 // appendLatencyAttributes appends upstream vLLM's gen_ai.latency set in

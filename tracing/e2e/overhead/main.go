@@ -1,0 +1,393 @@
+// Command overhead measures what tracing costs a running vserve: it starts
+// one vserve process per tracing configuration (off; journey tracing 1.0;
+// journey 1.0 with step tracing 1.0 and rich snapshots 0.1), all exporting
+// to an OTLP sink in this process that reads and discards what it gets,
+// sends the same completions to each in interleaved rounds (the order
+// rotates and reverses every round, so drift on a shared machine falls on
+// every configuration alike), and reports per configuration the server's
+// CPU time per request (the vserve process's threads' time on a CPU, from /proc) and
+// its output-token throughput, as medians over the rounds and as the
+// difference to tracing off.
+//
+//	go build -o /tmp/vserve ./cmd/vserve
+//	go run ./tracing/e2e/overhead --vserve /tmp/vserve [--model DIR] [--rounds 12]
+//
+// Without --model, a random Llama of the shape --spec (default the
+// TinyStories 15M shape) is generated into a temporary directory. Linux
+// only (/proc).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/vserve/vserve/bench"
+	"github.com/vserve/vserve/runtime/model"
+	"github.com/vserve/vserve/tokenizer"
+)
+
+type options struct {
+	vserve, modelDir string
+	spec             string
+	rounds, perRound int
+	concurrency      int
+	inputLen         int
+	outputLen        int
+	protocol         string
+	basePort         int
+	serverProcs      int
+}
+
+// config is one tracing configuration and the server that runs it.
+type config struct {
+	name  string
+	flags []string
+	cmd   *exec.Cmd
+	url   string
+	cpu   []float64 // µs of server CPU per request, per round
+	tput  []float64 // output tokens/s, per round
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.vserve, "vserve", "", "vserve binary (required)")
+	flag.StringVar(&o.modelDir, "model", "", "model directory (default: a random model of --spec, generated)")
+	flag.StringVar(&o.spec, "spec", "15M", "shape of the generated model (tiny, 15M, 42M, 110M): big enough that batches form (on the tiny model a step is so short that requests run one at a time and step tracing pays per token)")
+	flag.IntVar(&o.rounds, "rounds", 12, "measured rounds per configuration")
+	flag.IntVar(&o.perRound, "requests", 400, "requests per round")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "requests in flight")
+	flag.IntVar(&o.inputLen, "input-len", 98, "prompt tokens per request")
+	flag.IntVar(&o.outputLen, "output-len", 64, "output tokens per request")
+	flag.StringVar(&o.protocol, "protocol", "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL of the traced servers")
+	flag.IntVar(&o.basePort, "base-port", 18100, "first of the servers' ports")
+	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of each server (0: the machine's); one core keeps the servers' CPU time free of idle-worker wakeups")
+	flag.Parse()
+	if o.vserve == "" {
+		log.Fatal("--vserve is required")
+	}
+	if err := run(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	if o.modelDir == "" {
+		dir, err := os.MkdirTemp("", "overhead-model-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		spec, ok := model.SpecByName(o.spec)
+		if !ok {
+			return fmt.Errorf("--spec %q: unknown shape", o.spec)
+		}
+		if err := model.Generate(dir, spec, 20260101); err != nil {
+			return err
+		}
+		o.modelDir = dir
+	}
+	sink, err := startSink(o.protocol)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+
+	traced := []string{"--otlp-traces-endpoint", sink.endpoint}
+	journey := append(slices.Clone(traced), "--enable-journey-tracing", "--journey-tracing-sample-rate", "1")
+	configs := []*config{
+		{name: "tracing off"},
+		{name: "journey 1.0", flags: journey},
+		{name: "journey 1.0 + steps 1.0 / rich 0.1", flags: append(slices.Clone(journey),
+			"--step-tracing-enabled", "--step-tracing-sample-rate", "1", "--step-tracing-rich-subsample-rate", "0.1")},
+	}
+	for i, c := range configs {
+		if err := c.start(ctx, o, o.basePort+i); err != nil {
+			return err
+		}
+		defer c.stop()
+	}
+
+	tok, err := tokenizer.LoadDir(o.modelDir)
+	if err != nil {
+		return err
+	}
+	prompts, err := bench.RandomPrompts(tok, o.perRound, bench.LenRange{Mean: o.inputLen}, bench.LenRange{Mean: o.outputLen}, 1)
+	if err != nil {
+		return err
+	}
+	clients := make([]*bench.Client, len(configs))
+	for i, c := range configs {
+		clients[i] = bench.NewClient(bench.Target{Name: c.name, BaseURL: c.url, API: bench.Completions}, o.concurrency)
+		clients[i].IgnoreEOS = true
+		if err := clients[i].ResolveModel(ctx); err != nil {
+			return err
+		}
+		bench.Run(ctx, clients[i].Do, prompts[:min(32, len(prompts))], bench.LoadConfig{Concurrency: o.concurrency}) // warm-up
+	}
+	fmt.Printf("%d rounds x %d requests (prompt %d, output %d tokens, concurrency %d), servers with GOMAXPROCS %d, OTLP %s to a discarding sink\n",
+		o.rounds, o.perRound, o.inputLen, o.outputLen, o.concurrency, o.serverProcs, o.protocol)
+	for r := range o.rounds {
+		for _, i := range roundOrder(len(configs), r) {
+			if err := configs[i].round(ctx, clients[i], prompts, o.concurrency); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range configs {
+		c.stop() // the last spans are flushed to the sink
+	}
+	report(configs, sink)
+	if sink.requests.Load() == 0 {
+		return errors.New("the traced servers exported nothing to the sink")
+	}
+	return nil
+}
+
+// roundOrder rotates the configurations by the round and reverses every
+// other round: each one runs in every position equally often.
+func roundOrder(n, r int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i + r/2) % n
+	}
+	if r%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
+}
+
+func (c *config) start(ctx context.Context, o options, port int) error {
+	args := append([]string{"--model", o.modelDir, "--host", "127.0.0.1", "--port", strconv.Itoa(port)}, c.flags...)
+	c.cmd = exec.CommandContext(ctx, o.vserve, args...)
+	c.cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="+o.protocol)
+	if o.serverProcs > 0 {
+		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.serverProcs))
+	}
+	logf, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("overhead-vserve-%d.log", port)))
+	if err != nil {
+		return err
+	}
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if err := c.cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
+	}
+	c.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(c.url + "/health"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: not healthy after 60 s (log in %s)", c.name, logf.Name())
+}
+
+func (c *config) stop() {
+	if c.cmd != nil && c.cmd.Process != nil && c.cmd.ProcessState == nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		_ = c.cmd.Wait()
+	}
+}
+
+// round sends prompts once and records the server's CPU per request and
+// its throughput.
+func (c *config) round(ctx context.Context, client *bench.Client, prompts []bench.Prompt, concurrency int) error {
+	before, err := processCPU(c.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	results, wall := bench.Run(ctx, client.Do, prompts, bench.LoadConfig{Concurrency: concurrency})
+	after, err := processCPU(c.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	tokens := 0
+	for _, r := range results {
+		if !r.OK() {
+			return fmt.Errorf("%s: request failed: %s", c.name, r.Err)
+		}
+		tokens += r.OutputTokens
+	}
+	c.cpu = append(c.cpu, float64((after-before).Microseconds())/float64(len(results)))
+	c.tput = append(c.tput, float64(tokens)/wall.Seconds())
+	return nil
+}
+
+// processCPU is the CPU time of process pid: the sum over its threads of
+// the first field of /proc/<pid>/task/<tid>/schedstat (nanoseconds on a
+// CPU). Go's threads live as long as the process, so differences are exact.
+func processCPU(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("process %d: no /proc/%d/task/*/schedstat", pid, pid)
+	}
+	var total time.Duration
+	for _, path := range tasks {
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread exited
+		}
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("%s: empty", path)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
+// report prints, per configuration, the medians over rounds and the
+// median of its per-round differences to tracing off (paired: the rounds
+// of one index ran back to back), with their interquartile range.
+func report(configs []*config, s *sink) {
+	base := configs[0]
+	fmt.Printf("\n| configuration | server CPU µs/request | paired difference to off: median [IQR] | output tok/s | paired throughput change: median [IQR] |\n|---|---|---|---|---|\n")
+	for _, c := range configs {
+		dcpu := make([]float64, len(c.cpu))
+		dtput := make([]float64, len(c.tput))
+		for i := range c.cpu {
+			dcpu[i] = c.cpu[i] - base.cpu[i]
+			dtput[i] = 100 * (c.tput[i]/base.tput[i] - 1)
+		}
+		fmt.Printf("| %s | %.0f | %+.0f µs [%+.0f, %+.0f] | %.0f | %+.1f %% [%+.1f, %+.1f] |\n", c.name,
+			median(c.cpu), median(dcpu), quantile(dcpu, 0.25), quantile(dcpu, 0.75),
+			median(c.tput), median(dtput), quantile(dtput, 0.25), quantile(dtput, 0.75))
+	}
+	fmt.Printf("\nsink: %d export requests, %.1f MB\n", s.requests.Load(), float64(s.bytes.Load())/1e6)
+	for _, c := range configs {
+		fmt.Printf("%s, CPU µs/request per round: %s\n", c.name, formatAll(c.cpu))
+	}
+}
+
+// quantile interpolates linearly between the order statistics of v.
+func quantile(v []float64, q float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s) == 0 {
+		return 0
+	}
+	pos := q * float64(len(s)-1)
+	i := int(pos)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+}
+
+func median(v []float64) float64 { return quantile(v, 0.5) }
+
+func formatAll(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return strings.Join(parts, " ")
+}
+
+// sink is an OTLP receiver that reads every request and discards it.
+type sink struct {
+	endpoint string
+	ln       net.Listener
+	srv      *http.Server
+	grpc     *grpc.Server
+	requests atomic.Int64
+	bytes    atomic.Int64
+}
+
+func startSink(protocol string) (*sink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{ln: ln}
+	switch protocol {
+	case "http/protobuf":
+		s.endpoint = "http://" + ln.Addr().String()
+		s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP)}
+		go func() { _ = s.srv.Serve(ln) }()
+	case "grpc":
+		s.endpoint = ln.Addr().String()
+		s.grpc = grpc.NewServer(grpc.ForceServerCodec(countingCodec{}))
+		s.grpc.RegisterService(&grpcSink, s)
+		go func() { _ = s.grpc.Serve(ln) }()
+	default:
+		return nil, fmt.Errorf("--protocol %q: want grpc or http/protobuf", protocol)
+	}
+	return s, nil
+}
+
+func (s *sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	n, _ := io.Copy(io.Discard, r.Body)
+	s.requests.Add(1)
+	s.bytes.Add(n)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
+}
+
+func (s *sink) close() {
+	if s.srv != nil {
+		_ = s.srv.Close()
+	}
+	if s.grpc != nil {
+		s.grpc.Stop()
+	}
+	_ = s.ln.Close()
+}
+
+// grpcSink is the collector's TraceService with a codec that counts the
+// bytes of each request instead of decoding them, and answers an empty
+// ExportTraceServiceResponse.
+var grpcSink = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var n int
+			if err := dec(&n); err != nil {
+				return nil, err
+			}
+			s := srv.(*sink)
+			s.requests.Add(1)
+			s.bytes.Add(int64(n))
+			return &n, nil
+		},
+	}},
+}
+
+// countingCodec replaces the proto codec of the sink's gRPC server.
+type countingCodec struct{}
+
+func (countingCodec) Marshal(any) ([]byte, error) { return nil, nil } // an empty message
+func (countingCodec) Unmarshal(data []byte, v any) error {
+	*v.(*int) = len(data)
+	return nil
+}
+func (countingCodec) Name() string { return "proto" }
