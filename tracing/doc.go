@@ -30,6 +30,17 @@
 // to a batch span processor with a bounded queue that drops when full, so a
 // collector that is down or slow never slows serving.
 //
+// # Export
+//
+// The batch processor hands spans to wireExporter (exporter.go), which
+// encodes them straight into OTLP protobuf bytes (otlpwire.go) and sends
+// them with the stock OTLP client of the configured protocol
+// (otlptracegrpc.NewClient or otlptracehttp.NewClient), so endpoint, TLS,
+// headers, compression, retries and the OTEL_EXPORTER_OTLP_* variables
+// behave as with the stock exporter. The stock exporter's conversion builds
+// several heap objects per attribute and was most of tracing's cost; the
+// tests decode both encodings of the same spans and require them equal.
+//
 // # State
 //
 // Per-request tracing state exists only for sampled requests (llm_request
@@ -43,6 +54,8 @@
 // Span trees, events and attributes are asserted with tracetest's span
 // recorder by driving the hooks with scripted scheduler views; one test runs
 // the real scheduler and engine loop. tracing/e2e/jaeger.sh checks the same
-// against a real Jaeger through its query API, and BenchmarkRequestOverhead
-// measures the CPU cost per request.
+// against a real Jaeger through its query API. BenchmarkRequestOverhead
+// measures the CPU cost per request and BenchmarkSpanExport the exporter;
+// tracing/e2e/overhead measures running vserve processes with and without
+// tracing (docs/observability.md has the figures).
 package tracing

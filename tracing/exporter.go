@@ -27,8 +27,15 @@ import (
 // fields, which proto.Marshal writes out unchanged. Resources and scopes are
 // real message shells grouped as the stock exporter groups them, so the
 // request on the wire is the same ExportTraceServiceRequest.
+//
+// Since it knows each span's encoded size, it also splits a batch into
+// requests of at most maxRequestBytes of spans: collectors reject larger
+// messages (the OpenTelemetry Collector's and Jaeger's OTLP gRPC receivers
+// take 4 MiB by default), and step windows at high step-tracing rates make
+// batches of several MiB, which would otherwise be lost whole.
 type wireExporter struct {
-	client otlptrace.Client
+	client          otlptrace.Client
+	maxRequestBytes int
 
 	mu      sync.Mutex // one export at a time (the processor already serialises them)
 	buf     []byte     // encodings of the current export
@@ -36,17 +43,26 @@ type wireExporter struct {
 	stopped bool
 }
 
+// defaultMaxRequestBytes keeps requests under the common 4 MiB receive
+// limit with room for the resource, scopes and framing.
+const defaultMaxRequestBytes = 3 << 20
+
+// maxRetainedExportBuffer is the largest encoding buffer kept between
+// exports; a typical batch of 512 journey spans needs about 0.6 MB.
+const maxRetainedExportBuffer = 4 << 20
+
 // newWireExporter starts client and returns the exporter that owns it.
 func newWireExporter(ctx context.Context, client otlptrace.Client) (*wireExporter, error) {
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the OTLP client: %w", err)
 	}
-	return &wireExporter{client: client}, nil
+	return &wireExporter{client: client, maxRequestBytes: defaultMaxRequestBytes}, nil
 }
 
 var errExporterStopped = errors.New("traces export: exporter is shut down")
 
-// ExportSpans encodes spans and uploads them in one request.
+// ExportSpans encodes spans and uploads them in as few requests as the
+// size limit allows. The first failed request ends the export.
 func (e *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	if len(spans) == 0 {
 		return nil
@@ -56,19 +72,27 @@ func (e *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 	if e.stopped {
 		return errExporterStopped
 	}
-	err := e.client.UploadTraces(ctx, e.encode(spans))
-	if cap(e.buf) > maxRetainedExportBuffer {
-		e.buf = nil // a burst of huge step windows: do not keep its buffer
-	}
-	if err != nil {
-		return fmt.Errorf("traces export: %w", err)
+	defer e.releaseHugeBuffer()
+	e.encodeAll(spans)
+	shells := make([]tracepb.Span, len(spans)) // one allocation per export
+	for lo := 0; lo < len(spans); {
+		hi := e.requestEnd(lo)
+		if req := e.request(spans[lo:hi], lo, shells); len(req) > 0 {
+			if err := e.client.UploadTraces(ctx, req); err != nil {
+				return fmt.Errorf("traces export: %w (%d of %d spans not sent)", err, len(spans)-lo, len(spans))
+			}
+		}
+		lo = hi
 	}
 	return nil
 }
 
-// maxRetainedExportBuffer is the largest encoding buffer kept between
-// exports; a typical batch of 512 journey spans needs about 0.6 MB.
-const maxRetainedExportBuffer = 4 << 20
+// releaseHugeBuffer drops a buffer a burst of huge step windows grew.
+func (e *wireExporter) releaseHugeBuffer() {
+	if cap(e.buf) > maxRetainedExportBuffer {
+		e.buf = nil
+	}
+}
 
 // Shutdown stops the client; later exports fail.
 func (e *wireExporter) Shutdown(ctx context.Context) error {
@@ -82,6 +106,27 @@ func (e *wireExporter) Shutdown(ctx context.Context) error {
 	return e.client.Stop(ctx)
 }
 
+// encodeAll encodes every span into e.buf (a nil span encodes as nothing).
+func (e *wireExporter) encodeAll(spans []sdktrace.ReadOnlySpan) {
+	e.buf, e.offsets = e.buf[:0], append(e.offsets[:0], 0)
+	for _, s := range spans {
+		if s != nil {
+			e.buf = appendSpan(e.buf, s)
+		}
+		e.offsets = append(e.offsets, len(e.buf))
+	}
+}
+
+// requestEnd returns the end of the request that starts at span lo: as
+// many spans as fit in maxRequestBytes, and at least one.
+func (e *wireExporter) requestEnd(lo int) int {
+	hi := lo + 1
+	for hi < len(e.offsets)-1 && e.offsets[hi+1]-e.offsets[lo] <= e.maxRequestBytes {
+		hi++
+	}
+	return hi
+}
+
 // spanGroup is the spans of one resource and scope.
 type spanGroup struct {
 	res   *resource.Resource
@@ -89,21 +134,16 @@ type spanGroup struct {
 	spans []int // indices into the export's spans
 }
 
-// encode returns the resource spans of one export request. The messages
-// refer to e.buf, so they are valid until the next export.
-func (e *wireExporter) encode(spans []sdktrace.ReadOnlySpan) []*tracepb.ResourceSpans {
-	e.buf, e.offsets = e.buf[:0], append(e.offsets[:0], 0)
+// request returns the resource spans of one request holding spans, which
+// start at index first of the export. The messages refer to e.buf, so they
+// are valid until the next export; shells has one Span per exported span.
+func (e *wireExporter) request(spans []sdktrace.ReadOnlySpan, first int, shells []tracepb.Span) []*tracepb.ResourceSpans {
 	var groups []spanGroup
-	for i, s := range spans {
-		if s == nil {
-			e.offsets = append(e.offsets, len(e.buf))
-			continue
+	for j, s := range spans {
+		if s != nil {
+			groups = addToGroup(groups, s, first+j)
 		}
-		e.buf = appendSpan(e.buf, s)
-		e.offsets = append(e.offsets, len(e.buf))
-		groups = addToGroup(groups, s, i)
 	}
-	shells := make([]tracepb.Span, len(spans)) // one allocation per export
 	var out []*tracepb.ResourceSpans
 	var outRes []*resource.Resource // the resource of each entry of out
 	for gi := range groups {

@@ -310,6 +310,79 @@ func TestWireExporterReusesItsBuffer(t *testing.T) {
 	requireSameRequest(t, &want, &got)
 }
 
+// TestWireExporterSplitsLargeBatches: with a small request limit, a batch
+// goes out in several requests, none over the limit (but for a span that
+// alone exceeds it), and together they hold exactly the stock request's
+// spans under the same resources and scopes.
+func TestWireExporterSplitsLargeBatches(t *testing.T) {
+	ctx := context.Background()
+	spans := randomSpans(rand.New(rand.NewPCG(5, 6)), 60)
+	spans = slices.Insert(spans, 7, nil)
+	var stockC, wireC captureClient
+	se, err := otlptrace.New(ctx, &stockC)
+	require.NoError(t, err)
+	require.NoError(t, se.ExportSpans(ctx, spans))
+	we, err := newWireExporter(ctx, &wireC)
+	require.NoError(t, err)
+	we.maxRequestBytes = 8 << 10
+	require.NoError(t, we.ExportSpans(ctx, spans))
+	require.Greater(t, len(wireC.requests), 3, "60 random spans exceed 8 KiB several times over")
+
+	biggest := 0
+	for i := range spans {
+		biggest = max(biggest, we.offsets[i+1]-we.offsets[i])
+	}
+	var got []string
+	for _, b := range wireC.requests {
+		require.LessOrEqual(t, len(b), max(we.maxRequestBytes, biggest)+1024, "a request holds at most the limit of spans plus resource and scope framing")
+		got = append(got, flattenSpans(t, b)...)
+	}
+	want := flattenSpans(t, stockC.requests[0])
+	slices.Sort(got)
+	slices.Sort(want)
+	require.Equal(t, want, got)
+}
+
+// flattenSpans decodes a request into one line per span: its resource,
+// scope and span in deterministic text form.
+func flattenSpans(t *testing.T, b []byte) []string {
+	var req coltracepb.ExportTraceServiceRequest
+	require.NoError(t, proto.Unmarshal(b, &req))
+	var out []string
+	text := prototext.MarshalOptions{}
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			for _, s := range ss.Spans {
+				out = append(out, text.Format(rs.Resource)+"|"+rs.SchemaUrl+"|"+text.Format(ss.Scope)+"|"+ss.SchemaUrl+"|"+text.Format(s))
+			}
+		}
+	}
+	return out
+}
+
+// TestWireExporterStopsAtTheFirstFailedRequest: a failing collector costs
+// one request, and the error says how many spans were not sent.
+func TestWireExporterStopsAtTheFirstFailedRequest(t *testing.T) {
+	ctx := context.Background()
+	c := &failingClient{}
+	we, err := newWireExporter(ctx, c)
+	require.NoError(t, err)
+	we.maxRequestBytes = 8 << 10
+	err = we.ExportSpans(ctx, randomSpans(rand.New(rand.NewPCG(5, 6)), 60))
+	require.ErrorContains(t, err, "collector unavailable")
+	require.ErrorContains(t, err, "60 of 60 spans not sent")
+	require.Equal(t, 1, c.calls)
+}
+
+type failingClient struct{ calls int }
+
+func (*failingClient) Start(context.Context) error { return nil }
+func (*failingClient) Stop(context.Context) error  { return nil }
+func (c *failingClient) UploadTraces(context.Context, []*tracepb.ResourceSpans) error {
+	c.calls++
+	return errors.New("collector unavailable")
+}
+
 func TestWireExporterDropsHugeBuffers(t *testing.T) {
 	ctx := context.Background()
 	e, err := newWireExporter(ctx, &captureClient{})
