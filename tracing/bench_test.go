@@ -3,7 +3,6 @@ package tracing
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -18,6 +17,7 @@ import (
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
 	"github.com/vserve/vserve/server"
+	"github.com/vserve/vserve/tracing/internal/otlpsink"
 )
 
 // benchRequestTokens is the output length of one benchmark request.
@@ -28,33 +28,45 @@ const benchRequestTokens = 16
 // prefill and 15 decode steps with their step hooks), in lockstep batches of
 // 1 (the worst case for step tracing, whose per-step cost a real batch
 // shares among its requests) and 32. Spans are exported with the real OTLP
-// http/protobuf exporter to a loopback sink, and cpu-us/req counts the
+// http/protobuf client (and gRPC in one case) to a loopback sink that
+// discards them without decoding, and cpu-us/req counts the
 // process CPU time (rusage, all goroutines: hooks, batch processor,
 // protobuf encoding, HTTP) divided by the requests; gc-cpu-us/req is the
 // part of it the runtime attributes to garbage collection, which depends
 // on the heap: this process's is small, a server's holds its KV cache and
 // collects far less often per byte allocated.
 func BenchmarkRequestOverhead(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-	}))
+	sink, err := otlpsink.Start(ProtocolHTTPProtobuf)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer sink.Close()
+	grpcSink, err := otlpsink.Start(ProtocolGRPC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer grpcSink.Close()
 	cases := []struct {
 		name string
 		cfg  func(*Config)
 	}{
 		{"off", func(*Config) {}},
-		{"metrics+endpoint-only", func(c *Config) { c.OTLPTracesEndpoint = sink.URL }},
+		{"metrics+endpoint-only", func(c *Config) { c.OTLPTracesEndpoint = sink.Endpoint }},
 		{"journey=1", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.Endpoint, true
 		}},
 		{"journey=1,steps=1,rich=0.1", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.URL, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.Endpoint, true
+			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+		}},
+		// The same over gRPC (the default protocol).
+		{"journey=1,steps=1,rich=0.1,grpc", func(c *Config) {
+			c.OTLPTracesEndpoint, c.Protocol, c.EnableJourneyTracing = grpcSink.Endpoint, ProtocolGRPC, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 		// The same through the stock exporter's own span transform.
 		{"journey=1,steps=1,rich=0.1,stock-transform", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing, c.stockTransform = sink.URL, true, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing, c.stockTransform = sink.Endpoint, true, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 		// The same spans and events, ended into a processor that drops

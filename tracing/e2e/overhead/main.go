@@ -22,9 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,15 +30,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/vserve/vserve/bench"
 	"github.com/vserve/vserve/runtime/model"
 	"github.com/vserve/vserve/tokenizer"
+	"github.com/vserve/vserve/tracing/internal/otlpsink"
 )
 
 type options struct {
@@ -104,13 +100,13 @@ func run(o options) error {
 		}
 		o.modelDir = dir
 	}
-	sink, err := startSink(o.protocol)
+	sink, err := otlpsink.Start(o.protocol)
 	if err != nil {
 		return err
 	}
-	defer sink.close()
+	defer sink.Close()
 
-	traced := []string{"--otlp-traces-endpoint", sink.endpoint}
+	traced := []string{"--otlp-traces-endpoint", sink.Endpoint}
 	journey := append(slices.Clone(traced), "--enable-journey-tracing", "--journey-tracing-sample-rate", "1")
 	configs := []*config{
 		{name: "tracing off"},
@@ -155,7 +151,7 @@ func run(o options) error {
 		c.stop() // the last spans are flushed to the sink
 	}
 	report(configs, sink)
-	if sink.requests.Load() == 0 {
+	if sink.Requests() == 0 {
 		return errors.New("the traced servers exported nothing to the sink")
 	}
 	return nil
@@ -267,7 +263,7 @@ func processCPU(pid int) (time.Duration, error) {
 // report prints, per configuration, the medians over rounds and the
 // median of its per-round differences to tracing off (paired: the rounds
 // of one index ran back to back), with their interquartile range.
-func report(configs []*config, s *sink) {
+func report(configs []*config, s *otlpsink.Sink) {
 	base := configs[0]
 	fmt.Printf("\n| configuration | server CPU µs/request | paired difference to off: median [IQR] | output tok/s | paired throughput change: median [IQR] |\n|---|---|---|---|---|\n")
 	for _, c := range configs {
@@ -281,7 +277,7 @@ func report(configs []*config, s *sink) {
 			median(c.cpu), median(dcpu), quantile(dcpu, 0.25), quantile(dcpu, 0.75),
 			median(c.tput), median(dtput), quantile(dtput, 0.25), quantile(dtput, 0.75))
 	}
-	fmt.Printf("\nsink: %d export requests, %.1f MB\n", s.requests.Load(), float64(s.bytes.Load())/1e6)
+	fmt.Printf("\nsink: %d export requests, %.1f MB\n", s.Requests(), float64(s.Bytes())/1e6)
 	for _, c := range configs {
 		fmt.Printf("%s, CPU µs/request per round: %s\n", c.name, formatAll(c.cpu))
 	}
@@ -310,84 +306,3 @@ func formatAll(v []float64) string {
 	}
 	return strings.Join(parts, " ")
 }
-
-// sink is an OTLP receiver that reads every request and discards it.
-type sink struct {
-	endpoint string
-	ln       net.Listener
-	srv      *http.Server
-	grpc     *grpc.Server
-	requests atomic.Int64
-	bytes    atomic.Int64
-}
-
-func startSink(protocol string) (*sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &sink{ln: ln}
-	switch protocol {
-	case "http/protobuf":
-		s.endpoint = "http://" + ln.Addr().String()
-		s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP)}
-		go func() { _ = s.srv.Serve(ln) }()
-	case "grpc":
-		s.endpoint = ln.Addr().String()
-		s.grpc = grpc.NewServer(grpc.ForceServerCodec(countingCodec{}))
-		s.grpc.RegisterService(&grpcSink, s)
-		go func() { _ = s.grpc.Serve(ln) }()
-	default:
-		return nil, fmt.Errorf("--protocol %q: want grpc or http/protobuf", protocol)
-	}
-	return s, nil
-}
-
-func (s *sink) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	n, _ := io.Copy(io.Discard, r.Body)
-	s.requests.Add(1)
-	s.bytes.Add(n)
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.WriteHeader(http.StatusOK) // an empty ExportTraceServiceResponse
-}
-
-func (s *sink) close() {
-	if s.srv != nil {
-		_ = s.srv.Close()
-	}
-	if s.grpc != nil {
-		s.grpc.Stop()
-	}
-	_ = s.ln.Close()
-}
-
-// grpcSink is the collector's TraceService with a codec that counts the
-// bytes of each request instead of decoding them, and answers an empty
-// ExportTraceServiceResponse.
-var grpcSink = grpc.ServiceDesc{
-	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
-	HandlerType: (*any)(nil),
-	Methods: []grpc.MethodDesc{{
-		MethodName: "Export",
-		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var n int
-			if err := dec(&n); err != nil {
-				return nil, err
-			}
-			s := srv.(*sink)
-			s.requests.Add(1)
-			s.bytes.Add(int64(n))
-			return &n, nil
-		},
-	}},
-}
-
-// countingCodec replaces the proto codec of the sink's gRPC server.
-type countingCodec struct{}
-
-func (countingCodec) Marshal(any) ([]byte, error) { return nil, nil } // an empty message
-func (countingCodec) Unmarshal(data []byte, v any) error {
-	*v.(*int) = len(data)
-	return nil
-}
-func (countingCodec) Name() string { return "proto" }
