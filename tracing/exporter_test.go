@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -85,6 +86,7 @@ func exportBoth(t *testing.T, spans []sdktrace.ReadOnlySpan) (stock, wire *coltr
 	require.NoError(t, err)
 	we, err := newWireExporter(ctx, &wc)
 	require.NoError(t, err)
+	we.maxRequestBytes = math.MaxInt // one request, as the stock exporter sends (splitting has its own test)
 	require.NoError(t, se.ExportSpans(ctx, spans))
 	require.NoError(t, we.ExportSpans(ctx, spans))
 	stock, wire = sc.received(t), wc.received(t)
@@ -294,6 +296,7 @@ func TestWireExporterReusesItsBuffer(t *testing.T) {
 	c := &captureClient{}
 	e, err := newWireExporter(ctx, c)
 	require.NoError(t, err)
+	e.maxRequestBytes = math.MaxInt // one request per export
 	r := rand.New(rand.NewPCG(3, 4))
 	first, second := randomSpans(r, 30), randomSpans(r, 2)
 	require.NoError(t, e.ExportSpans(ctx, first))
