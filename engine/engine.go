@@ -267,9 +267,11 @@ func (e *Engine) signal() {
 	}
 }
 
-// Snapshot is a consistent view of the engine's counters.
+// Snapshot is a consistent view of the engine's counters. Stats are
+// published before a request stops counting in NumActive, so a request seen
+// gone has its KV blocks shown freed.
 type Snapshot struct {
-	Stats           scheduler.Stats // after the last step
+	Stats           scheduler.Stats // after the last step or abort
 	NumActive       int             // accepted and not yet ended
 	NumQueued       int             // accepted and not yet scheduled
 	NumQueuedTokens int

@@ -329,3 +329,51 @@ func TestExecutorPanicFailsBatchNotServer(t *testing.T) {
 	assert.Equal(t, scheduler.FinishError, out.Finish)
 	assert.ErrorContains(t, out.Err, "kernel bug")
 }
+
+// TestSnapshotAtRequestEndShowsItsResourcesFreed: when a request is no
+// longer active, the published statistics already show it gone from the
+// scheduler, on every path that ends it, so waiting for NumActive == 0
+// and then reading Stats is never stale.
+func TestSnapshotAtRequestEndShowsItsResourcesFreed(t *testing.T) {
+	tests := []struct {
+		name string
+		fail func(step uint64) error
+		end  func(e *engine.Engine, st *engine.Stream)
+	}{
+		{"length", nil, func(*engine.Engine, *engine.Stream) {}},
+		{"abort", nil, func(_ *engine.Engine, st *engine.Stream) { st.Close() }},
+		{"executor error", func(step uint64) error {
+			if step == 3 {
+				return errors.New("boom")
+			}
+			return nil
+		}, func(*engine.Engine, *engine.Stream) {}},
+		{"shutdown", nil, func(e *engine.Engine, _ *engine.Stream) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = e.Shutdown(ctx)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var e *engine.Engine
+			atEnd := make(chan engine.Snapshot, 1)
+			cfg := engine.Config{Hooks: engine.Hooks{OnRequestEnd: func(engine.RequestEnd) { atEnd <- e.Snapshot() }}}
+			e = engine.New(cfg, &enginetest.SimpleScheduler{}, &enginetest.FakeExecutor{Fail: tc.fail})
+			defer e.Shutdown(context.Background())
+			maxTokens := 5
+			if tc.name == "abort" || tc.name == "shutdown" {
+				maxTokens = 1 << 30
+			}
+			st, err := e.Add(context.Background(), req("a", maxTokens))
+			require.NoError(t, err)
+			defer st.Close()
+			_, err = st.Next(context.Background())
+			require.NoError(t, err)
+			tc.end(e, st)
+			snap := <-atEnd
+			assert.Zero(t, snap.NumActive)
+			assert.Zero(t, snap.Stats.NumRunning+snap.Stats.NumWaiting, "stats published before the request stopped being active")
+		})
+	}
+}

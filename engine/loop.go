@@ -51,9 +51,6 @@ func (e *Engine) drainIntake(block bool) bool {
 		for _, a := range aborts {
 			e.intakeAbort(a)
 		}
-		if len(aborts) > 0 {
-			e.refreshStats()
-		}
 		if abortAll {
 			e.finishAll(CauseShutdown)
 			return false
@@ -111,14 +108,19 @@ func (e *Engine) intakeAbort(a abortMsg) {
 	}
 	if en.addedToSch {
 		e.sched.Abort(a.id, a.reason)
+		e.refreshStats()
 	}
 	e.finish(en, a.reason, a.cause, nil)
 }
 
-// refreshStats publishes the scheduler's statistics outside a step (after
-// aborts freed blocks).
-func (e *Engine) refreshStats() {
-	st := e.sched.Stats()
+// refreshStats publishes the scheduler's statistics outside a step. Every
+// path that frees a request's blocks publishes them before finish removes
+// the request from the active set, so a Snapshot that shows a request gone
+// also shows its blocks freed.
+func (e *Engine) refreshStats() { e.publishStats(e.sched.Stats()) }
+
+// publishStats makes st the statistics Snapshot reports.
+func (e *Engine) publishStats(st scheduler.Stats) {
 	e.admitMu.Lock()
 	e.lastStats = st
 	e.admitMu.Unlock()
@@ -126,16 +128,11 @@ func (e *Engine) refreshStats() {
 
 // expireDeadlines aborts live requests whose deadline has passed.
 func (e *Engine) expireDeadlines(now time.Time) {
-	expired := false
 	for e.deadlines.Len() > 0 && !e.deadlines[0].at.After(now) {
 		it := heap.Pop(&e.deadlines).(deadlineItem)
 		if en, ok := e.live[it.id]; ok && en.req.Deadline.Equal(it.at) {
 			e.intakeAbort(abortMsg{id: it.id, reason: scheduler.FinishAbort, cause: CauseTimeout})
-			expired = true
 		}
-	}
-	if expired {
-		e.refreshStats()
 	}
 }
 
@@ -214,6 +211,7 @@ func (e *Engine) update(out *scheduler.Output, ro *scheduler.RunnerOutput, rec *
 	t0 := time.Now()
 	outs, stats := e.sched.Update(out, ro)
 	rec.Stats = stats
+	e.publishStats(stats) // before publish ends the finished requests
 	rec.Update = time.Since(t0)
 	return outs
 }
@@ -221,12 +219,17 @@ func (e *Engine) update(out *scheduler.Output, ro *scheduler.RunnerOutput, rec *
 // failBatch ends every request of a failed step with finish reason error.
 func (e *Engine) failBatch(out *scheduler.Output, err error, rec *StepRecord) {
 	for id := range out.NumScheduledTokens {
-		if en, ok := e.live[id]; ok {
+		if _, ok := e.live[id]; ok {
 			e.sched.Abort(id, scheduler.FinishError)
-			e.finish(en, scheduler.FinishError, CauseError, err)
 		}
 	}
 	rec.Stats = e.sched.Stats()
+	e.publishStats(rec.Stats)
+	for id := range out.NumScheduledTokens {
+		if en, ok := e.live[id]; ok {
+			e.finish(en, scheduler.FinishError, CauseError, err)
+		}
+	}
 }
 
 // publish hands each delta to its stream; it never blocks.
@@ -304,6 +307,9 @@ func (e *Engine) finishAll(cause string) {
 		if en.addedToSch {
 			e.sched.Abort(id, scheduler.FinishAbort)
 		}
+	}
+	e.refreshStats()
+	for _, en := range e.live {
 		e.finish(en, scheduler.FinishAbort, cause, nil)
 	}
 	e.mu.Lock()
