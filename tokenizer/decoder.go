@@ -147,23 +147,11 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var v struct {
-			Decoders []json.RawMessage `json:"decoders"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
+		seq, err := parseSequence(raw, "decoders", parseDecoder)
+		if err != nil {
 			return nil, err
 		}
-		var seq decoderSeq
-		for i, r := range v.Decoders {
-			d, err := parseDecoder(r)
-			if err != nil {
-				return nil, fmt.Errorf("decoders[%d]: %w", i, err)
-			}
-			if d != nil {
-				seq = append(seq, d)
-			}
-		}
-		return seq, nil
+		return decoderSeq(seq), nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "Replace":

@@ -42,6 +42,34 @@ type modelJSON struct {
 
 // typeTag reads the "type" field of a component object. A JSON null or an
 // absent component yields "".
+// parseSequence decodes a "Sequence" component: each member of its list
+// field (e.g. "decoders") with parse, dropping members that do nothing
+// (parse returns nil). Errors name the member.
+func parseSequence[T comparable](raw json.RawMessage, field string, parse func(json.RawMessage) (T, error)) ([]T, error) {
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, err
+	}
+	var members []json.RawMessage
+	if list, ok := v[field]; ok && !isNull(list) {
+		if err := json.Unmarshal(list, &members); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	var seq []T
+	var none T
+	for i, r := range members {
+		m, err := parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		if m != none {
+			seq = append(seq, m)
+		}
+	}
+	return seq, nil
+}
+
 func typeTag(raw json.RawMessage) (string, error) {
 	if isNull(raw) {
 		return "", nil

@@ -133,23 +133,11 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var v struct {
-			Normalizers []json.RawMessage `json:"normalizers"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
+		seq, err := parseSequence(raw, "normalizers", parseNormalizer)
+		if err != nil {
 			return nil, err
 		}
-		var seq normalizerSeq
-		for i, r := range v.Normalizers {
-			n, err := parseNormalizer(r)
-			if err != nil {
-				return nil, fmt.Errorf("normalizers[%d]: %w", i, err)
-			}
-			if n != nil {
-				seq = append(seq, n)
-			}
-		}
-		return seq, nil
+		return normalizerSeq(seq), nil
 	case "Prepend":
 		var v struct {
 			Prepend string `json:"prepend"`

@@ -90,23 +90,11 @@ func parsePostProcessor(raw json.RawMessage) (postProcessor, error) {
 	}
 	switch typ {
 	case "Sequence":
-		var v struct {
-			Processors []json.RawMessage `json:"processors"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
+		seq, err := parseSequence(raw, "processors", parsePostProcessor)
+		if err != nil {
 			return nil, err
 		}
-		var seq postProcessorSeq
-		for i, r := range v.Processors {
-			p, err := parsePostProcessor(r)
-			if err != nil {
-				return nil, fmt.Errorf("processors[%d]: %w", i, err)
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
+		return postProcessorSeq(seq), nil
 	case "ByteLevel":
 		return nil, nil
 	case "TemplateProcessing":

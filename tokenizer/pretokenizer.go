@@ -314,23 +314,11 @@ func parsePreTokenizer(raw json.RawMessage, info *preTokenizerInfo) (preTokenize
 	}
 	switch typ {
 	case "Sequence":
-		var v struct {
-			PreTokenizers []json.RawMessage `json:"pretokenizers"`
-		}
-		if err := json.Unmarshal(raw, &v); err != nil {
+		seq, err := parseSequence(raw, "pretokenizers", func(r json.RawMessage) (preTokenizer, error) { return parsePreTokenizer(r, info) })
+		if err != nil {
 			return nil, err
 		}
-		var seq preTokenizerSeq
-		for i, r := range v.PreTokenizers {
-			p, err := parsePreTokenizer(r, info)
-			if err != nil {
-				return nil, fmt.Errorf("pretokenizers[%d]: %w", i, err)
-			}
-			if p != nil {
-				seq = append(seq, p)
-			}
-		}
-		return seq, nil
+		return preTokenizerSeq(seq), nil
 	case "Split":
 		var v struct {
 			Pattern  patternJSON `json:"pattern"`
