@@ -226,7 +226,7 @@ func TestUnpackSample(t *testing.T) {
 		binary.LittleEndian.PutUint32(raw[4*i:], w)
 	}
 	res := &kernel.SampleResult{}
-	prepareResult(res, params)
+	res.Reset(params)
 	if err := unpackSample(raw, rows, k, params, res); err != nil {
 		t.Fatal(err)
 	}

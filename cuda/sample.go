@@ -32,7 +32,7 @@ func (be *Backend) Sample(logits kernel.Buffer, vocab int, b *kernel.SampleBatch
 	if lb.n < rows*vocab {
 		return fmt.Errorf("%w: %d logits for %d rows of vocab %d", sample.ErrInvalid, lb.n, rows, vocab)
 	}
-	prepareResult(res, b.Rows)
+	res.Reset(b.Rows)
 	if rows == 0 {
 		return nil
 	}

@@ -234,27 +234,3 @@ func statusErr(s int32) error {
 	}
 	return fmt.Errorf("cuda: sampling status %d", s)
 }
-
-// prepareResult sizes res for the batch, reusing capacity.
-func prepareResult(res *kernel.SampleResult, rows []kernel.SampleParams) {
-	n := len(rows)
-	res.Tokens = resize(res.Tokens, n)
-	res.Logprobs = resize(res.Logprobs, n)
-	res.Ranks = resize(res.Ranks, n)
-	res.TopIDs = resize(res.TopIDs, n)
-	res.TopLogprobs = resize(res.TopLogprobs, n)
-	for i := range rows {
-		k := max(rows[i].NumLogprobs, 0)
-		res.TopIDs[i] = resize(res.TopIDs[i], k)
-		res.TopLogprobs[i] = resize(res.TopLogprobs[i], k)
-		res.Logprobs[i] = 0
-		res.Ranks[i] = 0
-	}
-}
-
-func resize[T any](s []T, n int) []T {
-	if cap(s) >= n {
-		return s[:n]
-	}
-	return make([]T, n)
-}

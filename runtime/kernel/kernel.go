@@ -111,6 +111,34 @@ type SampleResult struct {
 	TopLogprobs [][]float32
 }
 
+// Reset sizes every slice of r for a batch of rows, reusing capacity: one
+// token, logprob and rank per row (logprob and rank zeroed) and
+// rows[i].NumLogprobs top entries for row i. Backends call it at the start
+// of Sample, serially, so that row workers only write elements.
+func (r *SampleResult) Reset(rows []SampleParams) {
+	n := len(rows)
+	r.Tokens = resize(r.Tokens, n)
+	r.Logprobs = resize(r.Logprobs, n)
+	r.Ranks = resize(r.Ranks, n)
+	r.TopIDs = resize(r.TopIDs, n)
+	r.TopLogprobs = resize(r.TopLogprobs, n)
+	for i := range rows {
+		k := max(rows[i].NumLogprobs, 0)
+		r.TopIDs[i] = resize(r.TopIDs[i], k)
+		r.TopLogprobs[i] = resize(r.TopLogprobs[i], k)
+		r.Logprobs[i] = 0
+		r.Ranks[i] = 0
+	}
+}
+
+// resize returns s with length n, reusing its capacity when it can.
+func resize[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
+}
+
 // Backend is the small set of operations the model forward pass and the
 // runner need. Ops may run asynchronously; Sync waits for all of them. All
 // activations use ComputeDType; weights may be F32, F16 or BF16.
@@ -153,7 +181,8 @@ type Backend interface {
 	PagedAttention(out, q, kCache, vCache Buffer, m *AttentionMeta) error
 	// GatherRows copies rows[i] of x into row i of out (logits gather).
 	GatherRows(out, x, rows Buffer, numRows, dim int) error
-	// Sample draws one token per row of logits [len(b.Rows)×vocab] (F32).
+	// Sample draws one token per row of logits [len(b.Rows)×vocab] (F32)
+	// into res, which it sizes with res.Reset (reusing res's capacity).
 	Sample(logits Buffer, vocab int, b *SampleBatch, res *SampleResult) error
 }
 

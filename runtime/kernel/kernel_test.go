@@ -127,3 +127,21 @@ func TestHalfConversions(t *testing.T) {
 		t.Error("bf16 NaN lost")
 	}
 }
+
+func TestSampleResultResetSizesAndReuses(t *testing.T) {
+	var r kernel.SampleResult
+	r.Reset([]kernel.SampleParams{{NumLogprobs: 2}, {NumLogprobs: -1}, {}})
+	if len(r.Tokens) != 3 || len(r.Logprobs) != 3 || len(r.Ranks) != 3 || len(r.TopIDs[0]) != 2 || len(r.TopLogprobs[0]) != 2 ||
+		len(r.TopIDs[1]) != 0 || len(r.TopIDs[2]) != 0 {
+		t.Fatalf("sizes: %+v", r)
+	}
+	r.Logprobs[1], r.Ranks[1] = -3, 7
+	tokens := r.Tokens
+	r.Reset([]kernel.SampleParams{{}, {NumLogprobs: 1}})
+	if &r.Tokens[0] != &tokens[0] {
+		t.Error("a smaller batch reallocated Tokens")
+	}
+	if len(r.Tokens) != 2 || r.Logprobs[1] != 0 || r.Ranks[1] != 0 || len(r.TopIDs[1]) != 1 || len(r.TopIDs[0]) != 0 {
+		t.Errorf("second reset: %+v", r)
+	}
+}

@@ -40,14 +40,7 @@ func (r *Runner) sample(logits kernel.Buffer, res *scheduler.RunnerOutput) error
 		b.LogitBias = append(b.LogitBias, bias)
 		sampled = append(sampled, st)
 	}
-	n := len(sampled)
-	r.res = kernel.SampleResult{
-		Tokens:      resize(r.res.Tokens, n),
-		Logprobs:    resize(r.res.Logprobs, n),
-		Ranks:       resize(r.res.Ranks, n),
-		TopIDs:      resize(r.res.TopIDs, n),
-		TopLogprobs: resize(r.res.TopLogprobs, n),
-	}
+	n := len(sampled) // the backend sizes r.res (kernel.SampleResult.Reset)
 	if err := r.be.Sample(logits, r.m.Config.VocabSize, b, &r.res); err != nil {
 		return fmt.Errorf("sample: %w", err)
 	}
@@ -98,13 +91,4 @@ func (r *Runner) tokenLogprobs(i int) scheduler.TokenLogprobs {
 		}
 	}
 	return lp
-}
-
-func resize[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	s = s[:n]
-	clear(s)
-	return s
 }

@@ -59,7 +59,7 @@ func (s *Sampler) Sample(logits []float32, vocab int, b *kernel.SampleBatch, res
 		return err
 	}
 	rows := len(b.Rows)
-	prepareResult(res, b.Rows)
+	res.Reset(b.Rows)
 	if rows == 0 {
 		return nil
 	}
@@ -139,24 +139,6 @@ func resize[T any](s []T, n int) []T {
 		return s[:n]
 	}
 	return make([]T, n)
-}
-
-// prepareResult sizes every slice of res for the batch (serially, so that
-// the row workers only write elements).
-func prepareResult(res *kernel.SampleResult, rows []kernel.SampleParams) {
-	n := len(rows)
-	res.Tokens = resize(res.Tokens, n)
-	res.Logprobs = resize(res.Logprobs, n)
-	res.Ranks = resize(res.Ranks, n)
-	res.TopIDs = resize(res.TopIDs, n)
-	res.TopLogprobs = resize(res.TopLogprobs, n)
-	for i := range rows {
-		k := max(rows[i].NumLogprobs, 0)
-		res.TopIDs[i] = resize(res.TopIDs[i], k)
-		res.TopLogprobs[i] = resize(res.TopLogprobs[i], k)
-		res.Logprobs[i] = 0
-		res.Ranks[i] = 0
-	}
 }
 
 func validateBatch(logits []float32, vocab int, b *kernel.SampleBatch, res *kernel.SampleResult) error {
