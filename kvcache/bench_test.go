@@ -1,33 +1,22 @@
 package kvcache
 
 import (
-	"syscall"
 	"testing"
-	"time"
-)
 
-// processCPU is the process's CPU time (user + system). Benchmarks report
-// it per op beside wall time, because on a shared, overloaded machine wall
-// time mostly measures waiting for a core.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/vserve/vserve/internal/cputime"
+)
 
 // timedLoop runs body b.N times (via b.Loop), reports cpu-ns/op and
 // returns it.
 func timedLoop(b *testing.B, body func()) float64 {
 	b.ReportAllocs()
-	start := processCPU()
+	start := cputime.Process()
 	n := 0
 	for b.Loop() {
 		body()
 		n++
 	}
-	perOp := float64((processCPU() - start).Nanoseconds()) / float64(n)
+	perOp := float64((cputime.Process() - start).Nanoseconds()) / float64(n)
 	b.ReportMetric(perOp, "cpu-ns/op")
 	return perOp
 }

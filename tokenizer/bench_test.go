@@ -4,13 +4,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vserve/vserve/internal/cputime"
 )
 
 // reportRates reports tokens per wall second and, where the platform tells
 // CPU time, tokens per CPU second (more stable on a loaded machine).
 func reportRates(b *testing.B, tokensPerOp int, cpuStart time.Duration) {
 	b.ReportMetric(float64(tokensPerOp*b.N)/b.Elapsed().Seconds(), "tokens/s")
-	if cpu := processCPUTime() - cpuStart; cpu > 0 {
+	if cpu := cputime.Process() - cpuStart; cpu > 0 {
 		b.ReportMetric(float64(tokensPerOp*b.N)/cpu.Seconds(), "tokens/cpu-s")
 	}
 }
@@ -36,7 +38,7 @@ func BenchmarkEncode(b *testing.B) {
 			n := len(tok.Encode(benchParagraph, false))
 			b.SetBytes(int64(len(benchParagraph)))
 			b.ResetTimer()
-			cpu := processCPUTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				tok.Encode(benchParagraph, false)
 			}
@@ -54,7 +56,7 @@ func BenchmarkEncodeCold(b *testing.B) {
 			n := len(tok.Encode(benchParagraph, false))
 			b.SetBytes(int64(len(benchParagraph)))
 			b.ResetTimer()
-			cpu := processCPUTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				tok.model.cache.init(maxCachedWords)
 				tok.Encode(benchParagraph, false)
@@ -92,7 +94,7 @@ func BenchmarkDecodeIncremental(b *testing.B) {
 			tok := loadShared(b, dir)
 			ids := tok.Encode(benchParagraph, false)
 			b.ResetTimer()
-			cpu := processCPUTime()
+			cpu := cputime.Process()
 			for b.Loop() {
 				d := tok.NewIncrementalDecoder(nil, true)
 				for _, id := range ids {

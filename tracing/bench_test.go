@@ -8,13 +8,13 @@ import (
 	"runtime"
 	runtimemetrics "runtime/metrics"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/internal/cputime"
 	"github.com/vserve/vserve/scheduler"
 	"github.com/vserve/vserve/server"
 	"github.com/vserve/vserve/tracing/internal/otlpsink"
@@ -96,7 +96,7 @@ func benchOverhead(b *testing.B, name string, batch int, mutate func(*Config)) {
 			b.Fatal(err)
 		}
 		sim := newBenchSim(tel, batch)
-		start, startGC := cpuTime(), gcCPUTime()
+		start, startGC := cputime.Process(), gcCPUTime()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i += batch {
@@ -107,7 +107,7 @@ func benchOverhead(b *testing.B, name string, batch int, mutate func(*Config)) {
 			_ = tel.tp.ForceFlush(context.Background())
 		}
 		runtime.GC() // end the cycle in progress so that its GC time is counted
-		b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-us/req")
+		b.ReportMetric(float64((cputime.Process()-start).Microseconds())/float64(b.N), "cpu-us/req")
 		b.ReportMetric(float64((gcCPUTime()-startGC).Microseconds())/float64(b.N), "gc-cpu-us/req")
 		_ = tel.Shutdown(context.Background())
 	})
@@ -128,12 +128,6 @@ func gcCPUTime() time.Duration {
 	s := []runtimemetrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	runtimemetrics.Read(s)
 	return time.Duration(s[0].Value.Float64() * float64(time.Second))
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type benchSim struct {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vserve/vserve/internal/cputime"
 	"github.com/vserve/vserve/runtime/kernel"
 	"github.com/vserve/vserve/runtime/kernel/cpu"
 	"github.com/vserve/vserve/runtime/model"
@@ -233,8 +234,8 @@ type cpuClock struct {
 	total, since time.Duration
 }
 
-func (c *cpuClock) start() { c.since = processCPUTime() }
-func (c *cpuClock) stop()  { c.total += processCPUTime() - c.since }
+func (c *cpuClock) start() { c.since = cputime.Process() }
+func (c *cpuClock) stop()  { c.total += cputime.Process() - c.since }
 
 func (c *cpuClock) report(b *testing.B, tokens float64) {
 	if c.total > 0 {

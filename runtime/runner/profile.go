@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vserve/vserve/internal/cputime"
 	"github.com/vserve/vserve/runtime/kernel"
 )
 
@@ -72,7 +73,7 @@ func (p *OpProfile) time(op string, start time.Time, startCPU time.Duration) {
 	s.Calls++
 	s.Time += time.Since(start)
 	if startCPU > 0 {
-		s.CPUTime += processCPUTime() - startCPU
+		s.CPUTime += cputime.Process() - startCPU
 	}
 }
 
@@ -104,7 +105,7 @@ func (m *profiledMapper) MapHost(dt kernel.DType, data []byte) (kernel.Buffer, e
 }
 
 func (b *profiled) timed(op string, f func() error) error {
-	startCPU := processCPUTime()
+	startCPU := cputime.Process()
 	start := time.Now()
 	err := f()
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/vserve/vserve/internal/cputime"
 	"github.com/vserve/vserve/runtime/kernel"
 )
 
@@ -76,7 +77,7 @@ func benchSample(b *testing.B, mk func(int) kernel.SampleParams, batch, vocab in
 	var s Sampler
 	b.SetBytes(int64(4 * batch * vocab))
 	b.ResetTimer()
-	cpu0, haveCPU := processCPU()
+	cpu0 := cputime.Process()
 	for i := 0; b.Loop(); i++ {
 		for j := range sb.Rows {
 			sb.Rows[j].Offset = uint64(i)
@@ -88,7 +89,7 @@ func benchSample(b *testing.B, mk func(int) kernel.SampleParams, batch, vocab in
 	perRow := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(batch)
 	b.ReportMetric(perRow, "ns/row")
 	b.ReportMetric(1e9/perRow, "tokens/s")
-	if cpu1, ok := processCPU(); ok && haveCPU {
+	if cpu1 := cputime.Process(); cpu0 > 0 {
 		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/float64(b.N)/float64(batch), "cpu-ns/row")
 	}
 }

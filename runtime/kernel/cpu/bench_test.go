@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/vserve/vserve/internal/cputime"
 	"github.com/vserve/vserve/runtime/kernel/kerneltest"
 )
 
 // benchLimit keeps the CPU benchmarks within this machine's memory.
-var benchLimit = kerneltest.BenchOptions{MaxBytes: 600 << 20, CPUTime: processCPUTime}
+var benchLimit = kerneltest.BenchOptions{MaxBytes: 600 << 20, CPUTime: cputime.Process}
 
 func BenchmarkMatMul(b *testing.B) {
 	kerneltest.BenchmarkMatMul(b, open(b, 0), benchLimit)
@@ -36,7 +37,7 @@ func BenchmarkReadBandwidth(b *testing.B) {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
 			sums := make([]float32, threads)
 			b.SetBytes(4 * n)
-			cpu0 := processCPUTime()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				be.pool.run(threads, func(part, parts int) {
 					lo, hi := split(n, part, parts, 1024)
@@ -44,7 +45,7 @@ func BenchmarkReadBandwidth(b *testing.B) {
 				})
 			}
 			b.ReportMetric(4*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
-			if cpu := processCPUTime() - cpu0; cpu > 0 {
+			if cpu := cputime.Process() - cpu0; cpu > 0 {
 				b.ReportMetric(4*n*float64(b.N)/cpu.Seconds()/1e9, "GB/cpu-s")
 			}
 		})

@@ -1,15 +1,15 @@
 //go:build unix
 
-package tokenizer
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPUTime is the user+system CPU time of this process; benchmarks
-// report it beside wall time because the machine they run on is shared.
-func processCPUTime() time.Duration {
+// Process is the user+system CPU time of the process so far, all threads
+// (0 if the system does not report it).
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
