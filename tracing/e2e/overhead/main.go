@@ -283,18 +283,12 @@ func report(configs []*config, s *otlpsink.Sink) {
 	}
 }
 
-// quantile interpolates linearly between the order statistics of v.
+// quantile is the q-quantile of v (bench.Percentile: linear interpolation).
 func quantile(v []float64, q float64) float64 {
-	s := slices.Sorted(slices.Values(v))
-	if len(s) == 0 {
+	if len(v) == 0 {
 		return 0
 	}
-	pos := q * float64(len(s)-1)
-	i := int(pos)
-	if i+1 >= len(s) {
-		return s[len(s)-1]
-	}
-	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
+	return bench.Percentile(slices.Sorted(slices.Values(v)), 100*q)
 }
 
 func median(v []float64) float64 { return quantile(v, 0.5) }
