@@ -34,15 +34,9 @@ func (s *Server) respondChat(w http.ResponseWriter, span RequestSpan, j *job, te
 }
 
 func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span RequestSpan, now time.Time) (*job, *APIError) {
-	m, aerr := s.ready()
-	if aerr != nil {
-		return nil, aerr
-	}
 	var req ChatRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
-		return nil, aerr
-	}
-	if aerr := checkModel(m, req.Model); aerr != nil {
+	m, aerr := s.readRequest(w, r, &req, &req.Model)
+	if aerr != nil {
 		return nil, aerr
 	}
 	maxTokens := req.MaxTokens

@@ -40,15 +40,9 @@ func (s *Server) respondCompletion(w http.ResponseWriter, span RequestSpan, j *j
 func (j *job) echo() bool { return j.echoPrompt }
 
 func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span RequestSpan, now time.Time) (*job, *APIError) {
-	m, aerr := s.ready()
-	if aerr != nil {
-		return nil, aerr
-	}
 	var req CompletionRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
-		return nil, aerr
-	}
-	if aerr := checkModel(m, req.Model); aerr != nil {
+	m, aerr := s.readRequest(w, r, &req, &req.Model)
+	if aerr != nil {
 		return nil, aerr
 	}
 	if req.Suffix != nil && *req.Suffix != "" {

@@ -215,6 +215,22 @@ func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 }
 
 // checkModel accepts an empty name or one of the served names.
+// readRequest checks that the server can serve, decodes the body into req
+// and checks the model it names (model points at req's model field).
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, req any, model *string) (*Model, *APIError) {
+	m, aerr := s.ready()
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.decodeBody(w, r, req); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := checkModel(m, *model); aerr != nil {
+		return nil, aerr
+	}
+	return m, nil
+}
+
 func checkModel(m *Model, name string) *APIError {
 	if name == "" {
 		return nil

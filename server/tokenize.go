@@ -5,17 +5,9 @@ import (
 )
 
 func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
-	m, aerr := s.ready()
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
 	var req TokenizeRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	if aerr := checkModel(m, req.Model); aerr != nil {
+	m, aerr := s.readRequest(w, r, &req, &req.Model)
+	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
@@ -63,17 +55,9 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDetokenize(w http.ResponseWriter, r *http.Request) {
-	m, aerr := s.ready()
-	if aerr != nil {
-		writeError(w, aerr)
-		return
-	}
 	var req DetokenizeRequest
-	if aerr := s.decodeBody(w, r, &req); aerr != nil {
-		writeError(w, aerr)
-		return
-	}
-	if aerr := checkModel(m, req.Model); aerr != nil {
+	m, aerr := s.readRequest(w, r, &req, &req.Model)
+	if aerr != nil {
 		writeError(w, aerr)
 		return
 	}
