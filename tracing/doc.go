@@ -26,20 +26,23 @@
 // OnRequestEnd alone ends a request's journey.
 //
 // Metrics are fed by the engine hooks whether or not tracing is on; tracing
-// is on when an OTLP endpoint is set. Every hook is non-blocking: spans go
-// to a batch span processor with a bounded queue that drops when full, so a
-// collector that is down or slow never slows serving.
+// is on when an OTLP endpoint is set. Every hook is non-blocking: ended
+// spans go to an export processor with a bounded queue that drops when
+// full, so a collector that is down or slow never slows serving.
 //
 // # Export
 //
-// The batch processor hands spans to wireExporter (exporter.go), which
-// encodes them straight into OTLP protobuf bytes (otlpwire.go) and sends
-// them with the stock OTLP client of the configured protocol
+// The export processor (exporter.go) takes the SDK's batch span processor's
+// place: it encodes each span straight into OTLP protobuf bytes when the
+// span ends (otlpwire.go), queues only the bytes, and a goroutine sends them
+// in batches with the stock OTLP client of the configured protocol
 // (otlptracegrpc.NewClient or otlptracehttp.NewClient), so endpoint, TLS,
 // headers, compression, retries and the OTEL_EXPORTER_OTLP_* variables
 // behave as with the stock exporter. The stock exporter's conversion builds
-// several heap objects per attribute and was most of tracing's cost; the
-// tests decode both encodings of the same spans and require them equal.
+// several heap objects per attribute, and the batch span processor keeps
+// every ended span's snapshot on the heap until its batch is sent; together
+// they were most of tracing's cost. The tests decode both encodings of the
+// same spans and require them equal.
 //
 // # State
 //

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -17,137 +21,393 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// wireExporter is the SpanExporter behind the batch span processor. The
-// transport is the stock OTLP client (otlptracegrpc.NewClient or
-// otlptracehttp.NewClient: endpoint, TLS, headers, compression, retries,
-// timeouts and the OTEL_EXPORTER_OTLP_* variables all behave as in the stock
-// exporter); only the conversion of spans to protobuf differs. Each span is
-// encoded by appendSpan into one buffer reused across exports and handed to
-// the client as a tracepb.Span whose encoding is carried as its unknown
-// fields, which proto.Marshal writes out unchanged. Resources and scopes are
-// real message shells grouped as the stock exporter groups them, so the
-// request on the wire is the same ExportTraceServiceRequest.
+// exportProcessor is the span processor that exports ended spans over OTLP,
+// in place of the SDK's batch span processor and otlptrace.Exporter. It
+// encodes each span into OTLP protobuf (appendSpan) when the span ends and
+// queues only those bytes; a goroutine uploads them in batches through the
+// stock OTLP client (otlptracegrpc.NewClient or otlptracehttp.NewClient:
+// endpoint, TLS, headers, compression, retries, timeouts and the
+// OTEL_EXPORTER_OTLP_* variables all behave as in the stock exporter).
 //
-// Since it knows each span's encoded size, it also splits a batch into
-// requests of at most maxRequestBytes of spans: collectors reject larger
-// messages (the OpenTelemetry Collector's and Jaeger's OTLP gRPC receivers
-// take 4 MiB by default), and step windows at high step-tracing rates make
-// batches of several MiB, which would otherwise be lost whole.
-type wireExporter struct {
+// Why not the batch span processor: it queues each ended span's snapshot
+// (attributes and events as heap objects, about 5 KB per journey span) and
+// hands every span to its goroutine through a channel. Until a batch of 512
+// fills, those snapshots are live heap that each garbage collection scans;
+// in the overhead benchmark this cost more CPU per request than encoding
+// them (docs/observability.md has the figures). The encodings are plain
+// bytes, and an ended span's snapshot is garbage at once.
+//
+// Bounds: at most maxQueueSpans spans and maxQueueBytes bytes wait; spans
+// beyond are dropped, counted and reported through otel.Handle, and OnEnd
+// never waits for the collector. A batch is sent when it holds
+// maxBatchSpans spans, when adding a span would take it over
+// maxRequestBytes (collectors reject larger messages: the OpenTelemetry
+// Collector's and Jaeger's OTLP gRPC receivers take 4 MiB by default), and
+// every scheduleDelay.
+type exportProcessor struct {
 	client          otlptrace.Client
 	maxRequestBytes int
+	maxBatchSpans   int
+	maxQueueSpans   int
+	maxQueueBytes   int
+	exportTimeout   time.Duration
+	scheduleDelay   time.Duration
 
-	mu      sync.Mutex // one export at a time (the processor already serialises them)
-	buf     []byte     // encodings of the current export
-	offsets []int      // span i is buf[offsets[i]:offsets[i+1]]
-	stopped bool
+	mu          sync.Mutex
+	scratch     [][]byte     // spare buffers to encode a span in outside the lock
+	cur         *spanBatch   // filling
+	sealed      []*spanBatch // waiting for upload, oldest first
+	free        []*spanBatch // uploaded, kept for reuse
+	queuedSpans int          // in cur and sealed
+	queuedBytes int
+	dropped     int // since the last report
+	stopped     bool
+
+	wake     chan struct{}      // capacity 1: a batch was sealed
+	flush    chan chan struct{} // ForceFlush: closed once everything before it is sent
+	stop     chan struct{}
+	done     chan struct{} // closed when the goroutine has returned
+	stopOnce sync.Once
+	base     context.Context // cancelled when Shutdown's context ends first
+	cancel   context.CancelFunc
 }
 
-// defaultMaxRequestBytes keeps requests under the common 4 MiB receive
-// limit with room for the resource, scopes and framing.
-const defaultMaxRequestBytes = 3 << 20
+// Export limits.
+const (
+	// defaultMaxRequestBytes keeps requests under the common 4 MiB receive
+	// limit with room for the resource, scopes and framing.
+	defaultMaxRequestBytes = 3 << 20
+	// maxRetainedExportBuffer is the largest batch buffer kept for reuse; a
+	// batch of 512 journey spans needs about 0.6 MB.
+	maxRetainedExportBuffer = 4 << 20
+	// queuedRequests bounds the bytes waiting: this many full requests.
+	queuedRequests = 16
+	// maxBatchSpans is the SDK batch span processor's default batch size.
+	maxBatchSpans = 512
+	// defaultScheduleDelay is the SDK's default OTEL_BSP_SCHEDULE_DELAY.
+	defaultScheduleDelay = 5 * time.Second
+	// freeBatches is how many uploaded batches are kept for reuse.
+	freeBatches = 2
+	// spareScratch encoding buffers of at most maxRetainedScratch bytes are
+	// kept: one per goroutine that ends spans at the same time.
+	spareScratch       = 8
+	maxRetainedScratch = 1 << 20
+)
 
-// maxRetainedExportBuffer is the largest encoding buffer kept between
-// exports; a typical batch of 512 journey spans needs about 0.6 MB.
-const maxRetainedExportBuffer = 4 << 20
-
-// newWireExporter starts client and returns the exporter that owns it.
-func newWireExporter(ctx context.Context, client otlptrace.Client) (*wireExporter, error) {
+// newExportProcessor starts client and the upload goroutine.
+func newExportProcessor(ctx context.Context, client otlptrace.Client, c Config) (*exportProcessor, error) {
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the OTLP client: %w", err)
 	}
-	return &wireExporter{client: client, maxRequestBytes: defaultMaxRequestBytes}, nil
+	p := &exportProcessor{
+		client:          client,
+		maxRequestBytes: defaultMaxRequestBytes,
+		maxBatchSpans:   min(maxBatchSpans, c.MaxExportQueue),
+		maxQueueSpans:   c.MaxExportQueue,
+		maxQueueBytes:   queuedRequests * defaultMaxRequestBytes,
+		exportTimeout:   c.ExportTimeout,
+		scheduleDelay:   scheduleDelay(),
+		wake:            make(chan struct{}, 1),
+		flush:           make(chan chan struct{}),
+		stop:            make(chan struct{}),
+		done:            make(chan struct{}),
+	}
+	p.base, p.cancel = context.WithCancel(context.Background())
+	go p.run()
+	return p, nil
 }
 
-var errExporterStopped = errors.New("traces export: exporter is shut down")
+// scheduleDelay reads OTEL_BSP_SCHEDULE_DELAY (milliseconds), which the
+// SDK's batch span processor honours, so that deployments keep working.
+func scheduleDelay() time.Duration {
+	if ms, err := strconv.Atoi(os.Getenv("OTEL_BSP_SCHEDULE_DELAY")); err == nil && ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return defaultScheduleDelay
+}
 
-// ExportSpans encodes spans and uploads them in as few requests as the
-// size limit allows. The first failed request ends the export.
-func (e *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if len(spans) == 0 {
+func (p *exportProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+
+// OnEnd queues the encoding of a sampled span (as the batch span processor
+// does, unsampled recording spans are not exported).
+func (p *exportProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.SpanContext().IsSampled() {
+		p.add(s)
+	}
+}
+
+// add encodes s outside the lock and queues the bytes.
+func (p *exportProcessor) add(s sdktrace.ReadOnlySpan) {
+	enc := appendFramedSpan(p.takeScratch(), s)
+	p.enqueue(s.Resource(), s.InstrumentationScope(), enc)
+}
+
+// takeScratch returns an empty buffer to encode one span in. (A sync.Pool
+// would lose its buffers at every garbage collection and regrow them.)
+func (p *exportProcessor) takeScratch() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.scratch)
+	if n == 0 {
 		return nil
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopped {
-		return errExporterStopped
+	b := p.scratch[n-1]
+	p.scratch = p.scratch[:n-1]
+	return b
+}
+
+// putScratchLocked keeps a span's encoding buffer for the next span.
+func (p *exportProcessor) putScratchLocked(b []byte) {
+	if cap(b) <= maxRetainedScratch && len(p.scratch) < spareScratch {
+		p.scratch = append(p.scratch, b[:0])
 	}
-	defer e.releaseHugeBuffer()
-	e.encodeAll(spans)
-	shells := make([]tracepb.Span, len(spans)) // one allocation per export
-	for lo := 0; lo < len(spans); {
-		hi := e.requestEnd(lo)
-		if req := e.request(spans[lo:hi], lo, shells); len(req) > 0 {
-			if err := e.client.UploadTraces(ctx, req); err != nil {
-				return fmt.Errorf("traces export: %w (%d of %d spans not sent)", err, len(spans)-lo, len(spans))
-			}
+}
+
+// appendFramedSpan appends s as one ScopeSpans.spans field: tag, length
+// and the Span message.
+func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+	b, mark := openMessage(b, scopeSpansSpans)
+	b = appendSpan(b, s)
+	return closeMessage(b, mark)
+}
+
+// enqueue adds one framed span to the filling batch, sealing batches at
+// their limits, or drops it when the queue is full or the processor is shut
+// down.
+func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.Scope, enc []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.putScratchLocked(enc)
+	if p.stopped {
+		return
+	}
+	if p.queuedSpans >= p.maxQueueSpans || p.queuedBytes+len(enc) > p.maxQueueBytes {
+		p.dropped++
+		return
+	}
+	if p.cur != nil && p.cur.spans > 0 && p.cur.bytes+len(enc) > p.maxRequestBytes {
+		p.sealLocked()
+	}
+	if p.cur == nil {
+		p.cur = p.batchLocked()
+	}
+	p.cur.add(res, scope, enc)
+	p.queuedSpans++
+	p.queuedBytes += len(enc)
+	if p.cur.spans >= p.maxBatchSpans {
+		p.sealLocked()
+	}
+}
+
+// batchLocked returns an empty batch, reusing an uploaded one if any.
+func (p *exportProcessor) batchLocked() *spanBatch {
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		return b
+	}
+	return &spanBatch{}
+}
+
+// sealLocked moves the filling batch to the upload queue and wakes the
+// goroutine.
+func (p *exportProcessor) sealLocked() {
+	if p.cur == nil || p.cur.spans == 0 {
+		return
+	}
+	p.sealed = append(p.sealed, p.cur)
+	p.cur = nil
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the upload goroutine.
+func (p *exportProcessor) run() {
+	defer close(p.done)
+	tick := time.NewTicker(p.scheduleDelay)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.wake:
+			p.uploadSealed()
+		case <-tick.C:
+			p.sealAndUpload()
+		case ack := <-p.flush:
+			p.sealAndUpload()
+			close(ack)
+		case <-p.stop:
+			p.sealAndUpload()
+			return
 		}
-		lo = hi
-	}
-	return nil
-}
-
-// releaseHugeBuffer drops a buffer a burst of huge step windows grew.
-func (e *wireExporter) releaseHugeBuffer() {
-	if cap(e.buf) > maxRetainedExportBuffer {
-		e.buf = nil
 	}
 }
 
-// Shutdown stops the client; later exports fail.
-func (e *wireExporter) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopped {
+func (p *exportProcessor) sealAndUpload() {
+	p.mu.Lock()
+	p.sealLocked()
+	p.mu.Unlock()
+	p.uploadSealed()
+}
+
+// uploadSealed uploads the sealed batches, oldest first.
+func (p *exportProcessor) uploadSealed() {
+	for {
+		p.mu.Lock()
+		if len(p.sealed) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		b := p.sealed[0]
+		p.sealed[0] = nil
+		p.sealed = p.sealed[1:]
+		dropped := p.dropped
+		p.dropped = 0
+		p.mu.Unlock()
+
+		if dropped > 0 {
+			otel.Handle(fmt.Errorf("traces export: %d spans dropped: the export queue (%d spans, %d bytes) was full",
+				dropped, p.maxQueueSpans, p.maxQueueBytes))
+		}
+		if err := p.upload(b); err != nil {
+			otel.Handle(fmt.Errorf("traces export: %w (%d spans not sent)", err, b.spans))
+		}
+		p.recycle(b)
+	}
+}
+
+// upload sends one batch as one request.
+func (p *exportProcessor) upload(b *spanBatch) error {
+	ctx, cancel := context.WithTimeout(p.base, p.exportTimeout)
+	defer cancel()
+	return p.client.UploadTraces(ctx, b.request())
+}
+
+// recycle releases a sent (or failed) batch's share of the queue and keeps
+// its buffers for reuse unless they are huge.
+func (p *exportProcessor) recycle(b *spanBatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queuedSpans -= b.spans
+	p.queuedBytes -= b.bytes
+	if b.capacity() <= maxRetainedExportBuffer && len(p.free) < freeBatches {
+		b.reset()
+		p.free = append(p.free, b)
+	}
+}
+
+// ForceFlush sends every span ended before the call.
+func (p *exportProcessor) ForceFlush(ctx context.Context) error {
+	ack := make(chan struct{})
+	select {
+	case p.flush <- ack:
+	case <-p.done:
+		return nil // shut down: everything was sent or dropped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ack:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	e.stopped = true
-	e.buf, e.offsets = nil, nil
-	return e.client.Stop(ctx)
 }
 
-// encodeAll encodes every span into e.buf (a nil span encodes as nothing).
-func (e *wireExporter) encodeAll(spans []sdktrace.ReadOnlySpan) {
-	e.buf, e.offsets = e.buf[:0], append(e.offsets[:0], 0)
-	for _, s := range spans {
-		if s != nil {
-			e.buf = appendSpan(e.buf, s)
+// Shutdown sends what is queued, stops the goroutine and then the client.
+// Spans that end later are dropped. If ctx ends first, uploads in flight
+// are cancelled and the rest is dropped.
+func (p *exportProcessor) Shutdown(ctx context.Context) error {
+	var err error
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.sealLocked()
+		p.stopped = true
+		p.mu.Unlock()
+		close(p.stop)
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			p.cancel()
+			<-p.done
+			err = ctx.Err()
 		}
-		e.offsets = append(e.offsets, len(e.buf))
-	}
+		p.cancel()
+		err = errors.Join(err, p.client.Stop(ctx))
+	})
+	return err
 }
 
-// requestEnd returns the end of the request that starts at span lo: as
-// many spans as fit in maxRequestBytes, and at least one.
-func (e *wireExporter) requestEnd(lo int) int {
-	hi := lo + 1
-	for hi < len(e.offsets)-1 && e.offsets[hi+1]-e.offsets[lo] <= e.maxRequestBytes {
-		hi++
-	}
-	return hi
+// spanBatch is the framed encodings of the spans of one request, grouped by
+// resource and scope in order of first appearance, as the stock exporter
+// groups them.
+type spanBatch struct {
+	groups []spanGroup
+	spans  int
+	bytes  int
 }
 
-// spanGroup is the spans of one resource and scope.
+// spanGroup is one ScopeSpans: the spans of one resource and scope.
 type spanGroup struct {
 	res   *resource.Resource
 	scope instrumentation.Scope
-	spans []int // indices into the export's spans
+	enc   []byte // its ScopeSpans.spans fields
 }
 
-// request returns the resource spans of one request holding spans, which
-// start at index first of the export. The messages refer to e.buf, so they
-// are valid until the next export; shells has one Span per exported span.
-func (e *wireExporter) request(spans []sdktrace.ReadOnlySpan, first int, shells []tracepb.Span) []*tracepb.ResourceSpans {
-	var groups []spanGroup
-	for j, s := range spans {
-		if s != nil {
-			groups = addToGroup(groups, s, first+j)
+// add appends one framed span to the group of res and scope (a process
+// has one resource and a few scopes: a linear search suffices).
+func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc []byte) {
+	g := b.group(res, scope)
+	g.enc = append(g.enc, enc...)
+	b.spans++
+	b.bytes += len(enc)
+}
+
+func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *spanGroup {
+	for i := range b.groups {
+		if g := &b.groups[i]; g.scope == scope && sameResource(g.res, res) {
+			return g
 		}
 	}
+	if n := len(b.groups); n < cap(b.groups) { // a reset group: keep its buffer
+		b.groups = b.groups[:n+1]
+		g := &b.groups[n]
+		g.res, g.scope = res, scope
+		return g
+	}
+	b.groups = append(b.groups, spanGroup{res: res, scope: scope})
+	return &b.groups[len(b.groups)-1]
+}
+
+// reset empties the batch, keeping the groups' buffers.
+func (b *spanBatch) reset() {
+	for i := range b.groups {
+		b.groups[i] = spanGroup{enc: b.groups[i].enc[:0]}
+	}
+	b.groups = b.groups[:0]
+	b.spans, b.bytes = 0, 0
+}
+
+// capacity is the bytes the batch's buffers hold.
+func (b *spanBatch) capacity() int {
+	n := 0
+	for _, g := range b.groups[:cap(b.groups)] {
+		n += cap(g.enc)
+	}
+	return n
+}
+
+// request returns the batch as the request's resource spans. Each
+// ScopeSpans is a message shell whose spans field is carried, already
+// encoded, as its unknown fields, which proto.Marshal writes out unchanged;
+// the messages refer to the batch's buffers, so they are valid until it is
+// reset.
+func (b *spanBatch) request() []*tracepb.ResourceSpans {
 	var out []*tracepb.ResourceSpans
 	var outRes []*resource.Resource // the resource of each entry of out
-	for gi := range groups {
-		g := &groups[gi]
+	for i := range b.groups {
+		g := &b.groups[i]
 		k := slices.IndexFunc(outRes, func(r *resource.Resource) bool { return sameResource(r, g.res) })
 		if k < 0 {
 			rs := &tracepb.ResourceSpans{Resource: resourceShell(g.res)}
@@ -156,29 +416,11 @@ func (e *wireExporter) request(spans []sdktrace.ReadOnlySpan, first int, shells 
 			}
 			k, out, outRes = len(out), append(out, rs), append(outRes, g.res)
 		}
-		ss := &tracepb.ScopeSpans{Scope: scopeShell(g.scope), SchemaUrl: g.scope.SchemaURL,
-			Spans: make([]*tracepb.Span, len(g.spans))}
-		for j, i := range g.spans {
-			shell := &shells[i]
-			shell.ProtoReflect().SetUnknown(protoreflect.RawFields(e.buf[e.offsets[i]:e.offsets[i+1]]))
-			ss.Spans[j] = shell
-		}
+		ss := &tracepb.ScopeSpans{Scope: scopeShell(g.scope), SchemaUrl: g.scope.SchemaURL}
+		ss.ProtoReflect().SetUnknown(protoreflect.RawFields(g.enc))
 		out[k].ScopeSpans = append(out[k].ScopeSpans, ss)
 	}
 	return out
-}
-
-// addToGroup adds span i to the group of its resource and scope (a
-// process has one resource and a few scopes: a linear search suffices).
-func addToGroup(groups []spanGroup, s sdktrace.ReadOnlySpan, i int) []spanGroup {
-	res, scope := s.Resource(), s.InstrumentationScope()
-	for gi := range groups {
-		if g := &groups[gi]; sameResource(g.res, res) && g.scope == scope {
-			g.spans = append(g.spans, i)
-			return groups
-		}
-	}
-	return append(groups, spanGroup{res: res, scope: scope, spans: []int{i}})
 }
 
 func sameResource(a, b *resource.Resource) bool {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -74,8 +76,30 @@ func (c *captureClient) received(t *testing.T) *coltracepb.ExportTraceServiceReq
 	return &req
 }
 
+// newTestProcessor returns an export processor over client whose batches
+// are limited only by the test's settings; Shutdown runs at cleanup.
+func newTestProcessor(t testing.TB, client otlptrace.Client) *exportProcessor {
+	t.Helper()
+	p, err := newExportProcessor(context.Background(), client, Config{MaxExportQueue: 1 << 20, ExportTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	p.maxBatchSpans, p.maxQueueBytes = 1<<20, math.MaxInt
+	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
+	return p
+}
+
+// send adds the non-nil spans to p and flushes them.
+func send(t testing.TB, p *exportProcessor, spans []sdktrace.ReadOnlySpan) {
+	t.Helper()
+	for _, s := range spans {
+		if s != nil {
+			p.add(s)
+		}
+	}
+	require.NoError(t, p.ForceFlush(context.Background()))
+}
+
 // exportBoth sends spans through the stock exporter and through
-// wireExporter and returns what each collector would have decoded, with
+// exportProcessor and returns what each collector would have decoded, with
 // the resource entries in one order (the stock transform's order follows
 // map iteration).
 func exportBoth(t *testing.T, spans []sdktrace.ReadOnlySpan) (stock, wire *coltracepb.ExportTraceServiceRequest) {
@@ -84,11 +108,10 @@ func exportBoth(t *testing.T, spans []sdktrace.ReadOnlySpan) (stock, wire *coltr
 	var sc, wc captureClient
 	se, err := otlptrace.New(ctx, &sc)
 	require.NoError(t, err)
-	we, err := newWireExporter(ctx, &wc)
-	require.NoError(t, err)
-	we.maxRequestBytes = math.MaxInt // one request, as the stock exporter sends (splitting has its own test)
+	p := newTestProcessor(t, &wc)
+	p.maxRequestBytes = math.MaxInt // one request, as the stock exporter sends (splitting has its own test)
 	require.NoError(t, se.ExportSpans(ctx, spans))
-	require.NoError(t, we.ExportSpans(ctx, spans))
+	send(t, p, spans)
 	stock, wire = sc.received(t), wc.received(t)
 	sortResourceSpans(t, stock)
 	sortResourceSpans(t, wire)
@@ -139,7 +162,7 @@ func everyAttributeType() []attribute.KeyValue {
 	}
 }
 
-func TestWireExporterMatchesStockTransform(t *testing.T) {
+func TestExportProcessorMatchesStockTransform(t *testing.T) {
 	res1 := resource.NewSchemaless(attribute.String("service.name", "vserve"))
 	res2 := resource.NewWithAttributes("https://opentelemetry.io/schemas/1.26.0", attribute.String("service.name", "other"), attribute.Int("pid", 1))
 	scopeAPI := instrumentation.Scope{Name: "vllm.api"}
@@ -191,17 +214,17 @@ func TestWireExporterMatchesStockTransform(t *testing.T) {
 	require.Len(t, wire.ResourceSpans, 3, "three resources: res1, res2 and none")
 }
 
-// TestWireExporterMatchesStockOnRandomSpans compares the two encodings on
+// TestExportProcessorMatchesStockOnRandomSpans compares the two encodings on
 // spans with random names, attributes, events and links.
-func TestWireExporterMatchesStockOnRandomSpans(t *testing.T) {
+func TestExportProcessorMatchesStockOnRandomSpans(t *testing.T) {
 	for seed := range uint64(20) {
 		stock, wire := exportBoth(t, randomSpans(rand.New(rand.NewPCG(seed, 7)), 40))
 		requireSameRequest(t, stock, wire)
 	}
 }
 
-// FuzzWireExporter grows the random comparison from fuzzed seeds.
-func FuzzWireExporter(f *testing.F) {
+// FuzzExportProcessor grows the random comparison from fuzzed seeds.
+func FuzzExportProcessor(f *testing.F) {
 	f.Add(uint64(1), uint8(3))
 	f.Add(uint64(99), uint8(200))
 	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
@@ -270,37 +293,49 @@ func randomString(r *rand.Rand) string {
 	return string(b)
 }
 
-func TestWireExporterLifecycle(t *testing.T) {
+func TestExportProcessorLifecycle(t *testing.T) {
 	ctx := context.Background()
 	c := &captureClient{}
-	e, err := newWireExporter(ctx, c)
+	p, err := newExportProcessor(ctx, c, Config{MaxExportQueue: 16, ExportTimeout: time.Second})
 	require.NoError(t, err)
 	require.True(t, c.started)
-	require.NoError(t, e.ExportSpans(ctx, nil), "nothing to export is not an error")
-	require.NoError(t, e.Shutdown(ctx))
+	require.NoError(t, p.ForceFlush(ctx), "nothing to export is not an error")
+	require.Empty(t, c.requests, "no empty requests")
+	unsampled := tracetest.SpanStubs{{Name: "unsampled"}}.Snapshots()[0]
+	p.OnEnd(unsampled)
+	require.NoError(t, p.ForceFlush(ctx))
+	require.Empty(t, c.requests, "unsampled spans are not exported, as with the batch span processor")
+	p.OnEnd(sampledSpan("before shutdown"))
+	require.NoError(t, p.Shutdown(ctx))
 	require.True(t, c.stopped)
-	require.NoError(t, e.Shutdown(ctx), "a second shutdown is a no-op")
-	spans := tracetest.SpanStubs{{Name: "late"}}.Snapshots()
-	require.ErrorIs(t, e.ExportSpans(ctx, spans), errExporterStopped)
-	require.Empty(t, c.requests)
+	require.Len(t, c.requests, 1, "shutdown sends what is queued")
+	require.NoError(t, p.Shutdown(ctx), "a second shutdown is a no-op")
+	p.OnEnd(sampledSpan("late"))
+	require.NoError(t, p.ForceFlush(ctx))
+	require.Len(t, c.requests, 1, "spans ending after shutdown are dropped")
 
 	failing := &captureClient{startErr: errors.New("no TLS config")}
-	_, err = newWireExporter(ctx, failing)
+	_, err = newExportProcessor(ctx, failing, Config{MaxExportQueue: 16})
 	require.ErrorContains(t, err, "no TLS config")
 }
 
-// TestWireExporterReusesItsBuffer: a second export must not see the first
-// one's spans, whatever their sizes.
-func TestWireExporterReusesItsBuffer(t *testing.T) {
+func sampledSpan(name string) sdktrace.ReadOnlySpan {
+	return tracetest.SpanStubs{{Name: name, SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: traceA, SpanID: spanA, TraceFlags: trace.FlagsSampled})}}.Snapshots()[0]
+}
+
+// TestExportProcessorReusesItsBuffers: a batch must not carry the spans of
+// the batch whose buffers it reuses, whatever their sizes.
+func TestExportProcessorReusesItsBuffers(t *testing.T) {
 	ctx := context.Background()
 	c := &captureClient{}
-	e, err := newWireExporter(ctx, c)
-	require.NoError(t, err)
-	e.maxRequestBytes = math.MaxInt // one request per export
+	p := newTestProcessor(t, c)
+	p.maxRequestBytes = math.MaxInt // one request per flush
 	r := rand.New(rand.NewPCG(3, 4))
 	first, second := randomSpans(r, 30), randomSpans(r, 2)
-	require.NoError(t, e.ExportSpans(ctx, first))
-	require.NoError(t, e.ExportSpans(ctx, second))
+	send(t, p, first)
+	send(t, p, second)
+	require.Len(t, c.requests, 2)
 	var stockC captureClient
 	se, err := otlptrace.New(ctx, &stockC)
 	require.NoError(t, err)
@@ -313,31 +348,29 @@ func TestWireExporterReusesItsBuffer(t *testing.T) {
 	requireSameRequest(t, &want, &got)
 }
 
-// TestWireExporterSplitsLargeBatches: with a small request limit, a batch
-// goes out in several requests, none over the limit (but for a span that
+// TestExportProcessorSplitsLargeBatches: with a small request limit, spans
+// go out in several requests, none over the limit (but for a span that
 // alone exceeds it), and together they hold exactly the stock request's
 // spans under the same resources and scopes.
-func TestWireExporterSplitsLargeBatches(t *testing.T) {
+func TestExportProcessorSplitsLargeBatches(t *testing.T) {
 	ctx := context.Background()
 	spans := randomSpans(rand.New(rand.NewPCG(5, 6)), 60)
-	spans = slices.Insert(spans, 7, nil)
 	var stockC, wireC captureClient
 	se, err := otlptrace.New(ctx, &stockC)
 	require.NoError(t, err)
 	require.NoError(t, se.ExportSpans(ctx, spans))
-	we, err := newWireExporter(ctx, &wireC)
-	require.NoError(t, err)
-	we.maxRequestBytes = 8 << 10
-	require.NoError(t, we.ExportSpans(ctx, spans))
+	p := newTestProcessor(t, &wireC)
+	p.maxRequestBytes = 8 << 10
+	send(t, p, spans)
 	require.Greater(t, len(wireC.requests), 3, "60 random spans exceed 8 KiB several times over")
 
 	biggest := 0
-	for i := range spans {
-		biggest = max(biggest, we.offsets[i+1]-we.offsets[i])
+	for _, s := range spans {
+		biggest = max(biggest, len(appendFramedSpan(nil, s)))
 	}
 	var got []string
 	for _, b := range wireC.requests {
-		require.LessOrEqual(t, len(b), max(we.maxRequestBytes, biggest)+1024, "a request holds at most the limit of spans plus resource and scope framing")
+		require.LessOrEqual(t, len(b), max(p.maxRequestBytes, biggest)+1024, "a request holds at most the limit of spans plus resource and scope framing")
 		got = append(got, flattenSpans(t, b)...)
 	}
 	want := flattenSpans(t, stockC.requests[0])
@@ -363,43 +396,175 @@ func flattenSpans(t *testing.T, b []byte) []string {
 	return out
 }
 
-// TestWireExporterStopsAtTheFirstFailedRequest: a failing collector costs
-// one request, and the error says how many spans were not sent.
-func TestWireExporterStopsAtTheFirstFailedRequest(t *testing.T) {
-	ctx := context.Background()
-	c := &failingClient{}
-	we, err := newWireExporter(ctx, c)
-	require.NoError(t, err)
-	we.maxRequestBytes = 8 << 10
-	err = we.ExportSpans(ctx, randomSpans(rand.New(rand.NewPCG(5, 6)), 60))
-	require.ErrorContains(t, err, "collector unavailable")
-	require.ErrorContains(t, err, "60 of 60 spans not sent")
-	require.Equal(t, 1, c.calls)
+// captureErrors routes otel.Handle to a slice for the test's duration.
+func captureErrors(t *testing.T) func() []string {
+	var mu sync.Mutex
+	var got []string
+	prev := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, err.Error())
+	}))
+	t.Cleanup(func() { otel.SetErrorHandler(prev) })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
 }
 
-type failingClient struct{ calls int }
+// TestExportProcessorReportsFailedUploads: each failed request is reported
+// with the number of spans it held, releases its share of the queue, and
+// does not stop later batches.
+func TestExportProcessorReportsFailedUploads(t *testing.T) {
+	errs := captureErrors(t)
+	c := &failingClient{}
+	p := newTestProcessor(t, c)
+	p.maxQueueSpans = 40
+	p.maxRequestBytes = math.MaxInt
+	send(t, p, randomSpans(rand.New(rand.NewPCG(5, 6)), 30))
+	send(t, p, randomSpans(rand.New(rand.NewPCG(7, 8)), 30))
+	require.Equal(t, 2, c.uploads(), "the second batch is sent although the first failed")
+	require.Equal(t, []string{
+		"traces export: collector unavailable (30 spans not sent)",
+		"traces export: collector unavailable (30 spans not sent)",
+	}, errs())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Zero(t, p.queuedSpans, "failed batches leave the queue")
+	require.Zero(t, p.queuedBytes)
+}
+
+type failingClient struct {
+	mu    sync.Mutex
+	calls int
+}
 
 func (*failingClient) Start(context.Context) error { return nil }
 func (*failingClient) Stop(context.Context) error  { return nil }
 func (c *failingClient) UploadTraces(context.Context, []*tracepb.ResourceSpans) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.calls++
 	return errors.New("collector unavailable")
 }
 
-func TestWireExporterDropsHugeBuffers(t *testing.T) {
-	ctx := context.Background()
-	e, err := newWireExporter(ctx, &captureClient{})
-	require.NoError(t, err)
-	small := tracetest.SpanStubs{{Name: "small"}}.Snapshots()
-	require.NoError(t, e.ExportSpans(ctx, small))
-	require.NotNil(t, e.buf, "a small buffer is kept for the next export")
-	huge := tracetest.SpanStubs{{Name: "huge", Attributes: []attribute.KeyValue{
-		attribute.String("big", strings.Repeat("z", maxRetainedExportBuffer+1))}}}.Snapshots()
-	require.NoError(t, e.ExportSpans(ctx, huge))
-	require.Nil(t, e.buf, "a buffer over maxRetainedExportBuffer is released")
+func (c *failingClient) uploads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
 }
 
-// BenchmarkSpanExport compares the stock transform with wireExporter on
+// blockingClient's uploads wait until release is closed or their context
+// ends, like a collector that does not answer.
+type blockingClient struct {
+	captureClient
+	release chan struct{}
+	entered chan struct{} // receives once per upload that started
+	unblock func()        // closes release (once)
+}
+
+func newBlockingClient() *blockingClient {
+	c := &blockingClient{release: make(chan struct{}), entered: make(chan struct{}, 64)}
+	c.unblock = sync.OnceFunc(func() { close(c.release) })
+	return c
+}
+
+func (c *blockingClient) UploadTraces(ctx context.Context, rs []*tracepb.ResourceSpans) error {
+	c.entered <- struct{}{}
+	select {
+	case <-c.release:
+		return c.captureClient.UploadTraces(ctx, rs)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestExportProcessorBoundsItsQueue: while the collector hangs, spans past
+// the queue's bound are dropped at once (OnEnd never waits), the drop is
+// reported, and what was queued is sent once the collector answers.
+func TestExportProcessorBoundsItsQueue(t *testing.T) {
+	errs := captureErrors(t)
+	c := newBlockingClient()
+	p := newTestProcessor(t, c)
+	t.Cleanup(c.unblock) // before the processor's shutdown, should the test fail
+	p.maxBatchSpans, p.maxQueueSpans = 4, 10
+	for i := range 4 {
+		p.OnEnd(sampledSpan(fmt.Sprint("first batch ", i)))
+	}
+	<-c.entered // the first batch of 4 is being uploaded and hangs
+	for i := range 20 {
+		p.OnEnd(sampledSpan(fmt.Sprint("later ", i)))
+	}
+	p.mu.Lock()
+	queued, dropped := p.queuedSpans, p.dropped
+	p.mu.Unlock()
+	require.Equal(t, 10, queued, "the queue holds its bound")
+	require.Equal(t, 14, dropped)
+	c.unblock()
+	require.NoError(t, p.ForceFlush(context.Background()))
+	var names []string
+	for _, b := range c.requests {
+		for _, line := range flattenSpans(t, b) {
+			names = append(names, line[strings.LastIndex(line, "name:"):])
+		}
+	}
+	require.Len(t, names, 10, "the 10 queued spans are sent")
+	require.Contains(t, errs(), "traces export: 14 spans dropped: the export queue (10 spans, "+fmt.Sprint(math.MaxInt)+" bytes) was full")
+}
+
+// TestExportProcessorShutdownGivesUpWithItsContext: a shutdown whose
+// context ends while the collector hangs cancels the upload and returns.
+func TestExportProcessorShutdownGivesUpWithItsContext(t *testing.T) {
+	captureErrors(t)
+	c := newBlockingClient()
+	t.Cleanup(c.unblock)
+	p, err := newExportProcessor(context.Background(), c, Config{MaxExportQueue: 16, ExportTimeout: time.Hour})
+	require.NoError(t, err)
+	p.OnEnd(sampledSpan("stuck"))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.entered
+		cancel()
+	}()
+	require.ErrorIs(t, p.Shutdown(ctx), context.Canceled)
+	require.True(t, c.stopped)
+	require.Empty(t, c.requests)
+}
+
+// TestExportProcessorSendsOnSchedule: without a flush, queued spans are sent
+// after OTEL_BSP_SCHEDULE_DELAY, as with the batch span processor.
+func TestExportProcessorSendsOnSchedule(t *testing.T) {
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+	c := &captureClient{}
+	p := newTestProcessor(t, c)
+	require.Equal(t, 20*time.Millisecond, p.scheduleDelay)
+	p.OnEnd(sampledSpan("scheduled"))
+	require.Eventually(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.requests) == 1
+	}, 10*time.Second, 5*time.Millisecond)
+}
+
+func TestExportProcessorDropsHugeBuffers(t *testing.T) {
+	p := newTestProcessor(t, &captureClient{})
+	send(t, p, tracetest.SpanStubs{{Name: "small"}}.Snapshots())
+	p.mu.Lock()
+	kept := len(p.free)
+	p.mu.Unlock()
+	require.Equal(t, 1, kept, "a small batch is kept for reuse")
+	huge := tracetest.SpanStubs{{Name: "huge", Attributes: []attribute.KeyValue{
+		attribute.String("big", strings.Repeat("z", maxRetainedExportBuffer+1))}}}.Snapshots()
+	send(t, p, huge)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Empty(t, p.free, "the batch that held the huge span, over maxRetainedExportBuffer, is not kept")
+}
+
+// BenchmarkSpanExport compares the stock exporter's transform with the
+// export processor (encoding at OnEnd, batching, the upload goroutine) on
 // the spans of 128 requests of the overhead benchmark's simulation (journey
 // 1.0, steps 1.0, rich 0.1, batch 32), marshalled as the stock clients do.
 func BenchmarkSpanExport(b *testing.B) {
@@ -420,22 +585,23 @@ func BenchmarkSpanExport(b *testing.B) {
 	spans := rec.Ended()
 	stock, err := otlptrace.New(ctx, discardClient{})
 	require.NoError(b, err)
-	wire, err := newWireExporter(ctx, discardClient{})
-	require.NoError(b, err)
-	for _, tc := range []struct {
-		name string
-		exp  sdktrace.SpanExporter
-	}{{"stock", stock}, {"wire", wire}} {
-		b.Run(tc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := tc.exp.ExportSpans(ctx, spans); err != nil {
-					b.Fatal(err)
-				}
+	b.Run("stock", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := stock.ExportSpans(ctx, spans); err != nil {
+				b.Fatal(err)
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*requests)/1e3, "us/req")
-		})
-	}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*requests)/1e3, "us/req")
+	})
+	b.Run("processor", func(b *testing.B) {
+		p := newTestProcessor(b, discardClient{})
+		b.ReportAllocs()
+		for b.Loop() {
+			send(b, p, spans)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*requests)/1e3, "us/req")
+	})
 }
 
 // discardClient marshals requests like the stock clients and drops them.

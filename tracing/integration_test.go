@@ -30,12 +30,21 @@ func TestWithRealSchedulerAndEngine(t *testing.T) {
 	sched, err := scheduler.New(scheduler.Config{MaxNumSeqs: 16, MaxNumBatchedTokens: 64, MaxModelLen: 64,
 		BlockSize: 4, NumBlocks: 24})
 	require.NoError(t, err)
-	eng := engine.New(engine.Config{Hooks: h.tel.EngineHooks()}, sched, &enginetest.FakeExecutor{})
-
 	const n = 60
+	// The first step waits until every request was added, so that they
+	// compete for the KV pool whatever the goroutines' timing.
+	var added sync.WaitGroup
+	var first sync.Once
+	added.Add(n)
+	gate := func(uint64) error {
+		first.Do(added.Wait)
+		return nil
+	}
+	eng := engine.New(engine.Config{Hooks: h.tel.EngineHooks()}, sched, &enginetest.FakeExecutor{Fail: gate})
+
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { serveOne(t, h, eng, i) })
+		wg.Go(func() { serveOne(t, h, eng, i, added.Done) })
 	}
 	wg.Wait()
 	shutdownCtx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -74,8 +83,9 @@ func TestWithRealSchedulerAndEngine(t *testing.T) {
 }
 
 // serveOne plays a handler: i%4 selects run to completion, abort after the
-// first token, abort at once, or a short max_tokens.
-func serveOne(t *testing.T, h *harness, eng *engine.Engine, i int) {
+// first token, abort at once, or a short max_tokens. It calls added once
+// the request was handed to the engine (or refused).
+func serveOne(t *testing.T, h *harness, eng *engine.Engine, i int, added func()) {
 	api := h.arrive(nil)
 	defer api.End()
 	maxTokens := 24
@@ -91,6 +101,7 @@ func serveOne(t *testing.T, h *harness, eng *engine.Engine, i int) {
 	params.IgnoreEOS = true
 	st, err := eng.Add(t.Context(), &engine.Request{ID: fmt.Sprint("r", i), PromptTokenIDs: prompt, Params: params,
 		TraceHeaders: api.TraceHeaders()})
+	added()
 	if err != nil {
 		api.Aborted(server.ReasonOverloaded, err)
 		return

@@ -64,6 +64,7 @@ const (
 	scopeName          protowire.Number = 1
 	scopeVersion       protowire.Number = 2
 	scopeAttributes    protowire.Number = 3
+	scopeSpansSpans    protowire.Number = 2     // ScopeSpans.spans
 	flagsHasIsRemote   uint32           = 0x100 // SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 	flagsIsRemote      uint32           = 0x200 // SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
 	statusCodeOK       uint64           = 1

@@ -15,13 +15,13 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// defaultExportTimeout bounds one export call of the batch span processor;
-// the processor's goroutine is the only one that waits on the collector.
+// defaultExportTimeout bounds one upload of the export processor; its
+// goroutine is the only one that waits on the collector.
 const defaultExportTimeout = 10 * time.Second
 
 // newTracerProvider builds the process's single TracerProvider: the OTLP
-// exporter behind a batch span processor with a bounded, non-blocking queue
-// (or the test processors), service.name, and the raised event limit.
+// export processor with its bounded, non-blocking queue (or the test
+// processors), service.name, and the raised event limit.
 func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider, error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
@@ -34,34 +34,39 @@ func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider,
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	if c.OTLPTracesEndpoint != "" {
-		exp, err := newOTLPExporter(ctx, c)
+		p, err := newOTLPProcessor(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		bsp := sdktrace.NewBatchSpanProcessor(exp,
-			sdktrace.WithMaxQueueSize(c.MaxExportQueue),
-			sdktrace.WithMaxExportBatchSize(min(512, c.MaxExportQueue)),
-			sdktrace.WithExportTimeout(c.ExportTimeout),
-		) // non-blocking by default: a full queue drops spans
-		opts = append(opts, sdktrace.WithSpanProcessor(bsp))
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
 }
 
-// newOTLPExporter creates the exporter for the configured protocol: the
-// stock OTLP client of that protocol behind wireExporter (or behind the
-// stock otlptrace.Exporter when c.stockTransform is set, which the overhead
-// benchmark compares against). Neither client dials at creation: a
-// collector that is down costs nothing at startup.
-func newOTLPExporter(ctx context.Context, c Config) (sdktrace.SpanExporter, error) {
+// newOTLPProcessor creates the span processor that exports to the
+// configured collector: exportProcessor over the stock OTLP client of the
+// configured protocol, or, when c.stockTransform is set (the overhead
+// benchmark compares them), the SDK's batch span processor and the stock
+// otlptrace.Exporter over the same client. Both queue at most
+// c.MaxExportQueue spans and drop beyond it, never blocking. Neither client
+// dials at creation: a collector that is down costs nothing at startup.
+func newOTLPProcessor(ctx context.Context, c Config) (sdktrace.SpanProcessor, error) {
 	client, err := newOTLPClient(c)
 	if err != nil {
 		return nil, err
 	}
-	if c.stockTransform {
-		return otlptrace.New(ctx, client)
+	if !c.stockTransform {
+		return newExportProcessor(ctx, client, c)
 	}
-	return newWireExporter(ctx, client)
+	exp, err := otlptrace.New(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	return sdktrace.NewBatchSpanProcessor(exp,
+		sdktrace.WithMaxQueueSize(c.MaxExportQueue),
+		sdktrace.WithMaxExportBatchSize(min(maxBatchSpans, c.MaxExportQueue)),
+		sdktrace.WithExportTimeout(c.ExportTimeout),
+	), nil
 }
 
 // newOTLPClient creates the stock client of the configured protocol.

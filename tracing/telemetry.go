@@ -40,8 +40,8 @@ type Telemetry struct {
 	shutdownErr  error
 }
 
-// Setup validates c, builds the TracerProvider (OTLP exporter behind a
-// bounded non-blocking batch processor) when tracing is configured, and the
+// Setup validates c, builds the TracerProvider (the OTLP export processor
+// with its bounded non-blocking queue) when tracing is configured, and the
 // metrics. Call Shutdown at exit.
 func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if err := c.Validate(); err != nil {
