@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"encoding/binary"
 	"math"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -174,11 +175,44 @@ func appendKeyValues(b []byte, num protowire.Number, kvs []attribute.KeyValue) [
 	return b
 }
 
+// appendKeyValue appends one KeyValue field. Scalar values (almost all of
+// vserve's) take a direct path whose message sizes are computed up front;
+// slices and maps are nested messages whose lengths are patched in after.
+// As a oneof member, a scalar is written even when it is zero.
 func appendKeyValue(b []byte, num protowire.Number, kv attribute.KeyValue) []byte {
+	v := kv.Value
+	switch v.Type() {
+	case attribute.INT64:
+		n := uint64(v.AsInt64())
+		b = appendKeyValueHeader(b, num, kv.Key, 1+protowire.SizeVarint(n))
+		return appendVarint(appendTag(b, anyInt, protowire.VarintType), n)
+	case attribute.FLOAT64:
+		b = appendKeyValueHeader(b, num, kv.Key, 1+8)
+		return appendFixed64(appendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v.AsFloat64()))
+	case attribute.STRING:
+		str := v.AsString()
+		b = appendKeyValueHeader(b, num, kv.Key, 1+protowire.SizeBytes(len(str)))
+		return appendString(appendTag(b, anyString, protowire.BytesType), str)
+	case attribute.BOOL:
+		b = appendKeyValueHeader(b, num, kv.Key, 2)
+		return appendVarint(appendTag(b, anyBool, protowire.VarintType), protowire.EncodeBool(v.AsBool()))
+	}
 	b, mark := openMessage(b, num)
 	b = appendStringField(b, keyValueKey, string(kv.Key))
-	b = appendAnyValue(b, keyValueValue, kv.Value)
+	b = appendAnyValue(b, keyValueValue, v)
 	return closeMessage(b, mark)
+}
+
+// appendKeyValueHeader appends a KeyValue's tag and length, its key and
+// the tag and length of its value, an AnyValue of valueSize bytes.
+func appendKeyValueHeader(b []byte, num protowire.Number, key attribute.Key, valueSize int) []byte {
+	size := 1 + protowire.SizeBytes(valueSize)
+	if key != "" {
+		size += 1 + protowire.SizeBytes(len(key))
+	}
+	b = appendVarint(appendTag(b, num, protowire.BytesType), uint64(size))
+	b = appendStringField(b, keyValueKey, string(key))
+	return appendVarint(appendTag(b, keyValueValue, protowire.BytesType), uint64(valueSize))
 }
 
 // appendAnyValue appends an AnyValue field. Its value is a oneof, so zero
@@ -188,15 +222,15 @@ func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 	switch v.Type() {
 	case attribute.EMPTY:
 	case attribute.BOOL:
-		b = protowire.AppendVarint(protowire.AppendTag(b, anyBool, protowire.VarintType), protowire.EncodeBool(v.AsBool()))
+		b = appendVarint(appendTag(b, anyBool, protowire.VarintType), protowire.EncodeBool(v.AsBool()))
 	case attribute.INT64:
-		b = protowire.AppendVarint(protowire.AppendTag(b, anyInt, protowire.VarintType), uint64(v.AsInt64()))
+		b = appendVarint(appendTag(b, anyInt, protowire.VarintType), uint64(v.AsInt64()))
 	case attribute.FLOAT64:
-		b = protowire.AppendFixed64(protowire.AppendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v.AsFloat64()))
+		b = appendFixed64(appendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v.AsFloat64()))
 	case attribute.STRING:
-		b = protowire.AppendString(protowire.AppendTag(b, anyString, protowire.BytesType), v.AsString())
+		b = appendString(appendTag(b, anyString, protowire.BytesType), v.AsString())
 	case attribute.BYTESLICE:
-		b = protowire.AppendBytes(protowire.AppendTag(b, anyBytes, protowire.BytesType), v.AsByteSlice())
+		b = appendBytes(appendTag(b, anyBytes, protowire.BytesType), v.AsByteSlice())
 	case attribute.BOOLSLICE:
 		b = appendArray(b, v.AsBoolSlice(), attribute.BoolValue)
 	case attribute.INT64SLICE:
@@ -213,7 +247,7 @@ func appendAnyValue(b []byte, num protowire.Number, v attribute.Value) []byte {
 		b = appendKeyValues(b, listValues, v.AsMap())
 		b = closeMessage(b, list)
 	default:
-		b = protowire.AppendString(protowire.AppendTag(b, anyString, protowire.BytesType), "INVALID")
+		b = appendString(appendTag(b, anyString, protowire.BytesType), "INVALID")
 	}
 	return closeMessage(b, mark)
 }
@@ -230,7 +264,7 @@ func appendArray[T any](b []byte, vals []T, value func(T) attribute.Value) []byt
 // openMessage starts length-delimited field num, reserving one byte for
 // its length; the returned mark is where the body starts.
 func openMessage(b []byte, num protowire.Number) ([]byte, int) {
-	b = append(protowire.AppendTag(b, num, protowire.BytesType), 0)
+	b = append(appendTag(b, num, protowire.BytesType), 0)
 	return b, len(b)
 }
 
@@ -246,7 +280,7 @@ func closeMessage(b []byte, mark int) []byte {
 	var pad [9]byte
 	b = append(b, pad[:size-1]...)
 	copy(b[mark-1+size:], b[mark:mark+int(n)])
-	protowire.AppendVarint(b[:mark-1], n) // in place: capacity is there
+	appendVarint(b[:mark-1], n) // in place: capacity is there
 	return b
 }
 
@@ -256,35 +290,35 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), s)
+	return appendString(appendTag(b, num, protowire.BytesType), s)
 }
 
 func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
 	if len(v) == 0 {
 		return b
 	}
-	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+	return appendBytes(appendTag(b, num, protowire.BytesType), v)
 }
 
 func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+	return appendVarint(appendTag(b, num, protowire.VarintType), v)
 }
 
 func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	return protowire.AppendFixed64(protowire.AppendTag(b, num, protowire.Fixed64Type), v)
+	return appendFixed64(appendTag(b, num, protowire.Fixed64Type), v)
 }
 
 func appendFixed32Field(b []byte, num protowire.Number, v uint32) []byte {
 	if v == 0 {
 		return b
 	}
-	return protowire.AppendFixed32(protowire.AppendTag(b, num, protowire.Fixed32Type), v)
+	return appendFixed32(appendTag(b, num, protowire.Fixed32Type), v)
 }
 
 // unixNanos clamps times before 1970 to 0, as the stock transform does.
@@ -292,3 +326,35 @@ func unixNanos(ns int64) uint64 { return uint64(max(0, ns)) }
 
 // clampCount converts a dropped-item count to OTLP's uint32.
 func clampCount(n int) uint64 { return uint64(min(max(0, int64(n)), math.MaxUint32)) }
+
+// Small appenders the compiler inlines (protowire's AppendVarint is an
+// unrolled function too large to inline, and most of what is appended here
+// is one-byte tags and lengths).
+
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, uint64(num)<<3|uint64(typ&7))
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(appendVarint(b, uint64(len(s))), s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	return append(appendVarint(b, uint64(len(v))), v...)
+}
+
+func appendFixed64(b []byte, v uint64) []byte {
+	return binary.LittleEndian.AppendUint64(b, v)
+}
+
+func appendFixed32(b []byte, v uint32) []byte {
+	return binary.LittleEndian.AppendUint32(b, v)
+}
