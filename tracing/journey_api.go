@@ -40,12 +40,8 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	}
 	now := time.Now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
-	ctx, span := t.apiTracer.Start(parent, SpanRequest,
-		serverKind,
-		trace.WithTimestamp(now),
-		trace.WithAttributes(attribute.String(AttrHTTPRoute, route)))
-	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey)}
-	s.events = newEventBuilder(s.scratch[:])
+	ctx, span := t.apiTracer.Start(parent, SpanRequest, serverKind, trace.WithTimestamp(now))
+	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route}
 	if journey {
 		s.event(EventArrived, now)
 	}
@@ -87,18 +83,24 @@ func traceHeaders(ctx context.Context, journey bool) map[string]string {
 
 // apiSpan is the llm_request span of one traced API request. The handler
 // goroutine drives it; Shutdown may end it concurrently, hence the mutex.
+// Its attributes are kept as values and set on the span in one call when it
+// ends (the SDK grows the span's attribute array on every call).
 type apiSpan struct {
 	t       *Telemetry
 	key     uint64 // server-generated, never a client id
 	span    trace.Span
 	journey bool // events on; false: plain request span (endpoint only)
 	headers map[string]string
+	route   string
 
 	mu        sync.Mutex
-	events    eventBuilder
-	scratch   [3]attribute.KeyValue // events' attribute buffer
-	attrs     [7]attribute.KeyValue // span attributes of Parsed and Departed (the SDK copies them)
-	n         int
+	info      server.RequestInfo // set by Parsed; its pointers point at the copies below
+	temp      float64
+	topP      float64
+	maxTokens int
+	parsed    bool
+	outcome   server.Outcome // set by Departed
+	departed  bool
 	handedOff bool
 	firstResp bool
 	terminal  bool
@@ -106,23 +108,53 @@ type apiSpan struct {
 }
 
 // event adds an api.* event; callers hold mu (or own s before it is
-// published), which guards scratch.
+// published).
 func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) {
-	attrs := append(s.events.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
+	b := borrowBuilder()
+	defer returnBuilder(b)
+	attrs := append(b.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
 	attrs = append(attrs, extra...)
-	s.events.add(s.span, name, at, attrs)
+	b.add(s.span, name, at, attrs)
 }
 
-// Parsed sets the gen_ai request attributes; unset values are skipped.
+// Parsed records the gen_ai request attributes; unset values are skipped.
 func (s *apiSpan) Parsed(info server.RequestInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.n = info.N
 	if s.ended {
+		s.info.N = info.N
 		return
 	}
-	s.span.SetAttributes(appendRequestAttributes(s.attrs[:0], info)...)
-	clear(s.attrs[:])
+	s.info, s.parsed = info, true
+	if info.Temperature != nil {
+		s.temp = *info.Temperature
+		s.info.Temperature = &s.temp
+	}
+	if info.TopP != nil {
+		s.topP = *info.TopP
+		s.info.TopP = &s.topP
+	}
+	if info.MaxTokens != nil {
+		s.maxTokens = *info.MaxTokens
+		s.info.MaxTokens = &s.maxTokens
+	}
+}
+
+// setAttributesLocked sets the span's attributes, from Arrived, Parsed and
+// Departed, in one call just before it ends.
+func (s *apiSpan) setAttributesLocked() {
+	b := borrowBuilder()
+	defer returnBuilder(b)
+	attrs := append(b.buf(), attribute.String(AttrHTTPRoute, s.route))
+	if s.parsed {
+		attrs = appendRequestAttributes(attrs, s.info)
+	}
+	if s.departed {
+		attrs = append(attrs, attribute.Int(AttrCompletionTokens, s.outcome.CompletionTokens))
+		attrs = appendLatencyAttributes(attrs, s.outcome.Times)
+	}
+	s.span.SetAttributes(attrs...)
+	clear(attrs)
 }
 
 // appendRequestAttributes appends the gen_ai request attributes (at most 7).
@@ -194,9 +226,7 @@ func (s *apiSpan) Departed(o server.Outcome) {
 	if s.journey {
 		s.event(EventDeparted, time.Now())
 	}
-	attrs := append(s.attrs[:0], attribute.Int(AttrCompletionTokens, o.CompletionTokens))
-	s.span.SetAttributes(appendLatencyAttributes(attrs, o.Times)...)
-	clear(s.attrs[:])
+	s.outcome, s.departed = o, true
 }
 
 // appendLatencyAttributes appends upstream vLLM's gen_ai.latency set in
@@ -249,7 +279,7 @@ func (s *apiSpan) abortLocked(reason string, err error, at time.Time) {
 func (s *apiSpan) End() {
 	if s.endWith(server.ReasonException, errNoOutcome) {
 		s.t.closeAPI(s)
-		s.t.metrics.requestParamsN(s.n)
+		s.t.metrics.requestParamsN(s.info.N)
 	}
 }
 
@@ -264,6 +294,7 @@ func (s *apiSpan) endWith(reason string, err error) bool {
 	now := time.Now()
 	s.abortLocked(reason, err, now)
 	s.ended = true
+	s.setAttributesLocked()
 	s.span.End(trace.WithTimestamp(now))
 	return true
 }

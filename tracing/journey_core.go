@@ -32,13 +32,7 @@ type coreState struct {
 	scheduled   bool
 	firstToken  bool
 	finished    bool
-	events      eventBuilder
-	scratch     [journeyEventAttrs]attribute.KeyValue // events' attribute buffer
 }
-
-// journeyEventAttrs is the most attributes a journey event carries: the ten
-// common keys plus schedule.kind or finish.status.
-const journeyEventAttrs = 11
 
 func newCoreTracer(tp trace.TracerProvider) *coreTracer {
 	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), states: make(map[string]*coreState)}
@@ -63,9 +57,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	if old := c.states[id]; old != nil { // a reused id: never leak the old span
 		old.span.End()
 	}
-	st := &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
-	st.events = newEventBuilder(st.scratch[:])
-	c.states[id] = st
+	c.states[id] = &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
 }
 
 // lookup returns the state of a sampled live request, or nil.
@@ -115,7 +107,9 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
 	now := time.Now()
 	ns := monotonicNS(now)
-	attrs := append(st.events.buf(),
+	b := borrowBuilder()
+	defer returnBuilder(b)
+	attrs := append(b.buf(),
 		attribute.String(AttrEventType, typ),
 		attribute.Float64(AttrTSMonotonic, float64(ns)/1e9),
 		attribute.Int64(AttrTSMonotonicNS, ns),
@@ -128,7 +122,7 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		attribute.Int(AttrNumPreemptions, st.preemptions),
 	)
 	attrs = append(attrs, extra...)
-	st.events.add(st.span, journeyEventName(typ), now, attrs)
+	b.add(st.span, journeyEventName(typ), now, attrs)
 }
 
 // journeyEventName is "journey." + typ without building the string each time.

@@ -228,6 +228,10 @@ func TestJourneyAbortPaths(t *testing.T) {
 			assert.Contains(t, ab, AttrEventTSMonotonic)
 			assert.Equal(t, codes.Error, api.Status().Code)
 			assert.NotContains(t, eventNames(api), EventDeparted)
+			a := attrMap(api.Attributes())
+			assert.Contains(t, a, AttrHTTPRoute, "an aborted span keeps its route")
+			assert.Contains(t, a, AttrRequestID, "and its request attributes")
+			assert.NotContains(t, a, AttrCompletionTokens, "but has no outcome")
 			fin := event(t, core, "journey.FINISHED")
 			assert.Equal(t, tt.corePhase, fin[AttrPhase].AsString())
 			assert.Equal(t, tt.coreStatus, fin[AttrFinishStatus].AsString())
@@ -289,6 +293,7 @@ func TestShutdownEndsAllOpenSpans(t *testing.T) {
 	require.Len(t, api, 2)
 	for _, s := range api {
 		assert.Equal(t, server.ReasonShutdown, event(t, s, EventAborted)[AttrReason].AsString())
+		assert.Contains(t, attrMap(s.Attributes()), AttrHTTPRoute, "a span ended by shutdown keeps its attributes")
 	}
 	core := h.one(SpanCore)
 	assert.Equal(t, codes.Error, core.Status().Code)
