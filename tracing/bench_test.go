@@ -1,13 +1,18 @@
 package tracing
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"runtime"
 	runtimemetrics "runtime/metrics"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,45 +33,38 @@ const benchRequestTokens = 16
 // prefill and 15 decode steps with their step hooks), in lockstep batches of
 // 1 (the worst case for step tracing, whose per-step cost a real batch
 // shares among its requests) and 32. Spans are exported with the real OTLP
-// http/protobuf client (and gRPC in one case) to a loopback sink that
-// discards them without decoding, and cpu-us/req counts the
-// process CPU time (rusage, all goroutines: hooks, batch processor,
-// protobuf encoding, HTTP) divided by the requests; gc-cpu-us/req is the
+// http/protobuf client (and gRPC in one case) to a loopback sink in a child
+// process (a collector's CPU is not vserve's) that discards them without
+// decoding, and cpu-us/req counts this process's CPU time (rusage, all
+// goroutines: hooks, export processor, protobuf encoding, HTTP) divided by
+// the requests; gc-cpu-us/req is the
 // part of it the runtime attributes to garbage collection, which depends
 // on the heap: this process's is small, a server's holds its KV cache and
 // collects far less often per byte allocated.
 func BenchmarkRequestOverhead(b *testing.B) {
-	sink, err := otlpsink.Start(ProtocolHTTPProtobuf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sink.Close()
-	grpcSink, err := otlpsink.Start(ProtocolGRPC)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer grpcSink.Close()
+	sink := startSinkProcess(b, ProtocolHTTPProtobuf)
+	grpcSink := startSinkProcess(b, ProtocolGRPC)
 	cases := []struct {
 		name string
 		cfg  func(*Config)
 	}{
 		{"off", func(*Config) {}},
-		{"metrics+endpoint-only", func(c *Config) { c.OTLPTracesEndpoint = sink.Endpoint }},
+		{"metrics+endpoint-only", func(c *Config) { c.OTLPTracesEndpoint = sink }},
 		{"journey=1", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.Endpoint, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink, true
 		}},
 		{"journey=1,steps=1,rich=0.1", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink.Endpoint, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 		// The same over gRPC (the default protocol).
 		{"journey=1,steps=1,rich=0.1,grpc", func(c *Config) {
-			c.OTLPTracesEndpoint, c.Protocol, c.EnableJourneyTracing = grpcSink.Endpoint, ProtocolGRPC, true
+			c.OTLPTracesEndpoint, c.Protocol, c.EnableJourneyTracing = grpcSink, ProtocolGRPC, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 		// The same through the stock exporter's own span transform.
 		{"journey=1,steps=1,rich=0.1,stock-transform", func(c *Config) {
-			c.OTLPTracesEndpoint, c.EnableJourneyTracing, c.stockTransform = sink.Endpoint, true, true
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing, c.stockTransform = sink, true, true
 			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
 		}},
 		// The same spans and events, ended into a processor that drops
@@ -111,6 +109,58 @@ func benchOverhead(b *testing.B, name string, batch int, mutate func(*Config)) {
 		b.ReportMetric(float64((gcCPUTime()-startGC).Microseconds())/float64(b.N), "gc-cpu-us/req")
 		_ = tel.Shutdown(context.Background())
 	})
+}
+
+// sinkProcessEnv names the OTLP protocol of the sink a child process runs
+// for startSinkProcess.
+const sinkProcessEnv = "VSERVE_TEST_OTLPSINK_PROCESS"
+
+// startSinkProcess runs an otlpsink in a child process (this test binary,
+// running TestHelperOTLPSinkProcess) and returns its endpoint; the child
+// ends when the benchmark does.
+func startSinkProcess(b *testing.B, protocol string) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperOTLPSinkProcess$")
+	cmd.Env = append(os.Environ(), sinkProcessEnv+"="+protocol)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close() // the child exits when its stdin closes
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("OTLP sink process: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// TestHelperOTLPSinkProcess is the child process of startSinkProcess: it
+// prints the sink's endpoint and serves until stdin closes.
+func TestHelperOTLPSinkProcess(t *testing.T) {
+	protocol := os.Getenv(sinkProcessEnv)
+	if protocol == "" {
+		t.Skip("the OTLP sink process of BenchmarkRequestOverhead")
+	}
+	sink, err := otlpsink.Start(protocol)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(sink.Endpoint)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	sink.Close()
+	os.Exit(0)
 }
 
 // discardProcessor receives ended spans and drops them.
