@@ -39,6 +39,7 @@ type stepTracer struct {
 	win      *stepWindow
 	seq      int64
 	pending  []*pendingStep // oldest first, at most maxPendingSteps
+	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
 	events   eventBuilder
 }
 
@@ -95,6 +96,7 @@ func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
 		eventLimit: c.MaxEventsPerSpan,
 		log:        c.Logger,
 		events:     newEventBuilder(make([]attribute.KeyValue, 0, summaryAttrs)),
+		pending:    make([]*pendingStep, 0, maxPendingSteps),
 	}
 }
 
@@ -115,16 +117,27 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, buildStep(out, v, s.rich.SampleStep(step)))
+	s.pending = append(s.pending, buildStep(s.takeSpareLocked(), out, v, s.rich.SampleStep(step)))
 }
 
-// buildStep computes the summary and, when rich, the snapshots: one pass
-// over the running requests, O(1) per request.
-func buildStep(out *scheduler.Output, v scheduler.StepView, rich bool) *pendingStep {
+// takeSpareLocked returns an emitted pendingStep to reuse, or a new one.
+func (s *stepTracer) takeSpareLocked() *pendingStep {
+	n := len(s.spare)
+	if n == 0 {
+		return &pendingStep{}
+	}
+	p := s.spare[n-1]
+	s.spare = s.spare[:n-1]
+	return p
+}
+
+// buildStep fills p with the summary and, when rich, the snapshots: one
+// pass over the running requests, O(1) per request.
+func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool) *pendingStep {
 	now := time.Now()
 	start := v.StartTime()
-	p := &pendingStep{step: out.Step, at: now}
-	if rich {
+	*p = pendingStep{step: out.Step, at: now, snapshots: p.snapshots[:0]}
+	if rich && cap(p.snapshots) < v.NumRunning() {
 		p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
 	}
 	sum := &p.summary
@@ -236,16 +249,31 @@ func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Durat
 func (s *stepTracer) flushLocked(step uint64) {
 	for len(s.pending) > 0 && s.pending[0].step <= step && !s.disabled {
 		p := s.pending[0]
-		s.pending = s.pending[1:]
+		n := copy(s.pending, s.pending[1:]) // at most maxPendingSteps: keep the array
+		s.pending[n] = nil
+		s.pending = s.pending[:n]
 		s.addEventLocked(p.step, EventBatchSummary, p.at, appendSummaryAttributes(s.events.buf(), p))
 		for i := range p.snapshots {
 			s.addEventLocked(p.step, EventRequestSnapshot, p.at, appendSnapshotAttributes(s.events.buf(), p.step, &p.snapshots[i]))
 		}
 		s.closeIfDueLocked(p.step + 1)
+		s.keepSpareLocked(p)
 	}
-	if len(s.pending) == 0 {
-		s.pending = nil // let the backing array go
+}
+
+// maxSpareSnapshots bounds the snapshot capacity a spare pendingStep keeps.
+const maxSpareSnapshots = 1024
+
+// keepSpareLocked keeps an emitted step's memory for the next sampled step.
+func (s *stepTracer) keepSpareLocked(p *pendingStep) {
+	if len(s.spare) >= maxPendingSteps {
+		return
 	}
+	clear(p.snapshots) // do not pin request ids
+	if cap(p.snapshots) > maxSpareSnapshots {
+		p.snapshots = nil
+	}
+	s.spare = append(s.spare, p)
 }
 
 // addEventLocked adds one event, opening a window if none is open and
