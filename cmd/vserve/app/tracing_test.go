@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -53,3 +55,20 @@ func TestJourneyTracingWiring(t *testing.T) {
 type keepSpans struct{ *tracetest.InMemoryExporter }
 
 func (keepSpans) Shutdown(context.Context) error { return nil }
+
+// TestShutdownWithCollectorDown: spans that cannot reach the collector at
+// shutdown are lost with a warning; the shutdown itself succeeds.
+func TestShutdownWithCollectorDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	defer func(w time.Duration) { telemetryShutdownWait = w }(telemetryShutdownWait)
+	telemetryShutdownWait = 200 * time.Millisecond
+
+	a, base := startApp(t, "--otlp-traces-endpoint", down, "--enable-journey-tracing")
+	require.NoError(t, a.LoadErr())
+	status, m := postJSON(t, base+"/v1/completions", `{"prompt":"hi","max_tokens":4,"ignore_eos":true}`)
+	require.Equal(t, 200, status, "%v", m)
+	require.NoError(t, a.Shutdown(context.Background()))
+}
