@@ -101,3 +101,68 @@ var (
 	serverKind   = trace.WithSpanKind(trace.SpanKindServer)
 	internalKind = trace.WithSpanKind(trace.SpanKindInternal)
 )
+
+// eventSink is where one span's events go. Through the SDK (AddEvent) by
+// default; when the export processor is the provider's only processor
+// (every running server), they are written in OTLP encoding into a pooled
+// buffer as they come, and the processor exports them with the span when
+// it ends (exportProcessor.endWithEvents). Adding an event through the SDK
+// copies its attributes, grows the span's event list, and End copies the
+// list again; the encoding costs a fraction of that (docs/observability.md
+// has the figures). Tests that record spans use the SDK path; they require
+// both paths to export the same spans. Not safe for concurrent use: the
+// span's owner serialises its events and its end.
+type eventSink struct {
+	export *exportProcessor // nil: through the SDK
+	buf    *[]byte          // export path, sampled span: the events' encoding
+}
+
+// newEventSink returns the sink of span's events: encoded for export when export
+// is set (and dropped when the span is not sampled, as the export
+// processor would drop them), else through the SDK.
+func newEventSink(export *exportProcessor, span trace.Span) eventSink {
+	if export == nil || !span.SpanContext().IsSampled() {
+		return eventSink{export: export}
+	}
+	return eventSink{export: export, buf: eventBuffers.Get().(*[]byte)}
+}
+
+// add adds event name at time at; attrs are cleared afterwards, as b.add
+// does (normally b.buf() appended within its capacity).
+func (e *eventSink) add(b *eventBuilder, span trace.Span, name string, at time.Time, attrs []attribute.KeyValue) {
+	switch {
+	case e.export == nil:
+		b.add(span, name, at, attrs)
+		return
+	case e.buf != nil:
+		*e.buf = appendEvent(*e.buf, name, at, attrs, 0)
+	}
+	if b.isBuffer(attrs) {
+		clear(attrs) // do not pin strings
+	}
+}
+
+// end ends span with its events and releases the buffer; later adds go
+// nowhere.
+func (e *eventSink) end(span trace.Span, opts ...trace.SpanEndOption) {
+	if e.buf == nil {
+		span.End(opts...)
+		return
+	}
+	e.export.endWithEvents(span, *e.buf, opts...)
+	if cap(*e.buf) <= maxPooledEventBuffer {
+		*e.buf = (*e.buf)[:0]
+		eventBuffers.Put(e.buf)
+	}
+	e.buf = nil
+}
+
+// maxPooledEventBuffer bounds the event buffers kept for reuse: a step
+// window of 100 steps at batch 64 with a snapshot of every request in
+// every step needs about 3 MB; a journey span a few hundred bytes.
+const maxPooledEventBuffer = 4 << 20
+
+var eventBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}

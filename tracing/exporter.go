@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -52,6 +54,10 @@ type exportProcessor struct {
 	maxQueueBytes   int
 	exportTimeout   time.Duration
 	scheduleDelay   time.Duration
+
+	attachMu    sync.Mutex
+	attached    map[trace.SpanID][]byte // encoded events of spans ending in endWithEvents
+	numAttached atomic.Int32            // len(attached), read without the lock
 
 	mu          sync.Mutex
 	scratch     [][]byte     // spare buffers to encode a span in outside the lock
@@ -111,6 +117,7 @@ func newExportProcessor(ctx context.Context, client otlptrace.Client, c Config) 
 		flush:           make(chan chan struct{}),
 		stop:            make(chan struct{}),
 		done:            make(chan struct{}),
+		attached:        make(map[trace.SpanID][]byte),
 	}
 	p.base, p.cancel = context.WithCancel(context.Background())
 	go p.run()
@@ -138,8 +145,43 @@ func (p *exportProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 
 // add encodes s outside the lock and queues the bytes.
 func (p *exportProcessor) add(s sdktrace.ReadOnlySpan) {
-	enc := appendFramedSpan(p.takeScratch(), s)
+	enc := appendFramedSpan(p.takeScratch(), s, p.attachedEvents(s.SpanContext().SpanID()))
 	p.enqueue(s.Resource(), s.InstrumentationScope(), enc)
+}
+
+// endWithEvents ends span, exporting events (Span.events fields written by
+// appendEvent) as the span's events after those the SDK recorded (see
+// spanEvents). The SDK still gives the span its ids, sampling decision,
+// attributes and timestamps, and calls every processor. events is not
+// retained after End returns.
+func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, opts ...trace.SpanEndOption) {
+	if len(events) == 0 || !span.SpanContext().IsSampled() {
+		span.End(opts...)
+		return
+	}
+	id := span.SpanContext().SpanID()
+	p.attachMu.Lock()
+	p.attached[id] = events
+	p.attachMu.Unlock()
+	p.numAttached.Add(1)
+	defer func() {
+		p.numAttached.Add(-1)
+		p.attachMu.Lock()
+		delete(p.attached, id)
+		p.attachMu.Unlock()
+	}()
+	span.End(opts...) // the SDK calls OnEnd before End returns
+}
+
+// attachedEvents returns the encoded events that endWithEvents is
+// attaching to span, if any.
+func (p *exportProcessor) attachedEvents(span trace.SpanID) []byte {
+	if p.numAttached.Load() == 0 {
+		return nil
+	}
+	p.attachMu.Lock()
+	defer p.attachMu.Unlock()
+	return p.attached[span]
 }
 
 // takeScratch returns an empty buffer to encode one span in. (A sync.Pool
@@ -165,9 +207,9 @@ func (p *exportProcessor) putScratchLocked(b []byte) {
 
 // appendFramedSpan appends s as one ScopeSpans.spans field: tag, length
 // and the Span message.
-func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
 	b, mark := openMessage(b, scopeSpansSpans)
-	b = appendSpan(b, s)
+	b = appendSpan(b, s, extraEvents)
 	return closeMessage(b, mark)
 }
 

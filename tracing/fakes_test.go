@@ -101,7 +101,7 @@ func (h *harness) arrive(headers map[string]string) server.RequestSpan {
 // start hands a request to the "engine".
 func (h *harness) start(req *fakeReq, headers map[string]string) {
 	h.tel.OnRequestStart(engine.RequestStart{ID: req.id, TraceHeaders: headers,
-		NumPromptTokens: req.prompt, MaxTokens: req.maxTokens, Arrival: time.Now()})
+		NumPromptTokens: req.prompt, MaxTokens: req.maxTokens, Arrival: h.tel.now()})
 }
 
 func (h *harness) end(req *fakeReq, headers map[string]string, reason scheduler.FinishReason, times engine.RequestTimes) {

@@ -38,11 +38,12 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	if journey && !t.journeySampler.SampleRequest() {
 		return &metricsOnlySpan{m: t.metrics}
 	}
-	now := time.Now()
+	now := t.now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
 	ctx, span := t.apiTracer.Start(parent, SpanRequest, serverKind, trace.WithTimestamp(now))
 	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route}
 	if journey {
+		s.events = newEventSink(t.export, span)
 		s.event(EventArrived, now)
 	}
 	t.openAPI(s)
@@ -90,6 +91,7 @@ type apiSpan struct {
 	key     uint64 // server-generated, never a client id
 	span    trace.Span
 	journey bool // events on; false: plain request span (endpoint only)
+	events  eventSink
 	headers map[string]string
 	route   string
 
@@ -114,7 +116,7 @@ func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) 
 	defer returnBuilder(b)
 	attrs := append(b.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
 	attrs = append(attrs, extra...)
-	b.add(s.span, name, at, attrs)
+	s.events.add(b, s.span, name, at, attrs)
 }
 
 // Parsed records the gen_ai request attributes; unset values are skipped.
@@ -194,7 +196,7 @@ func (s *apiSpan) HandoffToCore() {
 	}
 	s.handedOff = true
 	if s.journey {
-		s.event(EventHandoff, time.Now())
+		s.event(EventHandoff, s.t.now())
 	}
 }
 
@@ -208,7 +210,7 @@ func (s *apiSpan) FirstResponseFromCore(at time.Time) {
 	}
 	s.firstResp = true
 	if at.IsZero() {
-		at = time.Now()
+		at = s.t.now()
 	}
 	if s.journey {
 		s.event(EventFirstResponse, at)
@@ -224,7 +226,7 @@ func (s *apiSpan) Departed(o server.Outcome) {
 	}
 	s.terminal = true
 	if s.journey {
-		s.event(EventDeparted, time.Now())
+		s.event(EventDeparted, s.t.now())
 	}
 	s.outcome, s.departed = o, true
 }
@@ -256,7 +258,7 @@ func appendLatencyAttributes(attrs []attribute.KeyValue, t engine.RequestTimes) 
 func (s *apiSpan) Aborted(reason string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.abortLocked(reason, err, time.Now())
+	s.abortLocked(reason, err, s.t.now())
 }
 
 func (s *apiSpan) abortLocked(reason string, err error, at time.Time) {
@@ -291,11 +293,11 @@ func (s *apiSpan) endWith(reason string, err error) bool {
 	if s.ended {
 		return false
 	}
-	now := time.Now()
+	now := s.t.now()
 	s.abortLocked(reason, err, now)
 	s.ended = true
 	s.setAttributesLocked()
-	s.span.End(trace.WithTimestamp(now))
+	s.events.end(s.span, trace.WithTimestamp(now))
 	return true
 }
 

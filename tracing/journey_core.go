@@ -18,13 +18,20 @@ import (
 // and one idempotent cleanup (finish) releases it on every path.
 type coreTracer struct {
 	tracer trace.Tracer
+	export *exportProcessor // see eventSink
+	now    func() time.Time // time.Now; tests make it deterministic
 	mu     sync.Mutex
 	states map[string]*coreState
 }
 
-// coreState is one sampled request's journey.
+// coreState is one sampled request's journey. The engine goroutine drives
+// it; shutdown may end it concurrently, hence the mutex around its events.
 type coreState struct {
 	span        trace.Span
+	now         func() time.Time
+	mu          sync.Mutex
+	events      eventSink
+	ended       bool
 	promptLen   int
 	maxTokens   int
 	highWater   int
@@ -34,8 +41,8 @@ type coreState struct {
 	finished    bool
 }
 
-func newCoreTracer(tp trace.TracerProvider) *coreTracer {
-	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), states: make(map[string]*coreState)}
+func newCoreTracer(tp trace.TracerProvider, export *exportProcessor) *coreTracer {
+	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), export: export, now: time.Now, states: make(map[string]*coreState)}
 }
 
 // start creates llm_core iff headers[x-vllm-journey-sampled] is exactly "1",
@@ -45,7 +52,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 		return
 	}
 	if at.IsZero() {
-		at = time.Now()
+		at = c.now()
 	}
 	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
 	_, span := c.tracer.Start(parent, SpanCore,
@@ -55,9 +62,9 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.states[id]; old != nil { // a reused id: never leak the old span
-		old.span.End()
+		old.end()
 	}
-	c.states[id] = &coreState{span: span, promptLen: promptLen, maxTokens: maxTokens}
+	c.states[id] = &coreState{span: span, now: c.now, events: newEventSink(c.export, span), promptLen: promptLen, maxTokens: maxTokens}
 }
 
 // lookup returns the state of a sampled live request, or nil.
@@ -105,7 +112,7 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 // emit adds journey.<typ> with the common keys and at most one extra
 // attribute (schedule.kind or finish.status).
 func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
-	now := time.Now()
+	now := st.now()
 	ns := monotonicNS(now)
 	b := borrowBuilder()
 	defer returnBuilder(b)
@@ -122,7 +129,23 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		attribute.Int(AttrNumPreemptions, st.preemptions),
 	)
 	attrs = append(attrs, extra...)
-	b.add(st.span, journeyEventName(typ), now, attrs)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		clear(attrs)
+		return
+	}
+	st.events.add(b, st.span, journeyEventName(typ), now, attrs)
+}
+
+// end ends the span once, with its events.
+func (st *coreState) end() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.ended {
+		st.ended = true
+		st.events.end(st.span, trace.WithTimestamp(st.now()))
+	}
 }
 
 // journeyEventName is "journey." + typ without building the string each time.
@@ -208,7 +231,7 @@ func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReaso
 	if reason == scheduler.FinishError {
 		st.span.SetStatus(codes.Error, "generation error")
 	}
-	st.span.End()
+	st.end()
 }
 
 // finishFromEnd finishes from the engine's RequestEnd: the path for requests
@@ -260,6 +283,6 @@ func (c *coreTracer) shutdown() {
 	c.mu.Unlock()
 	for _, st := range states {
 		st.span.SetStatus(codes.Error, "shutdown")
-		st.span.End()
+		st.end()
 	}
 }

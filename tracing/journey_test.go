@@ -36,7 +36,7 @@ func (h *harness) newFlow(id string, prompt, max int, clientHeaders map[string]s
 	f.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "stories260K", PromptTokens: prompt,
 		Temperature: ptr(0.7), MaxTokens: ptr(max), N: 1})
 	f.headers = f.api.TraceHeaders()
-	f.times.Arrival = time.Now()
+	f.times.Arrival = f.h.tel.now()
 	h.start(f.req, f.headers)
 	h.obs.Queued(f.req, 0)
 	f.api.HandoffToCore()
@@ -48,7 +48,7 @@ func ptr[T any](v T) *T { return &v }
 // schedule admits the request at step and computes n prompt tokens.
 func (f *flow) schedule(step uint64, resumed bool, n int) {
 	if f.times.Scheduled.IsZero() {
-		f.times.Scheduled = time.Now()
+		f.times.Scheduled = f.h.tel.now()
 	}
 	f.req.phase = scheduler.PhasePrefill
 	if f.req.output > 0 {
@@ -62,7 +62,7 @@ func (f *flow) schedule(step uint64, resumed bool, n int) {
 func (f *flow) token(step uint64) {
 	f.req.output++
 	f.req.phase = scheduler.PhaseDecode
-	now := time.Now()
+	now := f.h.tel.now()
 	if f.req.output == 1 {
 		f.times.FirstToken = now
 		f.h.obs.FirstToken(f.req, step)
@@ -79,7 +79,7 @@ func (f *flow) preempt(step uint64) {
 }
 
 func (f *flow) finish(step uint64, reason scheduler.FinishReason) {
-	f.times.Finished = time.Now()
+	f.times.Finished = f.h.tel.now()
 	f.h.obs.Finished(f.req, step, reason)
 	f.h.end(f.req, f.headers, reason, f.times)
 }

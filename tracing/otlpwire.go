@@ -3,6 +3,7 @@ package tracing
 import (
 	"encoding/binary"
 	"math"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -73,8 +74,9 @@ const (
 )
 
 // appendSpan appends the fields of one OTLP Span message (without a tag or
-// length of its own) for s.
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
+// length of its own) for s. extraEvents, when not empty, are Span.events
+// fields encoded beforehand (appendEvent); they follow the SDK's events.
+func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytesField(b, spanTraceID, tid[:])
@@ -93,14 +95,9 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	b = appendKeyValues(b, spanAttributes, s.Attributes())
 	b = appendVarintField(b, spanDroppedAttrs, clampCount(s.DroppedAttributes()))
 	for _, e := range s.Events() {
-		var mark int
-		b, mark = openMessage(b, spanEvents)
-		b = appendFixed64Field(b, eventTime, unixNanos(e.Time.UnixNano()))
-		b = appendStringField(b, eventName, e.Name)
-		b = appendKeyValues(b, eventAttributes, e.Attributes)
-		b = appendVarintField(b, eventDroppedAttrs, clampCount(e.DroppedAttributeCount))
-		b = closeMessage(b, mark)
+		b = appendEvent(b, e.Name, e.Time, e.Attributes, e.DroppedAttributeCount)
 	}
+	b = append(b, extraEvents...)
 	b = appendVarintField(b, spanDroppedEvents, clampCount(s.DroppedEvents()))
 	for _, l := range s.Links() {
 		b = appendLink(b, l)
@@ -108,6 +105,16 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	b = appendVarintField(b, spanDroppedLinks, clampCount(s.DroppedLinks()))
 	b = appendStatus(b, s.Status())
 	return appendFixed32Field(b, spanFlags, spanFlagsOf(sc.TraceFlags(), parent))
+}
+
+// appendEvent appends one Span.events field.
+func appendEvent(b []byte, name string, at time.Time, attrs []attribute.KeyValue, dropped int) []byte {
+	b, mark := openMessage(b, spanEvents)
+	b = appendFixed64Field(b, eventTime, unixNanos(at.UnixNano()))
+	b = appendStringField(b, eventName, name)
+	b = appendKeyValues(b, eventAttributes, attrs)
+	b = appendVarintField(b, eventDroppedAttrs, clampCount(dropped))
+	return closeMessage(b, mark)
 }
 
 // appendLink appends one Span.Link field. Like the stock transform, the

@@ -21,8 +21,10 @@ const defaultExportTimeout = 10 * time.Second
 
 // newTracerProvider builds the process's single TracerProvider: the OTLP
 // export processor with its bounded, non-blocking queue (or the test
-// processors), service.name, and the raised event limit.
-func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider, error) {
+// processors), service.name, and the raised event limit. sole is the
+// export processor when it is the provider's only processor (step tracing
+// then hands it encoded events directly), else nil.
+func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole *exportProcessor, err error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
 	limits.EventCountLimit = c.MaxEventsPerSpan
@@ -30,17 +32,21 @@ func newTracerProvider(ctx context.Context, c Config) (*sdktrace.TracerProvider,
 		sdktrace.WithResource(res),
 		sdktrace.WithRawSpanLimits(limits),
 	}
-	for _, p := range c.SpanProcessors {
-		opts = append(opts, sdktrace.WithSpanProcessor(p))
-	}
+	procs := c.SpanProcessors
 	if c.OTLPTracesEndpoint != "" {
 		p, err := newOTLPProcessor(ctx, c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		procs = append(procs[:len(procs):len(procs)], p)
+	}
+	for _, p := range procs {
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	if len(procs) == 1 {
+		sole, _ = procs[0].(*exportProcessor)
+	}
+	return sdktrace.NewTracerProvider(opts...), sole, nil
 }
 
 // newOTLPProcessor creates the span processor that exports to the

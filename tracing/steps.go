@@ -26,6 +26,9 @@ import (
 // never comes (it scheduled nothing) is emitted without it once a later
 // step's timing arrives, when too many wait, or at shutdown. Events are
 // always emitted in step order.
+//
+// A window's events go to an eventSink: in a running server they are
+// written in OTLP encoding as they come and exported with the window span.
 type stepTracer struct {
 	tracer     trace.Tracer
 	sampler    StepSampler
@@ -33,6 +36,8 @@ type stepTracer struct {
 	interval   uint64
 	eventLimit int
 	log        *slog.Logger
+	export     *exportProcessor // see eventSink
+	now        func() time.Time // time.Now; tests make it deterministic
 
 	mu       sync.Mutex
 	disabled bool
@@ -52,6 +57,7 @@ type stepWindow struct {
 	start  uint64
 	last   uint64
 	events int
+	sink   eventSink
 }
 
 // pendingStep holds a sampled step's figures until its timing arrives. It
@@ -87,8 +93,10 @@ type requestSnapshot struct {
 	blocksAllocated, blocksCached, cached int
 }
 
-func newStepTracer(tp trace.TracerProvider, c Config) *stepTracer {
+func newStepTracer(tp trace.TracerProvider, c Config, export *exportProcessor) *stepTracer {
 	return &stepTracer{
+		export:     export,
+		now:        time.Now,
 		tracer:     tp.Tracer(ScopeStep),
 		sampler:    c.StepSampler,
 		rich:       c.RichSampler,
@@ -117,7 +125,7 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, buildStep(s.takeSpareLocked(), out, v, s.rich.SampleStep(step)))
+	s.pending = append(s.pending, buildStep(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.now()))
 }
 
 // takeSpareLocked returns an emitted pendingStep to reuse, or a new one.
@@ -132,9 +140,9 @@ func (s *stepTracer) takeSpareLocked() *pendingStep {
 }
 
 // buildStep fills p with the summary and, when rich, the snapshots: one
-// pass over the running requests, O(1) per request.
-func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool) *pendingStep {
-	now := time.Now()
+// pass over the running requests, O(1) per request. now is the end of
+// scheduling.
+func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) *pendingStep {
 	start := v.StartTime()
 	*p = pendingStep{step: out.Step, at: now, snapshots: p.snapshots[:0]}
 	if rich && cap(p.snapshots) < v.NumRunning() {
@@ -288,7 +296,7 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attr
 	if s.win == nil && !s.openLocked(step, at) {
 		return
 	}
-	s.events.add(s.win.span, name, at, attrs)
+	s.win.sink.add(&s.events, s.win.span, name, at, attrs)
 	s.win.events++
 	s.win.last = step
 }
@@ -297,7 +305,7 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attr
 // steps past its start. A window only exists once it holds an event.
 func (s *stepTracer) closeIfDueLocked(next uint64) {
 	if s.win != nil && next >= s.win.start+s.interval {
-		s.closeLocked(time.Now())
+		s.closeLocked(s.now())
 	}
 }
 
@@ -324,7 +332,7 @@ func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
 		return false
 	}
 	s.seq = seq
-	s.win = &stepWindow{span: span, start: step, last: step}
+	s.win = &stepWindow{span: span, start: step, last: step, sink: newEventSink(s.export, span)}
 	return true
 }
 
@@ -338,7 +346,7 @@ func (s *stepTracer) closeLocked(at time.Time) {
 		}
 	}()
 	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
-	w.span.End(trace.WithTimestamp(at))
+	w.sink.end(w.span, trace.WithTimestamp(at))
 }
 
 func (s *stepTracer) disableLocked(err error) {
@@ -356,6 +364,6 @@ func (s *stepTracer) shutdown() {
 	}
 	s.flushLocked(math.MaxUint64)
 	if s.win != nil {
-		s.closeLocked(time.Now())
+		s.closeLocked(s.now())
 	}
 }

@@ -206,7 +206,7 @@ func TestStepTracingDisablesWhenSpansCannotOpen(t *testing.T) {
 	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	all := stepSet(func(uint64) bool { return true })
 	c.StepSampler, c.RichSampler = all, all
-	s := newStepTracer(noop.NewTracerProvider(), c.withDefaults())
+	s := newStepTracer(noop.NewTracerProvider(), c.withDefaults(), nil)
 	for step := uint64(1); step <= 3; step++ {
 		out, v := batch(step)
 		s.stepBuilt(out, v)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -23,6 +24,8 @@ import (
 type Telemetry struct {
 	cfg            Config
 	tp             *sdktrace.TracerProvider // nil: tracing off
+	export         *exportProcessor         // the provider's only processor, or nil (see eventSink)
+	now            func() time.Time         // time.Now; tests make it deterministic
 	apiTracer      trace.Tracer             // nil: tracing off
 	journeySampler RequestSampler
 	core           *coreTracer // nil: tracing off
@@ -52,12 +55,12 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Telemetry{cfg: c, metrics: m, apiOpen: make(map[uint64]*apiSpan)}
+	t := &Telemetry{cfg: c, metrics: m, now: time.Now, apiOpen: make(map[uint64]*apiSpan)}
 	if !c.tracingOn() {
 		return t, nil
 	}
 	installErrorHandler(c.Logger)
-	t.tp, err = newTracerProvider(ctx, c)
+	t.tp, t.export, err = newTracerProvider(ctx, c)
 	if err != nil {
 		return nil, errors.Join(err, m.provider.Shutdown(ctx))
 	}
@@ -66,7 +69,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if t.journeySampler == nil {
 		t.journeySampler = NewRateSampler(c.JourneySampleRate)
 	}
-	t.core = newCoreTracer(t.tp)
+	t.core = newCoreTracer(t.tp, t.export)
 	if c.StepTracingEnabled {
 		if c.StepSampler == nil {
 			c.StepSampler = NewHashStepSampler(c.StepSampleRate, rand.Uint64())
@@ -74,7 +77,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 		if c.RichSampler == nil {
 			c.RichSampler = NewHashStepSampler(c.StepRichSubsampleRate, rand.Uint64())
 		}
-		t.steps = newStepTracer(t.tp, c)
+		t.steps = newStepTracer(t.tp, c, t.export)
 	}
 	return t, nil
 }

@@ -10,7 +10,7 @@
 // difference to tracing off.
 //
 //	go build -o /tmp/vserve ./cmd/vserve
-//	go run ./tracing/e2e/overhead --vserve /tmp/vserve [--model DIR] [--rounds 12]
+//	go run ./tracing/e2e/overhead --vserve /tmp/vserve [--model DIR] [--rounds 12] [--baseline /tmp/vserve-old]
 //
 // Without --model, a random Llama of the shape --spec (default the
 // TinyStories 15M shape) is generated into a temporary directory. Linux
@@ -41,6 +41,7 @@ import (
 
 type options struct {
 	vserve, modelDir string
+	baseline         string
 	spec             string
 	rounds, perRound int
 	concurrency      int
@@ -53,17 +54,19 @@ type options struct {
 
 // config is one tracing configuration and the server that runs it.
 type config struct {
-	name  string
-	flags []string
-	cmd   *exec.Cmd
-	url   string
-	cpu   []float64 // µs of server CPU per request, per round
-	tput  []float64 // output tokens/s, per round
+	name   string
+	binary string
+	flags  []string
+	cmd    *exec.Cmd
+	url    string
+	cpu    []float64 // µs of server CPU per request, per round
+	tput   []float64 // output tokens/s, per round
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.vserve, "vserve", "", "vserve binary (required)")
+	flag.StringVar(&o.baseline, "baseline", "", "a second vserve binary (say, built from the previous commit) whose traced configurations run in the same rounds, for before-and-after figures")
 	flag.StringVar(&o.modelDir, "model", "", "model directory (default: a random model of --spec, generated)")
 	flag.StringVar(&o.spec, "spec", "15M", "shape of the generated model (tiny, 15M, 42M, 110M): big enough that batches form (on the tiny model a step is so short that requests run one at a time and step tracing pays per token)")
 	flag.IntVar(&o.rounds, "rounds", 12, "measured rounds per configuration")
@@ -113,6 +116,14 @@ func run(o options) error {
 		{name: "journey 1.0", flags: journey},
 		{name: "journey 1.0 + steps 1.0 / rich 0.1", flags: append(slices.Clone(journey),
 			"--step-tracing-enabled", "--step-tracing-sample-rate", "1", "--step-tracing-rich-subsample-rate", "0.1")},
+	}
+	for _, c := range configs {
+		c.binary = o.vserve
+	}
+	if o.baseline != "" {
+		for _, c := range slices.Clone(configs[1:]) {
+			configs = append(configs, &config{name: c.name + " (baseline)", binary: o.baseline, flags: c.flags})
+		}
 	}
 	for i, c := range configs {
 		if err := c.start(ctx, o, o.basePort+i); err != nil {
@@ -172,7 +183,7 @@ func roundOrder(n, r int) []int {
 
 func (c *config) start(ctx context.Context, o options, port int) error {
 	args := append([]string{"--model", o.modelDir, "--host", "127.0.0.1", "--port", strconv.Itoa(port)}, c.flags...)
-	c.cmd = exec.CommandContext(ctx, o.vserve, args...)
+	c.cmd = exec.CommandContext(ctx, c.binary, args...)
 	c.cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="+o.protocol)
 	if o.serverProcs > 0 {
 		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.serverProcs))

@@ -1,0 +1,222 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vserve/vserve/scheduler"
+	"github.com/vserve/vserve/server"
+)
+
+// journeyPlan is one request of a replayable journey script.
+type journeyPlan struct {
+	id            string
+	prompt, max   int
+	sampled       bool
+	clientHeaders map[string]string
+	path          func(f *flow, p journeyPlan)
+	leaveOpen     bool // still running at shutdown
+}
+
+// journeyPaths are the ways a request goes, as the journey tests drive them.
+var journeyPaths = []func(f *flow, p journeyPlan){
+	func(f *flow, p journeyPlan) { // normal
+		f.schedule(1, false, p.prompt)
+		for step := range uint64(p.max) {
+			f.token(step + 1)
+		}
+		f.finish(uint64(p.max), scheduler.FinishLength)
+		f.api.Departed(server.Outcome{CompletionTokens: p.max, Times: f.times})
+	},
+	func(f *flow, p journeyPlan) { // preempted and resumed
+		f.schedule(1, false, p.prompt/2)
+		f.preempt(2)
+		f.schedule(3, true, p.prompt)
+		f.token(3)
+		f.token(4)
+		f.finish(4, scheduler.FinishStop)
+		f.api.Departed(server.Outcome{CompletionTokens: 2, Times: f.times})
+	},
+	func(f *flow, p journeyPlan) { // aborted while waiting
+		f.finish(0, scheduler.FinishAbort)
+		f.api.Aborted(server.ReasonClientDisconnect, errors.New("context canceled"))
+	},
+	func(f *flow, p journeyPlan) { // aborted while running
+		f.schedule(1, false, p.prompt)
+		f.token(1)
+		f.api.Aborted(server.ReasonClientDisconnect, errors.New("context canceled"))
+		f.finish(2, scheduler.FinishAbort)
+	},
+	func(f *flow, p journeyPlan) { // generation error
+		f.schedule(1, false, p.prompt)
+		f.finish(1, scheduler.FinishError)
+		f.api.Aborted(server.ReasonGeneration, errors.New("kernel failed"))
+	},
+	func(f *flow, p journeyPlan) { // the engine ended it without a scheduler event
+		f.h.end(f.req, f.headers, scheduler.FinishAbort, f.times)
+		f.api.Aborted(server.ReasonShutdown, errors.New("shutting down"))
+	},
+	func(f *flow, p journeyPlan) { // the handler returned without an outcome
+		f.schedule(1, false, p.prompt)
+		f.finish(1, scheduler.FinishLength)
+	},
+}
+
+// queuedSampler answers SampleRequest from a script.
+type queuedSampler struct{ answers []bool }
+
+func (q *queuedSampler) SampleRequest() bool {
+	a := q.answers[0]
+	q.answers = q.answers[1:]
+	return a
+}
+
+func randomJourneyPlans(r *rand.Rand) []journeyPlan {
+	plans := make([]journeyPlan, 1+r.IntN(20))
+	for i := range plans {
+		p := journeyPlan{id: fmt.Sprintf("req-%d", i), prompt: 1 + r.IntN(3000), max: 1 + r.IntN(8),
+			sampled: r.IntN(5) > 0, path: journeyPaths[r.IntN(len(journeyPaths))],
+			// one at most: shutdown ends open spans in map order, and the
+			// counting clock would tell the orders apart
+			leaveOpen: i == len(plans)-1 && r.IntN(3) == 0}
+		switch r.IntN(3) {
+		case 1:
+			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		case 2:
+			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+		}
+		plans[i] = p
+	}
+	return plans
+}
+
+// exportJourneys replays plans on a Telemetry whose only processor is an
+// export processor over a capturing client, with events encoded for export
+// (direct) or added through the SDK, on a counting clock, and returns the
+// exported spans with their ids replaced by their order of appearance.
+func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []*tracepb.Span {
+	t.Helper()
+	client := &captureClient{}
+	p := newTestProcessor(t, client)
+	p.maxRequestBytes = math.MaxInt
+	c := DefaultConfig()
+	c.SpanProcessors = []sdktrace.SpanProcessor{p}
+	c.EnableJourneyTracing = true
+	c.ModelName, c.MaxModelLen = "stories260K", 4096
+	sampler := &queuedSampler{}
+	for _, p := range plans {
+		sampler.answers = append(sampler.answers, p.sampled)
+	}
+	c.JourneySampler = sampler
+	tel, err := Setup(context.Background(), c)
+	require.NoError(t, err)
+	require.Same(t, p, tel.export, "the sole export processor takes encoded events")
+	if !direct {
+		tel.export, tel.core.export = nil, nil
+	}
+	ticks := 0
+	tel.now = func() time.Time {
+		ticks++
+		return baseNow.Add(time.Duration(ticks) * 13 * time.Microsecond)
+	}
+	tel.core.now = tel.now
+	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
+	for _, plan := range plans {
+		f := h.newFlow(plan.id, plan.prompt, plan.max, plan.clientHeaders)
+		if plan.leaveOpen {
+			f.schedule(1, false, plan.prompt)
+			continue
+		}
+		plan.path(f, plan)
+		f.api.End()
+	}
+	require.NoError(t, tel.Shutdown(context.Background()))
+	return decodeExported(t, client)
+}
+
+// decodeExported returns every span client received, ids replaced by
+// their order of first appearance (they are random).
+func decodeExported(t *testing.T, client *captureClient) []*tracepb.Span {
+	client.mu.Lock()
+	defer client.mu.Unlock()
+	var spans []*tracepb.Span
+	for _, b := range client.requests {
+		var req coltracepb.ExportTraceServiceRequest
+		require.NoError(t, proto.Unmarshal(b, &req))
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					s.TraceState = ss.Scope.GetName() + "|" + s.TraceState // keep the scope in the comparison
+					spans = append(spans, s)
+				}
+			}
+		}
+	}
+	ids := map[string]int{}
+	canonical := func(id []byte) []byte {
+		if len(id) == 0 {
+			return nil
+		}
+		n, ok := ids[string(id)]
+		if !ok {
+			n = len(ids) + 1
+			ids[string(id)] = n
+		}
+		return []byte{byte(n >> 8), byte(n)}
+	}
+	for _, s := range spans {
+		s.TraceId, s.SpanId, s.ParentSpanId = canonical(s.TraceId), canonical(s.SpanId), canonical(s.ParentSpanId)
+	}
+	return spans
+}
+
+// TestJourneyEventsExportedDirectlyMatchTheSDKPath: the llm_request and
+// llm_core spans a server exports (events encoded for export as they come)
+// decode the same as when every event goes through the SDK's AddEvent,
+// which the journey tests check in detail, on every path a request takes.
+func TestJourneyEventsExportedDirectlyMatchTheSDKPath(t *testing.T) {
+	for seed := range uint64(25) {
+		requireSameJourneyExport(t, randomJourneyPlans(rand.New(rand.NewPCG(seed, 9))))
+	}
+}
+
+// FuzzJourneyEventsExport grows the comparison from fuzzed seeds.
+func FuzzJourneyEventsExport(f *testing.F) {
+	f.Add(uint64(2))
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		requireSameJourneyExport(t, randomJourneyPlans(rand.New(rand.NewPCG(seed, 13))))
+	})
+}
+
+func requireSameJourneyExport(t *testing.T, plans []journeyPlan) {
+	t.Helper()
+	viaSDK := exportJourneys(t, plans, false)
+	direct := exportJourneys(t, plans, true)
+	require.Equal(t, len(viaSDK), len(direct), "spans")
+	events, sampled := 0, 0
+	for i := range viaSDK {
+		if !proto.Equal(viaSDK[i], direct[i]) {
+			t.Fatalf("span %d differs\nvia the SDK:\n%v\ndirect:\n%v", i, viaSDK[i], direct[i])
+		}
+		events += len(direct[i].Events)
+	}
+	for _, p := range plans {
+		if p.sampled && !strings.HasSuffix(p.clientHeaders["traceparent"], "-00") {
+			sampled++ // not under a client's unsampled parent
+		}
+	}
+	require.Len(t, direct, 2*sampled, "llm_request and llm_core per sampled request")
+	require.GreaterOrEqual(t, events, 5*sampled, "api.* and journey.* events: at least ARRIVED, HANDOFF_TO_CORE, QUEUED, FINISHED and a terminal api event")
+}
