@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -372,6 +373,39 @@ func TestClientDo(t *testing.T) {
 			c.HTTP.CloseIdleConnections()
 		})
 	}
+}
+
+// TestClientReusesConnections: a client that closed streams before their
+// end made the server accept a connection per request.
+func TestClientReusesConnections(t *testing.T) {
+	stream := "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: [DONE]\n\n"
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, stream)
+		w.(http.Flusher).Flush() // chunked, as a streaming server sends it
+		// The end of the chunked body follows a moment later, as from a
+		// server that finishes its request after the last event (a client
+		// that stops at [DONE] has closed the connection by then).
+		select {
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := NewClient(Target{Name: "t", BaseURL: srv.URL, Model: "m", API: Completions}, 1)
+	t.Cleanup(c.HTTP.CloseIdleConnections)
+	for range 10 {
+		r := c.Do(context.Background(), Prompt{Text: "hi", OutputLen: 1})
+		require.True(t, r.OK(), r.Err)
+	}
+	assert.Equal(t, int32(1), conns.Load(), "ten requests in sequence over one connection")
 }
 
 func TestClientConnectionError(t *testing.T) {

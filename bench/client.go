@@ -164,13 +164,28 @@ func (c *Client) Do(ctx context.Context, p Prompt) Result {
 	if err != nil {
 		return fail(res, classifyNetErr(err), err)
 	}
-	defer resp.Body.Close()
+	defer closeForReuse(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fail(res, httpKind(resp.StatusCode), fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
 	}
 	return c.readStream(res, resp.Body)
 }
+
+// closeForReuse reads what is left of a response (after [DONE], the end of
+// the chunked stream) and closes it. Go's transport reuses a connection
+// only when its response was read to the end: without this every request
+// opened a new connection, and the server paid a connection and a new
+// goroutine (whose stack grows from its starting size) per request, which
+// clients that keep connections alive, as the OpenAI clients do, do not
+// cost it. A response with more than maxDrain bytes left is dropped with
+// its connection.
+func closeForReuse(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, maxDrain)
+	_ = body.Close()
+}
+
+const maxDrain = 64 << 10
 
 func (c *Client) readStream(res Result, body io.Reader) Result {
 	sse := NewSSEReader(body)
