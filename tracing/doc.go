@@ -44,6 +44,13 @@
 // they were most of tracing's cost. The tests decode both encodings of the
 // same spans and require them equal.
 //
+// Span events skip the SDK too when the export processor is the provider's
+// only processor (every running server): journey, API and step events are
+// encoded as they come into a buffer of their span (eventSink), which the
+// processor exports with the span when it ends (endWithEvents). The SDK
+// still makes every span. Tests that record spans use the SDK path, and
+// tests replay the same journeys and steps both ways and compare exports.
+//
 // # State
 //
 // Per-request tracing state exists only for sampled requests (llm_request
