@@ -106,32 +106,17 @@ func randomJourneyPlans(r *rand.Rand) []journeyPlan {
 // export processor over a capturing client, with events encoded for export
 // (direct) or added through the SDK, on a counting clock, and returns the
 // exported spans with their ids replaced by their order of appearance.
-func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []*tracepb.Span {
+func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []exportedSpan {
 	t.Helper()
-	client := &captureClient{}
-	p := newTestProcessor(t, client)
-	p.maxRequestBytes = math.MaxInt
-	c := DefaultConfig()
-	c.SpanProcessors = []sdktrace.SpanProcessor{p}
-	c.EnableJourneyTracing = true
-	c.ModelName, c.MaxModelLen = "stories260K", 4096
 	sampler := &queuedSampler{}
 	for _, p := range plans {
 		sampler.answers = append(sampler.answers, p.sampled)
 	}
-	c.JourneySampler = sampler
-	tel, err := Setup(context.Background(), c)
-	require.NoError(t, err)
-	require.Same(t, p, tel.export, "the sole export processor takes encoded events")
-	if !direct {
-		tel.export, tel.core.export = nil, nil
-	}
-	ticks := 0
-	tel.now = func() time.Time {
-		ticks++
-		return baseNow.Add(time.Duration(ticks) * 13 * time.Microsecond)
-	}
-	tel.core.now = tel.now
+	tel, client := exportTelemetry(t, direct, func(c *Config) {
+		c.EnableJourneyTracing = true
+		c.ModelName, c.MaxModelLen = "stories260K", 4096
+		c.JourneySampler = sampler
+	})
 	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
 	for _, plan := range plans {
 		f := h.newFlow(plan.id, plan.prompt, plan.max, plan.clientHeaders)
@@ -146,29 +131,70 @@ func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []*tracepb.S
 	return decodeExported(t, client)
 }
 
-// decodeExported returns every span client received, ids replaced by
-// their order of first appearance (they are random).
-func decodeExported(t *testing.T, client *captureClient) []*tracepb.Span {
+// exportTelemetry returns a Telemetry whose only processor is an export
+// processor over a capturing client, with events encoded for export
+// (direct) or added through the SDK, on a counting clock (both ways see the
+// same timestamps).
+func exportTelemetry(t *testing.T, direct bool, configure func(*Config)) (*Telemetry, *captureClient) {
+	t.Helper()
+	client := &captureClient{}
+	p := newTestProcessor(t, client)
+	p.maxRequestBytes = math.MaxInt
+	c := DefaultConfig()
+	c.SpanProcessors = []sdktrace.SpanProcessor{p}
+	configure(&c)
+	tel, err := Setup(context.Background(), c)
+	require.NoError(t, err)
+	require.Same(t, p, tel.export, "the sole export processor takes encoded events")
+	ticks := 0
+	tel.now = func() time.Time {
+		ticks++
+		return baseNow.Add(time.Duration(ticks) * 13 * time.Microsecond)
+	}
+	tel.core.now = tel.now
+	if tel.steps != nil {
+		tel.steps.now = tel.now
+	}
+	if !direct {
+		tel.export, tel.core.export = nil, nil
+		if tel.steps != nil {
+			tel.steps.export = nil
+		}
+	}
+	return tel, client
+}
+
+// exportedSpan is a decoded span and the name of its scope.
+type exportedSpan struct {
+	scope string
+	span  *tracepb.Span
+}
+
+// decodeExported returns every span client received, in order, with trace
+// and span ids (random) checked and replaced by their order of first
+// appearance.
+func decodeExported(t *testing.T, client *captureClient) []exportedSpan {
+	t.Helper()
 	client.mu.Lock()
 	defer client.mu.Unlock()
-	var spans []*tracepb.Span
+	var spans []exportedSpan
 	for _, b := range client.requests {
 		var req coltracepb.ExportTraceServiceRequest
 		require.NoError(t, proto.Unmarshal(b, &req))
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
 				for _, s := range ss.Spans {
-					s.TraceState = ss.Scope.GetName() + "|" + s.TraceState // keep the scope in the comparison
-					spans = append(spans, s)
+					spans = append(spans, exportedSpan{scope: ss.Scope.GetName(), span: s})
 				}
 			}
 		}
 	}
 	ids := map[string]int{}
-	canonical := func(id []byte) []byte {
+	canonical := func(id []byte, size int) []byte {
 		if len(id) == 0 {
 			return nil
 		}
+		require.Len(t, id, size)
 		n, ok := ids[string(id)]
 		if !ok {
 			n = len(ids) + 1
@@ -176,10 +202,26 @@ func decodeExported(t *testing.T, client *captureClient) []*tracepb.Span {
 		}
 		return []byte{byte(n >> 8), byte(n)}
 	}
-	for _, s := range spans {
-		s.TraceId, s.SpanId, s.ParentSpanId = canonical(s.TraceId), canonical(s.SpanId), canonical(s.ParentSpanId)
+	for _, e := range spans {
+		s := e.span
+		s.TraceId, s.SpanId, s.ParentSpanId = canonical(s.TraceId, 16), canonical(s.SpanId, 8), canonical(s.ParentSpanId, 8)
 	}
 	return spans
+}
+
+// requireSameExport requires the spans exported with events through the
+// SDK and encoded directly to be equal, and returns their events.
+func requireSameExport(t *testing.T, viaSDK, direct []exportedSpan) (events int) {
+	t.Helper()
+	require.Equal(t, len(viaSDK), len(direct), "spans")
+	for i := range viaSDK {
+		require.Equal(t, viaSDK[i].scope, direct[i].scope)
+		if !proto.Equal(viaSDK[i].span, direct[i].span) {
+			t.Fatalf("span %d differs\nvia the SDK:\n%v\ndirect:\n%v", i, viaSDK[i].span, direct[i].span)
+		}
+		events += len(direct[i].span.Events)
+	}
+	return events
 }
 
 // TestJourneyEventsExportedDirectlyMatchTheSDKPath: the llm_request and
@@ -202,16 +244,9 @@ func FuzzJourneyEventsExport(f *testing.F) {
 
 func requireSameJourneyExport(t *testing.T, plans []journeyPlan) {
 	t.Helper()
-	viaSDK := exportJourneys(t, plans, false)
 	direct := exportJourneys(t, plans, true)
-	require.Equal(t, len(viaSDK), len(direct), "spans")
-	events, sampled := 0, 0
-	for i := range viaSDK {
-		if !proto.Equal(viaSDK[i], direct[i]) {
-			t.Fatalf("span %d differs\nvia the SDK:\n%v\ndirect:\n%v", i, viaSDK[i], direct[i])
-		}
-		events += len(direct[i].Events)
-	}
+	events := requireSameExport(t, exportJourneys(t, plans, false), direct)
+	sampled := 0
 	for _, p := range plans {
 		if p.sampled && !strings.HasSuffix(p.clientHeaders["traceparent"], "-00") {
 			sampled++ // not under a client's unsampled parent

@@ -2,17 +2,12 @@ package tracing
 
 import (
 	"context"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
@@ -99,28 +94,14 @@ func randomBatch(r *rand.Rand, step uint64) (*scheduler.Output, *fakeStep) {
 // into the window's encoding (direct) or added through the SDK, and returns
 // the exported spans. The step tracer's clock is a counter, so both ways
 // see the same timestamps.
-func exportStepScript(t *testing.T, sc stepScript, direct bool) []*tracepb.Span {
+func exportStepScript(t *testing.T, sc stepScript, direct bool) []exportedSpan {
 	t.Helper()
-	client := &captureClient{}
-	p := newTestProcessor(t, client)
-	p.maxRequestBytes = math.MaxInt
-	c := DefaultConfig()
-	c.SpanProcessors = []sdktrace.SpanProcessor{p}
-	c.StepTracingEnabled = true
-	c.StepClosureInterval, c.MaxEventsPerSpan = sc.interval, sc.eventLimit
-	c.StepSampler = stepSet(func(s uint64) bool { return sc.summary[s] })
-	c.RichSampler = stepSet(func(s uint64) bool { return sc.rich[s] })
-	tel, err := Setup(context.Background(), c)
-	require.NoError(t, err)
-	require.Same(t, p, tel.steps.export, "the sole export processor takes encoded events")
-	if !direct {
-		tel.steps.export = nil
-	}
-	ticks := 0
-	tel.steps.now = func() time.Time {
-		ticks++
-		return baseNow.Add(time.Duration(ticks) * 37 * time.Microsecond)
-	}
+	tel, client := exportTelemetry(t, direct, func(c *Config) {
+		c.StepTracingEnabled = true
+		c.StepClosureInterval, c.MaxEventsPerSpan = sc.interval, sc.eventLimit
+		c.StepSampler = stepSet(func(s uint64) bool { return sc.summary[s] })
+		c.RichSampler = stepSet(func(s uint64) bool { return sc.rich[s] })
+	})
 	obs := tel.SchedulerObserver()
 	for _, op := range sc.ops {
 		if op.timing != nil {
@@ -130,24 +111,9 @@ func exportStepScript(t *testing.T, sc stepScript, direct bool) []*tracepb.Span 
 		}
 	}
 	require.NoError(t, tel.Shutdown(context.Background()))
-
-	client.mu.Lock()
-	defer client.mu.Unlock()
-	var spans []*tracepb.Span
-	for _, b := range client.requests {
-		var req coltracepb.ExportTraceServiceRequest
-		require.NoError(t, proto.Unmarshal(b, &req))
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				require.Equal(t, ScopeStep, ss.Scope.GetName())
-				spans = append(spans, ss.Spans...)
-			}
-		}
-	}
-	for _, s := range spans { // random ids: check them, then leave them out
-		require.Len(t, s.TraceId, 16)
-		require.Len(t, s.SpanId, 8)
-		s.TraceId, s.SpanId = nil, nil
+	spans := decodeExported(t, client)
+	for _, s := range spans {
+		require.Equal(t, ScopeStep, s.scope)
 	}
 	return spans
 }
@@ -173,16 +139,8 @@ func FuzzStepEventsExport(f *testing.F) {
 
 func requireSameStepExport(t *testing.T, sc stepScript) {
 	t.Helper()
-	viaSDK := exportStepScript(t, sc, false)
 	direct := exportStepScript(t, sc, true)
-	require.Equal(t, len(viaSDK), len(direct), "window spans")
-	events := 0
-	for i := range viaSDK {
-		if !proto.Equal(viaSDK[i], direct[i]) {
-			t.Fatalf("window %d differs\nvia the SDK:\n%v\ndirect:\n%v", i, viaSDK[i], direct[i])
-		}
-		events += len(direct[i].Events)
-	}
+	events := requireSameExport(t, exportStepScript(t, sc, false), direct)
 	want := 0
 	for _, op := range sc.ops {
 		if op.out != nil && sc.summary[op.out.Step] {
