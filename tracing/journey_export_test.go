@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
 	"github.com/vserve/vserve/server"
 )
@@ -74,6 +77,13 @@ var journeyPaths = []func(f *flow, p journeyPlan){
 	},
 }
 
+// lostByTheEngine leaves llm_core open (the engine never reports the end);
+// the next request reuses the id, whose start must end the old span.
+func lostByTheEngine(f *flow, p journeyPlan) {
+	f.schedule(1, false, p.prompt)
+	f.api.Aborted(server.ReasonTimeout, errors.New("deadline exceeded"))
+}
+
 // queuedSampler answers SampleRequest from a script.
 type queuedSampler struct{ answers []bool }
 
@@ -96,6 +106,12 @@ func randomJourneyPlans(r *rand.Rand) []journeyPlan {
 			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 		case 2:
 			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+		}
+		if i > 0 && plans[i-1].path == nil { // the previous request was lost: reuse its id
+			p.id, p.sampled = plans[i-1].id, true // (so that no second span waits for shutdown)
+		}
+		if i < len(plans)-1 && r.IntN(8) == 0 {
+			p.path, p.leaveOpen = nil, false // lostByTheEngine
 		}
 		plans[i] = p
 	}
@@ -124,7 +140,11 @@ func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []exportedSp
 			f.schedule(1, false, plan.prompt)
 			continue
 		}
-		plan.path(f, plan)
+		if plan.path == nil {
+			lostByTheEngine(f, plan)
+		} else {
+			plan.path(f, plan)
+		}
 		f.api.End()
 	}
 	require.NoError(t, tel.Shutdown(context.Background()))
@@ -146,10 +166,9 @@ func exportTelemetry(t *testing.T, direct bool, configure func(*Config)) (*Telem
 	tel, err := Setup(context.Background(), c)
 	require.NoError(t, err)
 	require.Same(t, p, tel.export, "the sole export processor takes encoded events")
-	ticks := 0
+	var ticks atomic.Int64
 	tel.now = func() time.Time {
-		ticks++
-		return baseNow.Add(time.Duration(ticks) * 13 * time.Microsecond)
+		return baseNow.Add(time.Duration(ticks.Add(1)) * 13 * time.Microsecond)
 	}
 	tel.core.now = tel.now
 	if tel.steps != nil {
@@ -254,4 +273,54 @@ func requireSameJourneyExport(t *testing.T, plans []journeyPlan) {
 	}
 	require.Len(t, direct, 2*sampled, "llm_request and llm_core per sampled request")
 	require.GreaterOrEqual(t, events, 5*sampled, "api.* and journey.* events: at least ARRIVED, HANDOFF_TO_CORE, QUEUED, FINISHED and a terminal api event")
+}
+
+// TestShutdownDuringTrafficWithEncodedEvents: Shutdown may end spans while
+// handlers and the engine still add events to them (run with -race); the
+// encoded events must neither race nor be written into a buffer already
+// returned to the pool, and every exported span must decode.
+func TestShutdownDuringTrafficWithEncodedEvents(t *testing.T) {
+	tel, client := exportTelemetry(t, true, func(c *Config) {
+		c.EnableJourneyTracing = true
+		c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 1
+	})
+	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	var once sync.Once
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				if i == 20 {
+					once.Do(func() { close(started) })
+				}
+				f := h.newFlow(fmt.Sprintf("w%d-%d", w, i), 8, 2, nil)
+				f.schedule(uint64(i), false, 8)
+				f.token(uint64(i))
+				f.token(uint64(i + 1))
+				f.finish(uint64(i+1), scheduler.FinishLength)
+				f.api.Departed(server.Outcome{CompletionTokens: 2, Times: f.times})
+				f.api.End()
+			}
+		})
+	}
+	wg.Go(func() { // the engine's step hooks
+		for step := uint64(1); step <= 2000; step++ {
+			out, v := batch(step)
+			h.obs.StepBuilt(out, v)
+			tel.OnStep(&engine.StepRecord{Step: step, Forward: time.Millisecond})
+		}
+	})
+	<-started
+	require.NoError(t, tel.Shutdown(context.Background()))
+	wg.Wait()
+	h.requireNoState()
+	spans := decodeExported(t, client)
+	require.NotEmpty(t, spans)
+	for _, s := range spans {
+		for _, e := range s.span.Events {
+			require.NotEmpty(t, e.Name, "span %s", s.span.Name)
+			require.NotEmpty(t, e.Attributes, "span %s event %s", s.span.Name, e.Name)
+		}
+	}
 }
