@@ -214,7 +214,6 @@ func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
-// checkModel accepts an empty name or one of the served names.
 // readRequest checks that the server can serve, decodes the body into req
 // and checks the model it names (model points at req's model field).
 func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, req any, model *string) (*Model, *APIError) {
@@ -231,6 +230,7 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, req any, mo
 	return m, nil
 }
 
+// checkModel accepts an empty name or one of the served names.
 func checkModel(m *Model, name string) *APIError {
 	if name == "" {
 		return nil

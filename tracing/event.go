@@ -117,8 +117,8 @@ type eventSink struct {
 	buf    *[]byte          // export path, sampled span: the events' encoding
 }
 
-// newEventSink returns the sink of span's events: encoded for export when export
-// is set (and dropped when the span is not sampled, as the export
+// newEventSink returns the sink of span's events: encoded for export when
+// export is set (and dropped when the span is not sampled, as the export
 // processor would drop them), else through the SDK.
 func newEventSink(export *exportProcessor, span trace.Span) eventSink {
 	if export == nil || !span.SpanContext().IsSampled() {

@@ -151,7 +151,7 @@ func (p *exportProcessor) add(s sdktrace.ReadOnlySpan) {
 
 // endWithEvents ends span, exporting events (Span.events fields written by
 // appendEvent) as the span's events after those the SDK recorded (see
-// spanEvents). The SDK still gives the span its ids, sampling decision,
+// eventSink). The SDK still gives the span its ids, sampling decision,
 // attributes and timestamps, and calls every processor. events is not
 // retained after End returns.
 func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, opts ...trace.SpanEndOption) {

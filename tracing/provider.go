@@ -22,8 +22,8 @@ const defaultExportTimeout = 10 * time.Second
 // newTracerProvider builds the process's single TracerProvider: the OTLP
 // export processor with its bounded, non-blocking queue (or the test
 // processors), service.name, and the raised event limit. sole is the
-// export processor when it is the provider's only processor (step tracing
-// then hands it encoded events directly), else nil.
+// export processor when it is the provider's only processor (span events
+// are then encoded for it directly: eventSink), else nil.
 func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole *exportProcessor, err error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
