@@ -2,9 +2,10 @@ package scheduler
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vserve/vserve/internal/cputime"
 )
 
 // decodeBench holds n running requests in steady decode.
@@ -135,17 +136,9 @@ type cpuClock struct {
 	total, start time.Duration
 }
 
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func startCPUClock() *cpuClock { return &cpuClock{start: processCPU()} }
-func (c *cpuClock) pause()     { c.total += processCPU() - c.start }
-func (c *cpuClock) resume()    { c.start = processCPU() }
+func startCPUClock() *cpuClock { return &cpuClock{start: cputime.Process()} }
+func (c *cpuClock) pause()     { c.total += cputime.Process() - c.start }
+func (c *cpuClock) resume()    { c.start = cputime.Process() }
 
 func (c *cpuClock) report(b *testing.B) {
 	c.pause()
