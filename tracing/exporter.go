@@ -83,8 +83,9 @@ const (
 	// defaultMaxRequestBytes keeps requests under the common 4 MiB receive
 	// limit with room for the resource, scopes and framing.
 	defaultMaxRequestBytes = 3 << 20
-	// maxRetainedExportBuffer is the largest batch buffer kept for reuse; a
-	// batch of 512 journey spans needs about 0.6 MB.
+	// maxRetainedExportBuffer is the largest buffer of a batch's group kept
+	// for reuse; a batch of 512 journey spans needs about 0.6 MB, one of step
+	// windows up to defaultMaxRequestBytes.
 	maxRetainedExportBuffer = 4 << 20
 	// queuedRequests bounds the bytes waiting: this many full requests.
 	queuedRequests = 16
@@ -333,7 +334,7 @@ func (p *exportProcessor) recycle(b *spanBatch) {
 	defer p.mu.Unlock()
 	p.queuedSpans -= b.spans
 	p.queuedBytes -= b.bytes
-	if b.capacity() <= maxRetainedExportBuffer && len(p.free) < freeBatches {
+	if len(p.free) < freeBatches {
 		b.reset()
 		p.free = append(p.free, b)
 	}
@@ -384,8 +385,16 @@ func (p *exportProcessor) Shutdown(ctx context.Context) error {
 // spanBatch is the framed encodings of the spans of one request, grouped by
 // resource and scope in order of first appearance, as the stock exporter
 // groups them.
+//
+// A batch is reused once uploaded, and each group keeps its resource, scope
+// and buffer across uses: the next batch's spans of that scope are appended
+// where the last batch's were, so that after the first batches no buffer
+// grows again. (Handing the buffers out by position instead gave a scope
+// the buffer of whichever scope came first: step windows, the largest
+// spans, then regrew theirs from small in most batches, which was the
+// largest allocation of step tracing.)
 type spanBatch struct {
-	groups []spanGroup
+	groups []spanGroup // in order of first use; those of earlier uses may be empty
 	spans  int
 	bytes  int
 }
@@ -395,13 +404,24 @@ type spanGroup struct {
 	res   *resource.Resource
 	scope instrumentation.Scope
 	enc   []byte // its ScopeSpans.spans fields
+	spans int    // in enc
+	first int    // the batch's span count when this use's first span came
 }
+
+// maxBatchGroups bounds the groups a batch keeps between uses: a process
+// has one resource and a few scopes. Once a batch has this many, a new
+// scope takes over an empty group's buffer where there is one.
+const maxBatchGroups = 8
 
 // add appends one framed span to the group of res and scope (a process
 // has one resource and a few scopes: a linear search suffices).
 func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc []byte) {
 	g := b.group(res, scope)
+	if g.spans == 0 {
+		g.first = b.spans
+	}
 	g.enc = append(g.enc, enc...)
+	g.spans++
 	b.spans++
 	b.bytes += len(enc)
 }
@@ -412,32 +432,33 @@ func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *
 			return g
 		}
 	}
-	if n := len(b.groups); n < cap(b.groups) { // a reset group: keep its buffer
-		b.groups = b.groups[:n+1]
-		g := &b.groups[n]
-		g.res, g.scope = res, scope
-		return g
+	if len(b.groups) >= maxBatchGroups {
+		for i := range b.groups {
+			if g := &b.groups[i]; g.spans == 0 {
+				g.res, g.scope = res, scope
+				return g
+			}
+		}
 	}
 	b.groups = append(b.groups, spanGroup{res: res, scope: scope})
 	return &b.groups[len(b.groups)-1]
 }
 
-// reset empties the batch, keeping the groups' buffers.
+// reset empties the batch. Up to maxBatchGroups groups keep their scope and
+// their buffer, unless it holds more than maxRetainedExportBuffer bytes.
 func (b *spanBatch) reset() {
+	if len(b.groups) > maxBatchGroups {
+		clear(b.groups[maxBatchGroups:])
+		b.groups = b.groups[:maxBatchGroups]
+	}
 	for i := range b.groups {
-		b.groups[i] = spanGroup{enc: b.groups[i].enc[:0]}
+		g := &b.groups[i]
+		g.enc, g.spans = g.enc[:0], 0
+		if cap(g.enc) > maxRetainedExportBuffer {
+			g.enc = nil
+		}
 	}
-	b.groups = b.groups[:0]
 	b.spans, b.bytes = 0, 0
-}
-
-// capacity is the bytes the batch's buffers hold.
-func (b *spanBatch) capacity() int {
-	n := 0
-	for _, g := range b.groups[:cap(b.groups)] {
-		n += cap(g.enc)
-	}
-	return n
 }
 
 // request returns the batch as the request's resource spans. Each
@@ -446,10 +467,16 @@ func (b *spanBatch) capacity() int {
 // the messages refer to the batch's buffers, so they are valid until it is
 // reset.
 func (b *spanBatch) request() []*tracepb.ResourceSpans {
+	used := make([]*spanGroup, 0, len(b.groups))
+	for i := range b.groups {
+		if b.groups[i].spans > 0 {
+			used = append(used, &b.groups[i])
+		}
+	}
+	slices.SortFunc(used, func(x, y *spanGroup) int { return x.first - y.first })
 	var out []*tracepb.ResourceSpans
 	var outRes []*resource.Resource // the resource of each entry of out
-	for i := range b.groups {
-		g := &b.groups[i]
+	for _, g := range used {
 		k := slices.IndexFunc(outRes, func(r *resource.Resource) bool { return sameResource(r, g.res) })
 		if k < 0 {
 			rs := &tracepb.ResourceSpans{Resource: resourceShell(g.res)}

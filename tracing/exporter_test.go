@@ -560,7 +560,52 @@ func TestExportProcessorDropsHugeBuffers(t *testing.T) {
 	send(t, p, huge)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	require.Empty(t, p.free, "the batch that held the huge span, over maxRetainedExportBuffer, is not kept")
+	require.NotEmpty(t, p.free)
+	for _, b := range p.free {
+		for _, g := range b.groups {
+			require.LessOrEqual(t, cap(g.enc), maxRetainedExportBuffer,
+				"the buffer that held the huge span, over maxRetainedExportBuffer, is not kept")
+		}
+	}
+}
+
+// TestSpanBatchKeepsEachScopesBuffer: a reused batch appends a scope's
+// spans to the buffer that scope had before, whatever order the scopes
+// come in, and sends its groups in this use's order of first appearance.
+func TestSpanBatchKeepsEachScopesBuffer(t *testing.T) {
+	res := resource.NewSchemaless(attribute.String("service.name", "test"))
+	api, core, step := instrumentation.Scope{Name: ScopeAPI}, instrumentation.Scope{Name: ScopeScheduler}, instrumentation.Scope{Name: ScopeStep}
+	window := bytes.Repeat([]byte{0x12, 0}, 1<<15) // framed empty spans, as add takes them
+	var b spanBatch
+	b.add(res, api, []byte{0x12, 0})
+	b.add(res, step, window)
+	b.add(res, core, []byte{0x12, 0})
+	stepBuffer := &b.groups[1].enc[:1][0]
+	b.reset()
+
+	b.add(res, step, window)
+	b.add(res, api, []byte{0x12, 0})
+	require.Len(t, b.groups, 3)
+	require.Same(t, stepBuffer, &b.groups[1].enc[:1][0], "the step scope appends to its old buffer")
+	rs := b.request()
+	require.Len(t, rs, 1)
+	wire, err := proto.Marshal(rs[0])
+	require.NoError(t, err)
+	var decoded tracepb.ResourceSpans // the shells carry their fields encoded
+	require.NoError(t, proto.Unmarshal(wire, &decoded))
+	var names []string
+	for _, ss := range decoded.ScopeSpans {
+		names = append(names, ss.Scope.Name)
+	}
+	require.Equal(t, []string{ScopeStep, ScopeAPI}, names, "this use's order; the empty scheduler group is left out")
+
+	for i := range maxBatchGroups + 2 { // new scopes beyond the bound take over empty groups
+		b.add(res, instrumentation.Scope{Name: fmt.Sprint("extra", i)}, []byte{0x12, 0})
+	}
+	require.Len(t, b.groups, maxBatchGroups+4, "the empty scheduler group was taken over, the rest added")
+	require.Equal(t, 2+maxBatchGroups+2, b.spans)
+	b.reset()
+	require.Len(t, b.groups, maxBatchGroups, "a reset batch keeps a bounded number of groups")
 }
 
 // BenchmarkSpanExport compares the stock exporter's transform with the
