@@ -15,9 +15,10 @@ import (
 // the timestamp option is made per event. Not safe for concurrent use: the
 // owner serialises its events.
 type eventBuilder struct {
-	attrs []attribute.KeyValue // the buffer: len 0, cap the most attributes of an event
-	cache [3]lenOption
-	opts  [2]trace.EventOption
+	attrs  []attribute.KeyValue // the buffer: len 0, cap the most attributes of an event
+	cache  [3]lenOption
+	opts   [2]trace.EventOption
+	writer eventAttrs // for eventSink.addFrom
 }
 
 // lenOption is WithAttributes(attrs[:n]...) of the buffer.
@@ -140,6 +141,76 @@ func (e *eventSink) add(b *eventBuilder, span trace.Span, name string, at time.T
 	if b.isBuffer(attrs) {
 		clear(attrs) // do not pin strings
 	}
+}
+
+// addFrom adds event name at time at, whose attributes src writes: into
+// b's buffer for the SDK, or straight into the encoding.
+func (e *eventSink) addFrom(b *eventBuilder, span trace.Span, name string, at time.Time, src eventSource) {
+	w := &b.writer
+	switch {
+	case e.export == nil:
+		w.list = b.buf()
+		src.writeAttributes(w)
+		b.add(span, name, at, w.list)
+		w.list = nil
+	case e.buf != nil:
+		var mark int
+		w.otlp = true
+		w.enc, mark = openEvent(*e.buf, name, at)
+		src.writeAttributes(w)
+		*e.buf = closeEvent(w.enc, mark, 0)
+		w.otlp, w.enc = false, nil
+	}
+}
+
+// eventSource writes the attributes of an event (eventSink.addFrom).
+type eventSource interface {
+	writeAttributes(w *eventAttrs)
+}
+
+// eventAttrs receives an event's attributes: as attribute.KeyValues for the
+// SDK, or, when otlp is set, as Event.attributes fields in OTLP encoding,
+// which spares frequent events (the step events) building attribute values
+// and encoding their keys. One list of an event's attributes serves both.
+type eventAttrs struct {
+	otlp bool
+	list []attribute.KeyValue
+	enc  []byte
+}
+
+// eventKey is an attribute key of a frequent event, with its OTLP encoding
+// made once.
+type eventKey struct {
+	name attribute.Key
+	otlp otlpKey
+}
+
+func newEventKey(name string) *eventKey {
+	return &eventKey{name: attribute.Key(name), otlp: newOTLPKey(name)}
+}
+
+func (w *eventAttrs) int(k *eventKey, v int64) {
+	if w.otlp {
+		w.enc = appendIntKV(w.enc, eventAttributes, k.otlp, v)
+		return
+	}
+	w.list = append(w.list, k.name.Int64(v))
+}
+
+func (w *eventAttrs) float(k *eventKey, v float64) {
+	if w.otlp {
+		w.enc = appendFloatKV(w.enc, eventAttributes, k.otlp, v)
+		return
+	}
+	w.list = append(w.list, k.name.Float64(v))
+}
+
+func (w *eventAttrs) str(k *eventKey, v string) {
+	if w.otlp {
+		w.enc = appendStringKV(w.enc, eventAttributes, k.otlp, v)
+		return
+	}
+	w.list = append(w.list, k.name.String(v))
 }
 
 // end ends span with its events and releases the buffer; later adds go

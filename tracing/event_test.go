@@ -2,7 +2,9 @@ package tracing
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +83,27 @@ func TestW3CHeadersExtractLikeHeaderCarrier(t *testing.T) {
 			require.True(t, want.Equal(got), "want %v got %v", want, got)
 			require.Equal(t, want.TraceState().String(), got.TraceState().String())
 		})
+	}
+}
+
+// TestKeyedAttributesEncodeAsKeyValues: the keyed writers of frequent
+// events encode exactly as the general encoder does, over keys and values
+// whose lengths take one- and two-byte varints (and negative ints, ten).
+func TestKeyedAttributesEncodeAsKeyValues(t *testing.T) {
+	long := strings.Repeat("k", 200)
+	for _, key := range []string{"", "step.id", long} {
+		k := newEventKey(key)
+		for _, v := range []int64{0, 1, 127, 128, 1 << 40, -1, math.MinInt64} {
+			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Int64(key, v)),
+				appendIntKV(nil, eventAttributes, k.otlp, v), "key %q, int %d", key, v)
+		}
+		for _, v := range []float64{0, -0.5, math.Inf(1)} {
+			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Float64(key, v)),
+				appendFloatKV(nil, eventAttributes, k.otlp, v), "key %q, float %v", key, v)
+		}
+		for _, v := range []string{"", "decode", long} {
+			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.String(key, v)),
+				appendStringKV(nil, eventAttributes, k.otlp, v), "key %q, string %q", key, v)
+		}
 	}
 }

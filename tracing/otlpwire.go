@@ -109,12 +109,58 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
 
 // appendEvent appends one Span.events field.
 func appendEvent(b []byte, name string, at time.Time, attrs []attribute.KeyValue, dropped int) []byte {
+	b, mark := openEvent(b, name, at)
+	b = appendKeyValues(b, eventAttributes, attrs)
+	return closeEvent(b, mark, dropped)
+}
+
+// openEvent starts a Span.events field with its time and name; its
+// attributes (Event.attributes fields) follow, then closeEvent.
+func openEvent(b []byte, name string, at time.Time) ([]byte, int) {
 	b, mark := openMessage(b, spanEvents)
 	b = appendFixed64Field(b, eventTime, unixNanos(at.UnixNano()))
-	b = appendStringField(b, eventName, name)
-	b = appendKeyValues(b, eventAttributes, attrs)
+	return appendStringField(b, eventName, name), mark
+}
+
+// closeEvent ends the event that openEvent started.
+func closeEvent(b []byte, mark int, dropped int) []byte {
 	b = appendVarintField(b, eventDroppedAttrs, clampCount(dropped))
 	return closeMessage(b, mark)
+}
+
+// otlpKey is an attribute key encoded as the start of a KeyValue message:
+// the key field and the value field's tag. Made once per key (eventKey),
+// it lets frequent events write their attributes without encoding keys.
+type otlpKey string
+
+func newOTLPKey(key string) otlpKey {
+	b := appendStringField(nil, keyValueKey, key)
+	return otlpKey(appendTag(b, keyValueValue, protowire.BytesType))
+}
+
+// appendIntKV appends KeyValue field num of key k and the int value v, as
+// appendKeyValue does for attribute.Int64(key, v); appendFloatKV and
+// appendStringKV likewise for the other scalar types.
+func appendIntKV(b []byte, num protowire.Number, k otlpKey, v int64) []byte {
+	b = appendKVStart(b, num, k, 1+protowire.SizeVarint(uint64(v)))
+	return appendVarint(appendTag(b, anyInt, protowire.VarintType), uint64(v))
+}
+
+func appendFloatKV(b []byte, num protowire.Number, k otlpKey, v float64) []byte {
+	b = appendKVStart(b, num, k, 1+8)
+	return appendFixed64(appendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v))
+}
+
+func appendStringKV(b []byte, num protowire.Number, k otlpKey, v string) []byte {
+	b = appendKVStart(b, num, k, 1+protowire.SizeBytes(len(v)))
+	return appendString(appendTag(b, anyString, protowire.BytesType), v)
+}
+
+// appendKVStart appends a KeyValue's tag and length, k, and the length of
+// its value, an AnyValue of valueSize bytes.
+func appendKVStart(b []byte, num protowire.Number, k otlpKey, valueSize int) []byte {
+	b = appendVarint(appendTag(b, num, protowire.BytesType), uint64(len(k)+protowire.SizeBytes(valueSize)))
+	return appendVarint(append(b, k...), uint64(valueSize))
 }
 
 // appendLink appends one Span.Link field. Like the stock transform, the

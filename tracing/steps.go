@@ -62,8 +62,9 @@ type stepWindow struct {
 
 // pendingStep holds a sampled step's figures until its timing arrives. It
 // keeps plain values (about a seventh of the size of the attributes); the
-// attributes are built into the tracer's scratch buffer when the events are
-// added, and the SDK copies them.
+// events' attributes are written from them when the events are added
+// (writeAttributes: encoded for export, or built for the SDK, which copies
+// them).
 type pendingStep struct {
 	step      uint64
 	at        time.Time
@@ -86,6 +87,7 @@ type stepSummary struct {
 
 // requestSnapshot is the content of one step.REQUEST_SNAPSHOT.
 type requestSnapshot struct {
+	step                                  uint64
 	id                                    string
 	decode                                bool
 	prompt, computedBefore, output        int
@@ -162,7 +164,7 @@ func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich
 		}
 		if rich {
 			p.snapshots = append(p.snapshots, requestSnapshot{
-				id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
+				step: out.Step, id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
 				output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
 				blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
 			})
@@ -180,59 +182,74 @@ func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich
 // scheduler and 3 device timings added when the step has executed.
 const summaryAttrs = 16 + 3
 
-// appendSummaryAttributes appends step.BATCH_SUMMARY's attributes.
-func appendSummaryAttributes(attrs []attribute.KeyValue, p *pendingStep) []attribute.KeyValue {
-	s := &p.summary
-	attrs = append(attrs,
-		attribute.Int64(AttrStepID, int64(p.step)),
-		attribute.Int64(AttrStepTSStartNS, s.startNS),
-		attribute.Int64(AttrStepTSEndNS, s.endNS),
-		attribute.Int64(AttrStepDurationUS, s.durationUS),
-		attribute.Int(AttrQueueRunningDepth, s.running),
-		attribute.Int(AttrQueueWaitingDepth, s.waiting),
-		attribute.Int(AttrBatchNumPrefill, s.prefillReqs),
-		attribute.Int(AttrBatchNumDecode, s.decodeReqs),
-		attribute.Int(AttrBatchScheduledTok, s.scheduledTokens),
-		attribute.Int(AttrBatchPrefillTokens, s.prefillTokens),
-		attribute.Int(AttrBatchDecodeTokens, s.decodeTok),
-		attribute.Int(AttrBatchNumFinished, s.finished),
-		attribute.Int(AttrBatchNumPreempted, s.preempted),
-		attribute.Float64(AttrKVUsageGPURatio, s.kvUsage),
-		attribute.Int(AttrKVBlocksTotalGPU, s.kvTotal),
-		attribute.Int(AttrKVBlocksFreeGPU, s.kvFree),
-	)
-	if p.timed {
-		attrs = append(attrs,
-			attribute.Int64(AttrDeviceForwardUS, s.forwardUS),
-			attribute.Int64(AttrDeviceSampleUS, s.sampleUS),
-			attribute.Int64(AttrRunnerPrepareUS, s.prepareUS),
-		)
-	}
-	return attrs
+// stepKeys are the attribute keys of the step events.
+var stepKeys = struct {
+	stepID, startNS, endNS, durationUS, running, waiting               *eventKey
+	prefillReqs, decodeReqs, scheduledTok, prefillTok, decodeTok       *eventKey
+	finished, preempted, kvUsage, kvTotal, kvFree                      *eventKey
+	forwardUS, sampleUS, prepareUS                                     *eventKey
+	requestID, phase, prompt, computed, output, preemptions, scheduled *eventKey
+	blocksAllocated, blocksCached, effectivePrompt                     *eventKey
+}{
+	newEventKey(AttrStepID), newEventKey(AttrStepTSStartNS), newEventKey(AttrStepTSEndNS),
+	newEventKey(AttrStepDurationUS), newEventKey(AttrQueueRunningDepth), newEventKey(AttrQueueWaitingDepth),
+	newEventKey(AttrBatchNumPrefill), newEventKey(AttrBatchNumDecode), newEventKey(AttrBatchScheduledTok),
+	newEventKey(AttrBatchPrefillTokens), newEventKey(AttrBatchDecodeTokens),
+	newEventKey(AttrBatchNumFinished), newEventKey(AttrBatchNumPreempted), newEventKey(AttrKVUsageGPURatio),
+	newEventKey(AttrKVBlocksTotalGPU), newEventKey(AttrKVBlocksFreeGPU),
+	newEventKey(AttrDeviceForwardUS), newEventKey(AttrDeviceSampleUS), newEventKey(AttrRunnerPrepareUS),
+	newEventKey(AttrSnapRequestID), newEventKey(AttrSnapPhase),
+	newEventKey(AttrSnapNumPromptTokens), newEventKey(AttrSnapNumComputed), newEventKey(AttrSnapNumOutputTokens),
+	newEventKey(AttrSnapNumPreemptions), newEventKey(AttrSnapScheduledThisStep),
+	newEventKey(AttrSnapKVBlocksAllocated), newEventKey(AttrSnapKVBlocksCached), newEventKey(AttrSnapEffectivePromptLn),
 }
 
-// appendSnapshotAttributes appends one step.REQUEST_SNAPSHOT's attributes.
-func appendSnapshotAttributes(attrs []attribute.KeyValue, step uint64, r *requestSnapshot) []attribute.KeyValue {
+// writeAttributes writes step.BATCH_SUMMARY's attributes.
+func (p *pendingStep) writeAttributes(w *eventAttrs) {
+	k, s := &stepKeys, &p.summary
+	w.int(k.stepID, int64(p.step))
+	w.int(k.startNS, s.startNS)
+	w.int(k.endNS, s.endNS)
+	w.int(k.durationUS, s.durationUS)
+	w.int(k.running, int64(s.running))
+	w.int(k.waiting, int64(s.waiting))
+	w.int(k.prefillReqs, int64(s.prefillReqs))
+	w.int(k.decodeReqs, int64(s.decodeReqs))
+	w.int(k.scheduledTok, int64(s.scheduledTokens))
+	w.int(k.prefillTok, int64(s.prefillTokens))
+	w.int(k.decodeTok, int64(s.decodeTok))
+	w.int(k.finished, int64(s.finished))
+	w.int(k.preempted, int64(s.preempted))
+	w.float(k.kvUsage, s.kvUsage)
+	w.int(k.kvTotal, int64(s.kvTotal))
+	w.int(k.kvFree, int64(s.kvFree))
+	if p.timed {
+		w.int(k.forwardUS, s.forwardUS)
+		w.int(k.sampleUS, s.sampleUS)
+		w.int(k.prepareUS, s.prepareUS)
+	}
+}
+
+// writeAttributes writes one step.REQUEST_SNAPSHOT's attributes.
+func (r *requestSnapshot) writeAttributes(w *eventAttrs) {
+	k := &stepKeys
 	phase := scheduler.PhasePrefill
 	if r.decode {
 		phase = scheduler.PhaseDecode
 	}
-	attrs = append(attrs,
-		attribute.Int64(AttrStepID, int64(step)),
-		attribute.String(AttrSnapRequestID, r.id),
-		attribute.String(AttrSnapPhase, string(phase)),
-		attribute.Int(AttrSnapNumPromptTokens, r.prompt),
-		attribute.Int(AttrSnapNumComputed, r.computedBefore),
-		attribute.Int(AttrSnapNumOutputTokens, r.output),
-		attribute.Int(AttrSnapNumPreemptions, r.preemptions),
-		attribute.Int(AttrSnapScheduledThisStep, r.scheduled),
-		attribute.Int(AttrSnapKVBlocksAllocated, r.blocksAllocated),
-		attribute.Int(AttrSnapKVBlocksCached, r.blocksCached),
-	)
+	w.int(k.stepID, int64(r.step))
+	w.str(k.requestID, r.id)
+	w.str(k.phase, string(phase))
+	w.int(k.prompt, int64(r.prompt))
+	w.int(k.computed, int64(r.computedBefore))
+	w.int(k.output, int64(r.output))
+	w.int(k.preemptions, int64(r.preemptions))
+	w.int(k.scheduled, int64(r.scheduled))
+	w.int(k.blocksAllocated, int64(r.blocksAllocated))
+	w.int(k.blocksCached, int64(r.blocksCached))
 	if r.cached > 0 {
-		attrs = append(attrs, attribute.Int(AttrSnapEffectivePromptLn, r.prompt-r.cached))
+		w.int(k.effectivePrompt, int64(r.prompt-r.cached))
 	}
-	return attrs
 }
 
 // stepTiming attaches the device timing of step and emits its events.
@@ -260,9 +277,9 @@ func (s *stepTracer) flushLocked(step uint64) {
 		n := copy(s.pending, s.pending[1:]) // at most maxPendingSteps: keep the array
 		s.pending[n] = nil
 		s.pending = s.pending[:n]
-		s.addEventLocked(p.step, EventBatchSummary, p.at, appendSummaryAttributes(s.events.buf(), p))
+		s.addEventLocked(p.step, EventBatchSummary, p.at, p)
 		for i := range p.snapshots {
-			s.addEventLocked(p.step, EventRequestSnapshot, p.at, appendSnapshotAttributes(s.events.buf(), p.step, &p.snapshots[i]))
+			s.addEventLocked(p.step, EventRequestSnapshot, p.at, &p.snapshots[i])
 		}
 		s.closeIfDueLocked(p.step + 1)
 		s.keepSpareLocked(p)
@@ -286,7 +303,7 @@ func (s *stepTracer) keepSpareLocked(p *pendingStep) {
 
 // addEventLocked adds one event, opening a window if none is open and
 // closing a full one first, so that no event is dropped by the SDK limit.
-func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attrs []attribute.KeyValue) {
+func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, src eventSource) {
 	if s.disabled {
 		return
 	}
@@ -296,7 +313,7 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, attr
 	if s.win == nil && !s.openLocked(step, at) {
 		return
 	}
-	s.win.sink.add(&s.events, s.win.span, name, at, attrs)
+	s.win.sink.addFrom(&s.events, s.win.span, name, at, src)
 	s.win.events++
 	s.win.last = step
 }
