@@ -20,6 +20,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -209,9 +210,10 @@ func (p *exportProcessor) putScratchLocked(b []byte) {
 // appendFramedSpan appends s as one ScopeSpans.spans field: tag, length
 // and the Span message.
 func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
-	b, mark := openMessage(b, scopeSpansSpans)
+	lenBytes := protowire.SizeVarint(uint64(len(extraEvents) + 256)) // 256: a guess at the rest
+	b, mark := openSizedMessage(b, scopeSpansSpans, lenBytes)
 	b = appendSpan(b, s, extraEvents)
-	return closeMessage(b, mark)
+	return closeSizedMessage(b, mark, lenBytes)
 }
 
 // enqueue adds one framed span to the filling batch, sealing batches at

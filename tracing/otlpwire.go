@@ -117,7 +117,7 @@ func appendEvent(b []byte, name string, at time.Time, attrs []attribute.KeyValue
 // openEvent starts a Span.events field with its time and name; its
 // attributes (Event.attributes fields) follow, then closeEvent.
 func openEvent(b []byte, name string, at time.Time) ([]byte, int) {
-	b, mark := openMessage(b, spanEvents)
+	b, mark := openSizedMessage(b, spanEvents, eventLenBytes)
 	b = appendFixed64Field(b, eventTime, unixNanos(at.UnixNano()))
 	return appendStringField(b, eventName, name), mark
 }
@@ -125,8 +125,12 @@ func openEvent(b []byte, name string, at time.Time) ([]byte, int) {
 // closeEvent ends the event that openEvent started.
 func closeEvent(b []byte, mark int, dropped int) []byte {
 	b = appendVarintField(b, eventDroppedAttrs, clampCount(dropped))
-	return closeMessage(b, mark)
+	return closeSizedMessage(b, mark, eventLenBytes)
 }
+
+// eventLenBytes is the varint size of most events' lengths: 128 bytes to
+// 16 KiB (the step events and the journey events with attributes).
+const eventLenBytes = 2
 
 // otlpKey is an attribute key encoded as the start of a KeyValue message:
 // the key field and the value field's tag. Made once per key (eventKey),
@@ -317,23 +321,41 @@ func appendArray[T any](b []byte, vals []T, value func(T) attribute.Value) []byt
 // openMessage starts length-delimited field num, reserving one byte for
 // its length; the returned mark is where the body starts.
 func openMessage(b []byte, num protowire.Number) ([]byte, int) {
-	b = append(appendTag(b, num, protowire.BytesType), 0)
+	return openSizedMessage(b, num, 1)
+}
+
+// closeMessage writes the length of the body that openMessage started at
+// mark. A body of 128 bytes or more needs a longer varint: the body moves.
+func closeMessage(b []byte, mark int) []byte {
+	return closeSizedMessage(b, mark, 1)
+}
+
+// openSizedMessage is openMessage reserving lenBytes bytes for the length:
+// the varint size of the body's expected length, so that closing it need
+// not move the body (events with attributes take 2, step windows 3).
+func openSizedMessage(b []byte, num protowire.Number, lenBytes int) ([]byte, int) {
+	var zero [10]byte
+	b = append(appendTag(b, num, protowire.BytesType), zero[:lenBytes]...)
 	return b, len(b)
 }
 
-// closeMessage writes the length of the body that started at mark. A
-// body of 128 bytes or more needs a longer varint: the body moves right.
-func closeMessage(b []byte, mark int) []byte {
-	n := uint64(len(b) - mark)
-	size := protowire.SizeVarint(n)
-	if size == 1 {
-		b[mark-1] = byte(n)
-		return b
+// closeSizedMessage writes the length of the body that openSizedMessage
+// started at mark with lenBytes reserved, moving the body when its length
+// takes another number of bytes (the encoding stays canonical).
+func closeSizedMessage(b []byte, mark, lenBytes int) []byte {
+	n := len(b) - mark
+	size := protowire.SizeVarint(uint64(n))
+	start := mark - lenBytes // where the length goes
+	switch {
+	case size < lenBytes:
+		copy(b[start+size:], b[mark:])
+		b = b[:start+size+n]
+	case size > lenBytes:
+		var pad [9]byte
+		b = append(b, pad[:size-lenBytes]...)
+		copy(b[start+size:], b[mark:mark+n])
 	}
-	var pad [9]byte
-	b = append(b, pad[:size-1]...)
-	copy(b[mark-1+size:], b[mark:mark+int(n)])
-	appendVarint(b[:mark-1], n) // in place: capacity is there
+	appendVarint(b[:start], uint64(n)) // in place: capacity is there
 	return b
 }
 
