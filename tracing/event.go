@@ -1,11 +1,13 @@
 package tracing
 
 import (
+	"math"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // eventBuilder adds span events without allocating an attribute slice, an
@@ -179,19 +181,33 @@ type eventAttrs struct {
 }
 
 // eventKey is an attribute key of a frequent event, with its OTLP encoding
-// made once.
+// made once: for strings, the start of the KeyValue; for ints and floats,
+// the whole Event.attributes field but for the value's own bytes (an int's
+// field depends on the size of its varint: one per size).
 type eventKey struct {
-	name attribute.Key
-	otlp otlpKey
+	name       attribute.Key
+	otlp       otlpKey
+	intField   [maxVarintLen]string
+	floatField string
 }
 
+const maxVarintLen = 10
+
 func newEventKey(name string) *eventKey {
-	return &eventKey{name: attribute.Key(name), otlp: newOTLPKey(name)}
+	k := &eventKey{name: attribute.Key(name), otlp: newOTLPKey(name)}
+	for size := 1; size <= maxVarintLen; size++ {
+		b := appendKVStart(nil, eventAttributes, k.otlp, 1+size)
+		k.intField[size-1] = string(appendTag(b, anyInt, protowire.VarintType))
+	}
+	b := appendKVStart(nil, eventAttributes, k.otlp, 1+8)
+	k.floatField = string(appendTag(b, anyDouble, protowire.Fixed64Type))
+	return k
 }
 
 func (w *eventAttrs) int(k *eventKey, v int64) {
 	if w.otlp {
-		w.enc = appendIntKV(w.enc, eventAttributes, k.otlp, v)
+		field := k.intField[protowire.SizeVarint(uint64(v))-1]
+		w.enc = appendVarint(append(w.enc, field...), uint64(v))
 		return
 	}
 	w.list = append(w.list, k.name.Int64(v))
@@ -199,7 +215,7 @@ func (w *eventAttrs) int(k *eventKey, v int64) {
 
 func (w *eventAttrs) float(k *eventKey, v float64) {
 	if w.otlp {
-		w.enc = appendFloatKV(w.enc, eventAttributes, k.otlp, v)
+		w.enc = appendFixed64(append(w.enc, k.floatField...), math.Float64bits(v))
 		return
 	}
 	w.list = append(w.list, k.name.Float64(v))

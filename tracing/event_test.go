@@ -86,24 +86,34 @@ func TestW3CHeadersExtractLikeHeaderCarrier(t *testing.T) {
 	}
 }
 
-// TestKeyedAttributesEncodeAsKeyValues: the keyed writers of frequent
-// events encode exactly as the general encoder does, over keys and values
-// whose lengths take one- and two-byte varints (and negative ints, ten).
+// TestKeyedAttributesEncodeAsKeyValues: the keyed writer of frequent
+// events encodes exactly as the general encoder does, over keys and values
+// whose lengths take one- and two-byte varints, and ints of every varint
+// size (negative ones take ten bytes).
 func TestKeyedAttributesEncodeAsKeyValues(t *testing.T) {
 	long := strings.Repeat("k", 200)
+	write := func(f func(w *eventAttrs)) []byte {
+		w := eventAttrs{otlp: true}
+		f(&w)
+		return w.enc
+	}
+	ints := []int64{0, 1, 127, 128, 1 << 40, -1, math.MinInt64, math.MaxInt64}
+	for shift := 0; shift < 64; shift += 7 {
+		ints = append(ints, 1<<shift, 1<<shift-1)
+	}
 	for _, key := range []string{"", "step.id", long} {
 		k := newEventKey(key)
-		for _, v := range []int64{0, 1, 127, 128, 1 << 40, -1, math.MinInt64} {
+		for _, v := range ints {
 			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Int64(key, v)),
-				appendIntKV(nil, eventAttributes, k.otlp, v), "key %q, int %d", key, v)
+				write(func(w *eventAttrs) { w.int(k, v) }), "key %q, int %d", key, v)
 		}
 		for _, v := range []float64{0, -0.5, math.Inf(1)} {
 			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Float64(key, v)),
-				appendFloatKV(nil, eventAttributes, k.otlp, v), "key %q, float %v", key, v)
+				write(func(w *eventAttrs) { w.float(k, v) }), "key %q, float %v", key, v)
 		}
 		for _, v := range []string{"", "decode", long} {
 			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.String(key, v)),
-				appendStringKV(nil, eventAttributes, k.otlp, v), "key %q, string %q", key, v)
+				write(func(w *eventAttrs) { w.str(k, v) }), "key %q, string %q", key, v)
 		}
 	}
 }

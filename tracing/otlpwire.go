@@ -142,19 +142,8 @@ func newOTLPKey(key string) otlpKey {
 	return otlpKey(appendTag(b, keyValueValue, protowire.BytesType))
 }
 
-// appendIntKV appends KeyValue field num of key k and the int value v, as
-// appendKeyValue does for attribute.Int64(key, v); appendFloatKV and
-// appendStringKV likewise for the other scalar types.
-func appendIntKV(b []byte, num protowire.Number, k otlpKey, v int64) []byte {
-	b = appendKVStart(b, num, k, 1+protowire.SizeVarint(uint64(v)))
-	return appendVarint(appendTag(b, anyInt, protowire.VarintType), uint64(v))
-}
-
-func appendFloatKV(b []byte, num protowire.Number, k otlpKey, v float64) []byte {
-	b = appendKVStart(b, num, k, 1+8)
-	return appendFixed64(appendTag(b, anyDouble, protowire.Fixed64Type), math.Float64bits(v))
-}
-
+// appendStringKV appends KeyValue field num of key k and the string value
+// v, as appendKeyValue does for attribute.String(key, v).
 func appendStringKV(b []byte, num protowire.Number, k otlpKey, v string) []byte {
 	b = appendKVStart(b, num, k, 1+protowire.SizeBytes(len(v)))
 	return appendString(appendTag(b, anyString, protowire.BytesType), v)
