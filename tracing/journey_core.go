@@ -39,6 +39,51 @@ type coreState struct {
 	scheduled   bool
 	firstToken  bool
 	finished    bool
+	event       journeyEvent // the one being added, under mu
+}
+
+// journeyEvent is the content of one journey.<typ> event: the common keys
+// and at most one extra attribute (schedule.kind or finish.status).
+type journeyEvent struct {
+	typ                     string
+	ns                      int64
+	step                    uint64
+	phase                   string
+	prefillDone, prefillAll int
+	decodeDone, decodeMax   int
+	preemptions             int
+	extraKey                *eventKey // nil: no extra attribute
+	extra                   string
+}
+
+// journeyEventKeys are the attribute keys of the journey events.
+var journeyEventKeys = struct {
+	eventType, tsMonotonic, tsMonotonicNS, step, phase      *eventKey
+	prefillDone, prefillAll, decodeDone, decodeMax, preempt *eventKey
+	scheduleKind, finishStatus                              *eventKey
+}{
+	newEventKey(AttrEventType), newEventKey(AttrTSMonotonic), newEventKey(AttrTSMonotonicNS),
+	newEventKey(AttrSchedulerStep), newEventKey(AttrPhase),
+	newEventKey(AttrPrefillDoneTokens), newEventKey(AttrPrefillTotalTokens),
+	newEventKey(AttrDecodeDoneTokens), newEventKey(AttrDecodeMaxTokens), newEventKey(AttrNumPreemptions),
+	newEventKey(AttrScheduleKind), newEventKey(AttrFinishStatus),
+}
+
+func (e *journeyEvent) writeAttributes(w *eventAttrs) {
+	k := &journeyEventKeys
+	w.str(k.eventType, e.typ)
+	w.float(k.tsMonotonic, float64(e.ns)/1e9)
+	w.int(k.tsMonotonicNS, e.ns)
+	w.int(k.step, int64(e.step))
+	w.str(k.phase, e.phase)
+	w.int(k.prefillDone, int64(e.prefillDone))
+	w.int(k.prefillAll, int64(e.prefillAll))
+	w.int(k.decodeDone, int64(e.decodeDone))
+	w.int(k.decodeMax, int64(e.decodeMax))
+	w.int(k.preempt, int64(e.preemptions))
+	if e.extraKey != nil {
+		w.str(e.extraKey, e.extra)
+	}
 }
 
 func newCoreTracer(tp trace.TracerProvider, export *exportProcessor) *coreTracer {
@@ -75,13 +120,13 @@ func (c *coreTracer) lookup(id string) *coreState {
 }
 
 // observe updates the high-water mark and emits journey.<typ>.
-func (c *coreTracer) observe(r scheduler.RequestView, typ string, step uint64, extra ...attribute.KeyValue) {
+func (c *coreTracer) observe(r scheduler.RequestView, typ string, step uint64) {
 	st := c.lookup(r.RequestID())
 	if st == nil {
 		return
 	}
 	st.update(r)
-	st.emit(typ, step, st.phase(r), r.NumOutputTokens(), extra...)
+	st.emit(typ, step, st.phase(r), r.NumOutputTokens(), nil, "")
 }
 
 func (st *coreState) update(r scheduler.RequestView) {
@@ -109,33 +154,23 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 	return string(scheduler.PhasePrefill)
 }
 
-// emit adds journey.<typ> with the common keys and at most one extra
-// attribute (schedule.kind or finish.status).
-func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extra ...attribute.KeyValue) {
+// emit adds journey.<typ> with the common keys and, when extraKey is set,
+// one extra attribute (schedule.kind or finish.status).
+func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extraKey *eventKey, extra string) {
 	now := st.now()
-	ns := monotonicNS(now)
 	b := borrowBuilder()
 	defer returnBuilder(b)
-	attrs := append(b.buf(),
-		attribute.String(AttrEventType, typ),
-		attribute.Float64(AttrTSMonotonic, float64(ns)/1e9),
-		attribute.Int64(AttrTSMonotonicNS, ns),
-		attribute.Int64(AttrSchedulerStep, int64(step)),
-		attribute.String(AttrPhase, phase),
-		attribute.Int(AttrPrefillDoneTokens, st.highWater),
-		attribute.Int(AttrPrefillTotalTokens, st.promptLen),
-		attribute.Int(AttrDecodeDoneTokens, outputTokens),
-		attribute.Int(AttrDecodeMaxTokens, st.maxTokens),
-		attribute.Int(AttrNumPreemptions, st.preemptions),
-	)
-	attrs = append(attrs, extra...)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended {
-		clear(attrs)
 		return
 	}
-	st.events.add(b, st.span, journeyEventName(typ), now, attrs)
+	st.event = journeyEvent{
+		typ: typ, ns: monotonicNS(now), step: step, phase: phase,
+		prefillDone: st.highWater, prefillAll: st.promptLen, decodeDone: outputTokens, decodeMax: st.maxTokens,
+		preemptions: st.preemptions, extraKey: extraKey, extra: extra,
+	}
+	st.events.addFrom(b, st.span, journeyEventName(typ), now, &st.event)
 }
 
 // end ends the span once, with its events.
@@ -183,7 +218,7 @@ func (c *coreTracer) scheduled(r scheduler.RequestView, step uint64, resumed boo
 	}
 	st.scheduled = true
 	st.update(r)
-	st.emit(JourneyScheduled, step, st.phase(r), r.NumOutputTokens(), attribute.String(AttrScheduleKind, kind))
+	st.emit(JourneyScheduled, step, st.phase(r), r.NumOutputTokens(), journeyEventKeys.scheduleKind, kind)
 }
 
 func (c *coreTracer) firstToken(r scheduler.RequestView, step uint64) {
@@ -193,7 +228,7 @@ func (c *coreTracer) firstToken(r scheduler.RequestView, step uint64) {
 	}
 	st.firstToken = true
 	st.update(r)
-	st.emit(JourneyFirstToken, step, string(scheduler.PhaseDecode), max(1, r.NumOutputTokens()))
+	st.emit(JourneyFirstToken, step, string(scheduler.PhaseDecode), max(1, r.NumOutputTokens()), nil, "")
 }
 
 func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
@@ -203,7 +238,7 @@ func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
 	}
 	st.preemptions++
 	st.update(r)
-	st.emit(JourneyPreempted, step, st.phase(r), r.NumOutputTokens())
+	st.emit(JourneyPreempted, step, st.phase(r), r.NumOutputTokens(), nil, "")
 }
 
 func (c *coreTracer) finishedView(r scheduler.RequestView, step uint64, reason scheduler.FinishReason) {
@@ -227,7 +262,7 @@ func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReaso
 	}
 	st.finished = true
 	status := finishStatus(reason)
-	st.emit(JourneyFinished, step, phase, outputTokens, attribute.String(AttrFinishStatus, status))
+	st.emit(JourneyFinished, step, phase, outputTokens, journeyEventKeys.finishStatus, status)
 	if reason == scheduler.FinishError {
 		st.span.SetStatus(codes.Error, "generation error")
 	}
