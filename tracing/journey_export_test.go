@@ -324,3 +324,35 @@ func TestShutdownDuringTrafficWithEncodedEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestSpanLimitsKeepEventsOnTheSDKPath: when OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT
+// could trim vserve's events, they go through the SDK, which applies the
+// limit (the direct encoding applies none), and the export shows it.
+func TestSpanLimitsKeepEventsOnTheSDKPath(t *testing.T) {
+	t.Setenv("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "5")
+	client := &captureClient{}
+	p := newTestProcessor(t, client)
+	c := DefaultConfig()
+	c.SpanProcessors = []sdktrace.SpanProcessor{p}
+	c.EnableJourneyTracing = true
+	tel, err := Setup(context.Background(), c)
+	require.NoError(t, err)
+	require.Nil(t, tel.export, "events go through the SDK")
+	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
+	f := h.newFlow("req-limited", 8, 4, nil)
+	f.schedule(1, false, 8)
+	f.finish(2, scheduler.FinishStop)
+	f.api.End()
+	require.NoError(t, tel.Shutdown(context.Background()))
+	var queued *tracepb.Span_Event
+	for _, s := range decodeExported(t, client) {
+		for _, e := range s.span.Events {
+			if e.Name == "journey."+JourneyQueued {
+				queued = e
+			}
+		}
+	}
+	require.NotNil(t, queued)
+	require.Len(t, queued.Attributes, 5)
+	require.EqualValues(t, 5, queued.DroppedAttributesCount, "10 attributes, 5 kept")
+}

@@ -23,7 +23,10 @@ const defaultExportTimeout = 10 * time.Second
 // export processor with its bounded, non-blocking queue (or the test
 // processors), service.name, and the raised event limit. sole is the
 // export processor when it is the provider's only processor (span events
-// are then encoded for it directly: eventSink), else nil.
+// are then encoded for it directly: eventSink), else nil. The direct
+// encoding applies no limits of its own, so it is used only when the span
+// limits (OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT) cannot trim vserve's events:
+// otherwise they go through the SDK, which applies them.
 func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole *exportProcessor, err error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
@@ -43,7 +46,7 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 	for _, p := range procs {
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
-	if len(procs) == 1 {
+	if len(procs) == 1 && limitsKeepAll(limits) {
 		sole, _ = procs[0].(*exportProcessor)
 	}
 	return sdktrace.NewTracerProvider(opts...), sole, nil
@@ -125,4 +128,15 @@ func parseEndpoint(e string) (otlpTarget, error) {
 	}
 	path := strings.TrimSuffix(u.Path, "/")
 	return otlpTarget{hostPort: u.Host, insecure: u.Scheme == "http", urlPath: path}, nil
+}
+
+// directMaxAttributes is more than the most attributes any vserve event
+// has (step.BATCH_SUMMARY: 19).
+const directMaxAttributes = 32
+
+// limitsKeepAll reports whether limits leave every attribute of vserve's
+// span events: room for directMaxAttributes per event (a negative limit
+// means none). The SDK applies no other limit to an event's attributes.
+func limitsKeepAll(l sdktrace.SpanLimits) bool {
+	return l.AttributePerEventCountLimit < 0 || l.AttributePerEventCountLimit >= directMaxAttributes
 }
