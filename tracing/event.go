@@ -229,6 +229,20 @@ func (w *eventAttrs) str(k *eventKey, v string) {
 	w.list = append(w.list, k.name.String(v))
 }
 
+// endWithAttributes sets attrs on span and ends it: on the export path
+// they are encoded with the events as Span.attributes fields, which a
+// decoder appends to the attributes the SDK exports (the SDK would append
+// them too). Protobuf decoders take fields in any order.
+func (e *eventSink) endWithAttributes(span trace.Span, attrs []attribute.KeyValue, opts ...trace.SpanEndOption) {
+	switch {
+	case e.export == nil:
+		span.SetAttributes(attrs...)
+	case e.buf != nil:
+		*e.buf = appendKeyValues(*e.buf, spanAttributes, attrs)
+	}
+	e.end(span, opts...)
+}
+
 // end ends span with its events and releases the buffer; later adds go
 // nowhere.
 func (e *eventSink) end(span trace.Span, opts ...trace.SpanEndOption) {

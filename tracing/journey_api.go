@@ -41,9 +41,9 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	now := t.now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
 	ctx, span := t.apiTracer.Start(parent, SpanRequest, serverKind, trace.WithTimestamp(now))
-	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route}
+	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route,
+		events: newEventSink(t.export, span)}
 	if journey {
-		s.events = newEventSink(t.export, span)
 		s.event(EventArrived, now)
 	}
 	t.openAPI(s)
@@ -85,7 +85,8 @@ func traceHeaders(ctx context.Context, journey bool) map[string]string {
 // apiSpan is the llm_request span of one traced API request. The handler
 // goroutine drives it; Shutdown may end it concurrently, hence the mutex.
 // Its attributes are kept as values and set on the span in one call when it
-// ends (the SDK grows the span's attribute array on every call).
+// ends (the SDK grows the span's attribute array on every call), encoded
+// with its events when they are (eventSink).
 type apiSpan struct {
 	t       *Telemetry
 	key     uint64 // server-generated, never a client id
@@ -142,9 +143,9 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 	}
 }
 
-// setAttributesLocked sets the span's attributes, from Arrived, Parsed and
-// Departed, in one call just before it ends.
-func (s *apiSpan) setAttributesLocked() {
+// endLocked ends the span with its attributes, from Arrived, Parsed and
+// Departed, set in one call.
+func (s *apiSpan) endLocked(at time.Time) {
 	b := borrowBuilder()
 	defer returnBuilder(b)
 	attrs := append(b.buf(), attribute.String(AttrHTTPRoute, s.route))
@@ -155,7 +156,7 @@ func (s *apiSpan) setAttributesLocked() {
 		attrs = append(attrs, attribute.Int(AttrCompletionTokens, s.outcome.CompletionTokens))
 		attrs = appendLatencyAttributes(attrs, s.outcome.Times)
 	}
-	s.span.SetAttributes(attrs...)
+	s.events.endWithAttributes(s.span, attrs, trace.WithTimestamp(at))
 	clear(attrs)
 }
 
@@ -296,8 +297,7 @@ func (s *apiSpan) endWith(reason string, err error) bool {
 	now := s.t.now()
 	s.abortLocked(reason, err, now)
 	s.ended = true
-	s.setAttributesLocked()
-	s.events.end(s.span, trace.WithTimestamp(now))
+	s.endLocked(now)
 	return true
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -122,14 +123,14 @@ func randomJourneyPlans(r *rand.Rand) []journeyPlan {
 // export processor over a capturing client, with events encoded for export
 // (direct) or added through the SDK, on a counting clock, and returns the
 // exported spans with their ids replaced by their order of appearance.
-func exportJourneys(t *testing.T, plans []journeyPlan, direct bool) []exportedSpan {
+func exportJourneys(t *testing.T, plans []journeyPlan, direct, journey bool) []exportedSpan {
 	t.Helper()
 	sampler := &queuedSampler{}
 	for _, p := range plans {
 		sampler.answers = append(sampler.answers, p.sampled)
 	}
 	tel, client := exportTelemetry(t, direct, func(c *Config) {
-		c.EnableJourneyTracing = true
+		c.EnableJourneyTracing = journey
 		c.ModelName, c.MaxModelLen = "stories260K", 4096
 		c.JourneySampler = sampler
 	})
@@ -253,6 +254,28 @@ func TestJourneyEventsExportedDirectlyMatchTheSDKPath(t *testing.T) {
 	}
 }
 
+// TestRequestSpansExportedDirectlyMatchTheSDKPath: with only the endpoint
+// set (no journey tracing), every request still has its llm_request span,
+// whose attributes are encoded directly; the export equals the SDK's.
+func TestRequestSpansExportedDirectlyMatchTheSDKPath(t *testing.T) {
+	for seed := range uint64(10) {
+		plans := randomJourneyPlans(rand.New(rand.NewPCG(seed, 11)))
+		direct := exportJourneys(t, plans, true, false)
+		requireSameExport(t, exportJourneys(t, plans, false, false), direct)
+		traced := 0
+		for _, p := range plans {
+			if !strings.HasSuffix(p.clientHeaders["traceparent"], "-00") {
+				traced++
+			}
+		}
+		require.Len(t, direct, traced, "one llm_request per request (but under a client's unsampled parent)")
+		for _, s := range direct {
+			require.Equal(t, SpanRequest, s.span.Name)
+			require.NotEmpty(t, s.span.Attributes)
+		}
+	}
+}
+
 // FuzzJourneyEventsExport grows the comparison from fuzzed seeds.
 func FuzzJourneyEventsExport(f *testing.F) {
 	f.Add(uint64(2))
@@ -263,8 +286,8 @@ func FuzzJourneyEventsExport(f *testing.F) {
 
 func requireSameJourneyExport(t *testing.T, plans []journeyPlan) {
 	t.Helper()
-	direct := exportJourneys(t, plans, true)
-	events := requireSameExport(t, exportJourneys(t, plans, false), direct)
+	direct := exportJourneys(t, plans, true, true)
+	events := requireSameExport(t, exportJourneys(t, plans, false, true), direct)
 	sampled := 0
 	for _, p := range plans {
 		if p.sampled && !strings.HasSuffix(p.clientHeaders["traceparent"], "-00") {
@@ -325,34 +348,59 @@ func TestShutdownDuringTrafficWithEncodedEvents(t *testing.T) {
 	}
 }
 
-// TestSpanLimitsKeepEventsOnTheSDKPath: when OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT
-// could trim vserve's events, they go through the SDK, which applies the
-// limit (the direct encoding applies none), and the export shows it.
+// TestSpanLimitsKeepEventsOnTheSDKPath: when span limits could trim what
+// vserve encodes directly (span events and llm_request's attributes), all
+// of it goes through the SDK, which applies the limits (the direct
+// encoding applies none), and the export shows them applied.
 func TestSpanLimitsKeepEventsOnTheSDKPath(t *testing.T) {
-	t.Setenv("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "5")
-	client := &captureClient{}
-	p := newTestProcessor(t, client)
-	c := DefaultConfig()
-	c.SpanProcessors = []sdktrace.SpanProcessor{p}
-	c.EnableJourneyTracing = true
-	tel, err := Setup(context.Background(), c)
-	require.NoError(t, err)
-	require.Nil(t, tel.export, "events go through the SDK")
-	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
-	f := h.newFlow("req-limited", 8, 4, nil)
-	f.schedule(1, false, 8)
-	f.finish(2, scheduler.FinishStop)
-	f.api.End()
-	require.NoError(t, tel.Shutdown(context.Background()))
-	var queued *tracepb.Span_Event
-	for _, s := range decodeExported(t, client) {
-		for _, e := range s.span.Events {
-			if e.Name == "journey."+JourneyQueued {
-				queued = e
+	for _, limit := range []struct {
+		env, value string
+		check      func(t *testing.T, queued *tracepb.Span_Event, requestAttrs []*commonpb.KeyValue)
+	}{
+		{"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "5", func(t *testing.T, queued *tracepb.Span_Event, _ []*commonpb.KeyValue) {
+			require.Len(t, queued.Attributes, 5)
+			require.EqualValues(t, 5, queued.DroppedAttributesCount, "10 attributes, 5 kept")
+		}},
+		{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3", func(t *testing.T, _ *tracepb.Span_Event, attrs []*commonpb.KeyValue) {
+			require.Equal(t, AttrHTTPRoute, attrs[0].Key)
+			require.Equal(t, "/v1", attrs[0].Value.GetStringValue(), "truncated by the SDK")
+		}},
+		{"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2", func(t *testing.T, _ *tracepb.Span_Event, attrs []*commonpb.KeyValue) {
+			require.Len(t, attrs, 2)
+		}},
+	} {
+		t.Run(limit.env, func(t *testing.T) {
+			t.Setenv(limit.env, limit.value)
+			client := &captureClient{}
+			p := newTestProcessor(t, client)
+			c := DefaultConfig()
+			c.SpanProcessors = []sdktrace.SpanProcessor{p}
+			c.EnableJourneyTracing = true
+			tel, err := Setup(context.Background(), c)
+			require.NoError(t, err)
+			require.Nil(t, tel.export, "events and attributes go through the SDK")
+			h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
+			f := h.newFlow("req-limited", 8, 4, nil)
+			f.schedule(1, false, 8)
+			f.finish(2, scheduler.FinishStop)
+			f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
+			f.api.End()
+			require.NoError(t, tel.Shutdown(context.Background()))
+			var queued *tracepb.Span_Event
+			var requestAttrs []*commonpb.KeyValue
+			for _, s := range decodeExported(t, client) {
+				if s.span.Name == SpanRequest {
+					requestAttrs = s.span.Attributes
+				}
+				for _, e := range s.span.Events {
+					if e.Name == "journey."+JourneyQueued {
+						queued = e
+					}
+				}
 			}
-		}
+			require.NotNil(t, queued)
+			require.NotEmpty(t, requestAttrs)
+			limit.check(t, queued, requestAttrs)
+		})
 	}
-	require.NotNil(t, queued)
-	require.Len(t, queued.Attributes, 5)
-	require.EqualValues(t, 5, queued.DroppedAttributesCount, "10 attributes, 5 kept")
 }

@@ -25,8 +25,9 @@ const defaultExportTimeout = 10 * time.Second
 // export processor when it is the provider's only processor (span events
 // are then encoded for it directly: eventSink), else nil. The direct
 // encoding applies no limits of its own, so it is used only when the span
-// limits (OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT) cannot trim vserve's events:
-// otherwise they go through the SDK, which applies them.
+// limits (OTEL_SPAN_ATTRIBUTE_* and OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT)
+// cannot trim what it encodes: otherwise everything goes through the SDK,
+// which applies them.
 func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole *exportProcessor, err error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
@@ -131,12 +132,13 @@ func parseEndpoint(e string) (otlpTarget, error) {
 }
 
 // directMaxAttributes is more than the most attributes any vserve event
-// has (step.BATCH_SUMMARY: 19).
+// (step.BATCH_SUMMARY: 19) or span (llm_request: 15) has.
 const directMaxAttributes = 32
 
 // limitsKeepAll reports whether limits leave every attribute of vserve's
-// span events: room for directMaxAttributes per event (a negative limit
-// means none). The SDK applies no other limit to an event's attributes.
+// spans and span events whole: values of any length and room for
+// directMaxAttributes attributes (a negative limit means none).
 func limitsKeepAll(l sdktrace.SpanLimits) bool {
-	return l.AttributePerEventCountLimit < 0 || l.AttributePerEventCountLimit >= directMaxAttributes
+	room := func(limit int) bool { return limit < 0 || limit >= directMaxAttributes }
+	return l.AttributeValueLengthLimit < 0 && room(l.AttributeCountLimit) && room(l.AttributePerEventCountLimit)
 }
