@@ -85,9 +85,11 @@ const (
 	// limit with room for the resource, scopes and framing.
 	defaultMaxRequestBytes = 3 << 20
 	// maxRetainedExportBuffer is the largest buffer of a batch's group kept
-	// for reuse; a batch of 512 journey spans needs about 0.6 MB, one of step
-	// windows up to defaultMaxRequestBytes.
-	maxRetainedExportBuffer = 4 << 20
+	// for reuse: a batch of 512 journey spans needs about 0.6 MB, one of step
+	// windows up to defaultMaxRequestBytes, and append's growth may leave a
+	// quarter more capacity than that (a buffer dropped at every reuse was
+	// regrown, with fresh pages, for every batch).
+	maxRetainedExportBuffer = 2 * defaultMaxRequestBytes
 	// queuedRequests bounds the bytes waiting: this many full requests.
 	queuedRequests = 16
 	// maxBatchSpans is the SDK batch span processor's default batch size.

@@ -46,6 +46,7 @@ type stepTracer struct {
 	pending  []*pendingStep // oldest first, at most maxPendingSteps
 	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
 	events   eventBuilder
+	visitor  *stepVisitor
 }
 
 // maxPendingSteps bounds the sampled steps waiting for their timing.
@@ -107,6 +108,7 @@ func newStepTracer(tp trace.TracerProvider, c Config, export *exportProcessor) *
 		log:        c.Logger,
 		events:     newEventBuilder(make([]attribute.KeyValue, 0, summaryAttrs)),
 		pending:    make([]*pendingStep, 0, maxPendingSteps),
+		visitor:    newStepVisitor(),
 	}
 }
 
@@ -127,7 +129,7 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, buildStep(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.now()))
+	s.pending = append(s.pending, s.visitor.build(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.now()))
 }
 
 // takeSpareLocked returns an emitted pendingStep to reuse, or a new one.
@@ -141,41 +143,63 @@ func (s *stepTracer) takeSpareLocked() *pendingStep {
 	return p
 }
 
-// buildStep fills p with the summary and, when rich, the snapshots: one
-// pass over the running requests, O(1) per request. now is the end of
+// stepVisitor fills a pendingStep from the running requests of a step. The
+// tracer keeps one, with its method value made once: a closure handed to
+// StepView.Running escapes, which cost an allocation per step.
+type stepVisitor struct {
+	p     *pendingStep
+	rich  bool
+	visit func(r scheduler.RequestView, scheduled, computedBefore int) // add
+}
+
+func newStepVisitor() *stepVisitor {
+	v := &stepVisitor{}
+	v.visit = v.add
+	return v
+}
+
+// build fills p with the summary and, when rich, the snapshots: one pass
+// over the running requests, O(1) per request. now is the end of
 // scheduling.
-func buildStep(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) *pendingStep {
+func (vis *stepVisitor) build(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) *pendingStep {
 	start := v.StartTime()
 	*p = pendingStep{step: out.Step, at: now, snapshots: p.snapshots[:0]}
 	if rich && cap(p.snapshots) < v.NumRunning() {
 		p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
 	}
+	vis.p, vis.rich = p, rich
+	v.Running(vis.visit)
+	vis.p = nil
 	sum := &p.summary
-	v.Running(func(r scheduler.RequestView, scheduled, computedBefore int) {
-		decode := r.NumOutputTokens() > 0
-		if scheduled > 0 {
-			if decode {
-				sum.decodeReqs++
-				sum.decodeTok += scheduled
-			} else {
-				sum.prefillReqs++
-				sum.prefillTokens += scheduled
-			}
-		}
-		if rich {
-			p.snapshots = append(p.snapshots, requestSnapshot{
-				step: out.Step, id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
-				output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
-				blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
-			})
-		}
-	})
 	sum.startNS, sum.endNS, sum.durationUS = monotonicNS(start), monotonicNS(now), now.Sub(start).Microseconds()
 	sum.running, sum.waiting = v.NumRunning(), v.NumWaiting()
 	sum.scheduledTokens = out.TotalNumScheduledTokens
 	sum.finished, sum.preempted = v.NumFinishedSincePrevStep(), len(out.PreemptedRequestIDs)
 	sum.kvUsage, sum.kvTotal, sum.kvFree = v.KVUsage(), v.KVBlocksTotal(), v.KVBlocksFree()
 	return p
+}
+
+// add counts one running request into the summary and, when rich, adds
+// its snapshot.
+func (vis *stepVisitor) add(r scheduler.RequestView, scheduled, computedBefore int) {
+	p, sum := vis.p, &vis.p.summary
+	decode := r.NumOutputTokens() > 0
+	if scheduled > 0 {
+		if decode {
+			sum.decodeReqs++
+			sum.decodeTok += scheduled
+		} else {
+			sum.prefillReqs++
+			sum.prefillTokens += scheduled
+		}
+	}
+	if vis.rich {
+		p.snapshots = append(p.snapshots, requestSnapshot{
+			step: p.step, id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
+			output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
+			blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
+		})
+	}
 }
 
 // summaryAttrs is the number of step.BATCH_SUMMARY attributes: 16 from the
