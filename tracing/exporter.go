@@ -147,10 +147,33 @@ func (p *exportProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 }
 
-// add encodes s outside the lock and queues the bytes.
+// add encodes s outside the lock and queues the bytes. Events encoded
+// beforehand (endWithEvents) are copied once, into the batch.
 func (p *exportProcessor) add(s sdktrace.ReadOnlySpan) {
-	enc := appendFramedSpan(p.takeScratch(), s, p.attachedEvents(s.SpanContext().SpanID()))
-	p.enqueue(s.Resource(), s.InstrumentationScope(), enc)
+	scratch := appendSpanHead(p.takeScratch(), s)
+	head := len(scratch)
+	scratch = appendSpanTail(scratch, s)
+	enc := encodedSpan{head: scratch[:head], events: p.attachedEvents(s.SpanContext().SpanID()), tail: scratch[head:]}
+	p.enqueue(s.Resource(), s.InstrumentationScope(), enc, scratch)
+}
+
+// encodedSpan is one Span message in three parts: the fields up to the
+// SDK's events, events encoded beforehand, and the rest.
+type encodedSpan struct {
+	head, events, tail []byte
+}
+
+// size is the length of the ScopeSpans.spans field of the span.
+func (e encodedSpan) size() int {
+	return 1 + protowire.SizeBytes(len(e.head)+len(e.events)+len(e.tail))
+}
+
+// appendTo appends the span as one ScopeSpans.spans field: tag, length and
+// the Span message.
+func (e encodedSpan) appendTo(b []byte) []byte {
+	b = appendTag(b, scopeSpansSpans, protowire.BytesType)
+	b = appendVarint(b, uint64(len(e.head)+len(e.events)+len(e.tail)))
+	return append(append(append(b, e.head...), e.events...), e.tail...)
 }
 
 // endWithEvents ends span, exporting events (Span.events fields written by
@@ -212,27 +235,26 @@ func (p *exportProcessor) putScratchLocked(b []byte) {
 // appendFramedSpan appends s as one ScopeSpans.spans field: tag, length
 // and the Span message.
 func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
-	lenBytes := protowire.SizeVarint(uint64(len(extraEvents) + 256)) // 256: a guess at the rest
-	b, mark := openSizedMessage(b, scopeSpansSpans, lenBytes)
-	b = appendSpan(b, s, extraEvents)
-	return closeSizedMessage(b, mark, lenBytes)
+	return encodedSpan{head: appendSpan(nil, s, extraEvents)}.appendTo(b)
 }
 
-// enqueue adds one framed span to the filling batch, sealing batches at
+// enqueue adds one encoded span to the filling batch, sealing batches at
 // their limits, or drops it when the queue is full or the processor is shut
-// down.
-func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.Scope, enc []byte) {
+// down. scratch, the buffer that holds the span's head and tail, is kept
+// for the next span.
+func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.Scope, enc encodedSpan, scratch []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	defer p.putScratchLocked(enc)
+	defer p.putScratchLocked(scratch)
 	if p.stopped {
 		return
 	}
-	if p.queuedSpans >= p.maxQueueSpans || p.queuedBytes+len(enc) > p.maxQueueBytes {
+	size := enc.size()
+	if p.queuedSpans >= p.maxQueueSpans || p.queuedBytes+size > p.maxQueueBytes {
 		p.dropped++
 		return
 	}
-	if p.cur != nil && p.cur.spans > 0 && p.cur.bytes+len(enc) > p.maxRequestBytes {
+	if p.cur != nil && p.cur.spans > 0 && p.cur.bytes+size > p.maxRequestBytes {
 		p.sealLocked()
 	}
 	if p.cur == nil {
@@ -240,7 +262,7 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 	}
 	p.cur.add(res, scope, enc)
 	p.queuedSpans++
-	p.queuedBytes += len(enc)
+	p.queuedBytes += size
 	if p.cur.spans >= p.maxBatchSpans {
 		p.sealLocked()
 	}
@@ -417,17 +439,18 @@ type spanGroup struct {
 // scope takes over an empty group's buffer where there is one.
 const maxBatchGroups = 8
 
-// add appends one framed span to the group of res and scope (a process
-// has one resource and a few scopes: a linear search suffices).
-func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc []byte) {
+// add appends one span to the group of res and scope (a process has one
+// resource and a few scopes: a linear search suffices).
+func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc encodedSpan) {
 	g := b.group(res, scope)
 	if g.spans == 0 {
 		g.first = b.spans
 	}
-	g.enc = append(g.enc, enc...)
+	n := len(g.enc)
+	g.enc = enc.appendTo(g.enc)
 	g.spans++
 	b.spans++
-	b.bytes += len(enc)
+	b.bytes += len(g.enc) - n
 }
 
 func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *spanGroup {

@@ -575,16 +575,16 @@ func TestExportProcessorDropsHugeBuffers(t *testing.T) {
 func TestSpanBatchKeepsEachScopesBuffer(t *testing.T) {
 	res := resource.NewSchemaless(attribute.String("service.name", "test"))
 	api, core, step := instrumentation.Scope{Name: ScopeAPI}, instrumentation.Scope{Name: ScopeScheduler}, instrumentation.Scope{Name: ScopeStep}
-	window := bytes.Repeat([]byte{0x12, 0}, 1<<15) // framed empty spans, as add takes them
+	window := encodedSpan{events: bytes.Repeat(appendEvent(nil, "e", time.Unix(1, 0), nil, 0), 1<<12)} // some 64 KiB of events
 	var b spanBatch
-	b.add(res, api, []byte{0x12, 0})
+	b.add(res, api, encodedSpan{})
 	b.add(res, step, window)
-	b.add(res, core, []byte{0x12, 0})
+	b.add(res, core, encodedSpan{})
 	stepBuffer := &b.groups[1].enc[:1][0]
 	b.reset()
 
 	b.add(res, step, window)
-	b.add(res, api, []byte{0x12, 0})
+	b.add(res, api, encodedSpan{})
 	require.Len(t, b.groups, 3)
 	require.Same(t, stepBuffer, &b.groups[1].enc[:1][0], "the step scope appends to its old buffer")
 	rs := b.request()
@@ -600,7 +600,7 @@ func TestSpanBatchKeepsEachScopesBuffer(t *testing.T) {
 	require.Equal(t, []string{ScopeStep, ScopeAPI}, names, "this use's order; the empty scheduler group is left out")
 
 	for i := range maxBatchGroups + 2 { // new scopes beyond the bound take over empty groups
-		b.add(res, instrumentation.Scope{Name: fmt.Sprint("extra", i)}, []byte{0x12, 0})
+		b.add(res, instrumentation.Scope{Name: fmt.Sprint("extra", i)}, encodedSpan{})
 	}
 	require.Len(t, b.groups, maxBatchGroups+4, "the empty scheduler group was taken over, the rest added")
 	require.Equal(t, 2+maxBatchGroups+2, b.spans)

@@ -77,6 +77,13 @@ const (
 // length of its own) for s. extraEvents, when not empty, are Span.events
 // fields encoded beforehand (appendEvent); they follow the SDK's events.
 func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
+	return appendSpanTail(append(appendSpanHead(b, s), extraEvents...), s)
+}
+
+// appendSpanHead appends a Span's fields up to and including the events the
+// SDK recorded; appendSpanTail the fields after them. Events encoded
+// beforehand go in between.
+func appendSpanHead(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytesField(b, spanTraceID, tid[:])
@@ -84,8 +91,7 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
 	if ts := sc.TraceState(); ts.Len() > 0 {
 		b = appendStringField(b, spanTraceState, ts.String())
 	}
-	parent := s.Parent()
-	if psid := parent.SpanID(); psid.IsValid() {
+	if psid := s.Parent().SpanID(); psid.IsValid() {
 		b = appendBytesField(b, spanParentSpanID, psid[:])
 	}
 	b = appendStringField(b, spanName, s.Name())
@@ -97,14 +103,17 @@ func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
 	for _, e := range s.Events() {
 		b = appendEvent(b, e.Name, e.Time, e.Attributes, e.DroppedAttributeCount)
 	}
-	b = append(b, extraEvents...)
+	return b
+}
+
+func appendSpanTail(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	b = appendVarintField(b, spanDroppedEvents, clampCount(s.DroppedEvents()))
 	for _, l := range s.Links() {
 		b = appendLink(b, l)
 	}
 	b = appendVarintField(b, spanDroppedLinks, clampCount(s.DroppedLinks()))
 	b = appendStatus(b, s.Status())
-	return appendFixed32Field(b, spanFlags, spanFlagsOf(sc.TraceFlags(), parent))
+	return appendFixed32Field(b, spanFlags, spanFlagsOf(s.SpanContext().TraceFlags(), s.Parent()))
 }
 
 // appendEvent appends one Span.events field.
