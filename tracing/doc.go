@@ -45,11 +45,15 @@
 // same spans and require them equal.
 //
 // Span events skip the SDK too when the export processor is the provider's
-// only processor (every running server): journey, API and step events are
+// only processor (every running server) and the span limits cannot trim
+// them: journey, API and step events, and llm_request's attributes, are
 // encoded as they come into a buffer of their span (eventSink), which the
-// processor exports with the span when it ends (endWithEvents). The SDK
-// still makes every span. Tests that record spans use the SDK path, and
-// tests replay the same journeys and steps both ways and compare exports.
+// processor exports with the span when it ends (endWithEvents), copying it
+// once, into the batch. The step and journey events write their attributes
+// from one list (writeAttributes) either as attributes for the SDK or
+// straight into OTLP with keys encoded once (eventKey). The SDK still makes
+// every span. Tests that record spans use the SDK path, and tests replay
+// the same journeys and steps both ways and compare exports.
 //
 // # State
 //
@@ -65,7 +69,8 @@
 // recorder by driving the hooks with scripted scheduler views; one test runs
 // the real scheduler and engine loop. tracing/e2e/jaeger.sh checks the same
 // against a real Jaeger through its query API. BenchmarkRequestOverhead
-// measures the CPU cost per request and BenchmarkSpanExport the exporter;
+// measures the CPU cost per request, BenchmarkSpanExport the exporter and
+// BenchmarkStepEventEncoding a step's events;
 // tracing/e2e/overhead measures running vserve processes with and without
 // tracing (docs/observability.md has the figures).
 package tracing

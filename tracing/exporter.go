@@ -26,11 +26,12 @@ import (
 
 // exportProcessor is the span processor that exports ended spans over OTLP,
 // in place of the SDK's batch span processor and otlptrace.Exporter. It
-// encodes each span into OTLP protobuf (appendSpan) when the span ends and
-// queues only those bytes; a goroutine uploads them in batches through the
-// stock OTLP client (otlptracegrpc.NewClient or otlptracehttp.NewClient:
-// endpoint, TLS, headers, compression, retries, timeouts and the
-// OTEL_EXPORTER_OTLP_* variables all behave as in the stock exporter).
+// encodes each span into OTLP protobuf (appendSpanHead, appendSpanTail)
+// when the span ends and queues only those bytes; a goroutine uploads them
+// in batches through the stock OTLP client (otlptracegrpc.NewClient or
+// otlptracehttp.NewClient: endpoint, TLS, headers, compression, retries,
+// timeouts and the OTEL_EXPORTER_OTLP_* variables all behave as in the
+// stock exporter).
 //
 // Why not the batch span processor: it queues each ended span's snapshot
 // (attributes and events as heap objects, about 5 KB per journey span) and
@@ -230,12 +231,6 @@ func (p *exportProcessor) putScratchLocked(b []byte) {
 	if cap(b) <= maxRetainedScratch && len(p.scratch) < spareScratch {
 		p.scratch = append(p.scratch, b[:0])
 	}
-}
-
-// appendFramedSpan appends s as one ScopeSpans.spans field: tag, length
-// and the Span message.
-func appendFramedSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
-	return encodedSpan{head: appendSpan(nil, s, extraEvents)}.appendTo(b)
 }
 
 // enqueue adds one encoded span to the filling batch, sealing batches at

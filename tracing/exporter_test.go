@@ -366,7 +366,7 @@ func TestExportProcessorSplitsLargeBatches(t *testing.T) {
 
 	biggest := 0
 	for _, s := range spans {
-		biggest = max(biggest, len(appendFramedSpan(nil, s, nil)))
+		biggest = max(biggest, encodedSpan{head: appendSpanHead(nil, s), tail: appendSpanTail(nil, s)}.size())
 	}
 	var got []string
 	for _, b := range wireC.requests {

@@ -73,16 +73,10 @@ const (
 	statusCodeError    uint64           = 2
 )
 
-// appendSpan appends the fields of one OTLP Span message (without a tag or
-// length of its own) for s. extraEvents, when not empty, are Span.events
-// fields encoded beforehand (appendEvent); they follow the SDK's events.
-func appendSpan(b []byte, s sdktrace.ReadOnlySpan, extraEvents []byte) []byte {
-	return appendSpanTail(append(appendSpanHead(b, s), extraEvents...), s)
-}
-
-// appendSpanHead appends a Span's fields up to and including the events the
-// SDK recorded; appendSpanTail the fields after them. Events encoded
-// beforehand go in between.
+// appendSpanHead appends the fields of one OTLP Span message (without a tag
+// or length of its own) for s up to and including the events the SDK
+// recorded; appendSpanTail the fields after them. Span.events fields
+// encoded beforehand (appendEvent) go in between (encodedSpan).
 func appendSpanHead(b []byte, s sdktrace.ReadOnlySpan) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
