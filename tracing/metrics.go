@@ -15,6 +15,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/vserve/vserve/engine"
@@ -133,7 +134,11 @@ func newMetrics(c Config) (*metrics, error) {
 	// attributes of each measurement, which the SDK would normalise on
 	// every Record (half of the metrics' cost per engine step).
 	res := resource.NewSchemaless(attribute.String(labelModelName, c.ModelName), attribute.String(labelEngine, c.EngineID))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithView(vllmNames), sdkmetric.WithResource(res))
+	// Exemplars off: measurements carry no trace context (the default
+	// filter would never keep one), and vLLM's metrics have none; the filter
+	// and reservoir still cost every Record.
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithView(vllmNames), sdkmetric.WithResource(res),
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
 	m := &metrics{
 		provider: mp,
 		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
