@@ -169,6 +169,30 @@ func TestMetricsExposition(t *testing.T) {
 	}
 }
 
+// TestQueueGaugesFollowTheEngine: the queue and KV gauges read zero before
+// any step and then the latest values, from the scheduler (StepBuilt) or
+// from an executed step's stats, whichever came last.
+func TestQueueGaugesFollowTheEngine(t *testing.T) {
+	c := DefaultConfig()
+	c.ModelName, c.MaxModelLen = "stories260K", 512
+	tel, err := Setup(t.Context(), c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	gauges := func() [3]float64 {
+		fams := scrape(t, tel)
+		value := func(name string) float64 { return fams[name].GetMetric()[0].GetGauge().GetValue() }
+		return [3]float64{value("vllm:num_requests_running"), value("vllm:num_requests_waiting"), value("vllm:kv_cache_usage_perc")}
+	}
+	require.Equal(t, [3]float64{0, 0, 0}, gauges(), "exposed at zero from startup")
+
+	view := &fakeStep{running: []*fakeReq{newFakeReq("a", 4, 4), newFakeReq("b", 4, 4), newFakeReq("c", 4, 4)}, waiting: 2}
+	tel.SchedulerObserver().StepBuilt(&scheduler.Output{Step: 1}, view)
+	require.Equal(t, [3]float64{3, 2, 0.25}, gauges(), "from the scheduler")
+
+	tel.OnStep(&engine.StepRecord{Step: 1, Stats: scheduler.Stats{NumRunning: 1, NumWaiting: 0, KVUsage: 0.125}})
+	require.Equal(t, [3]float64{1, 0, 0.125}, gauges(), "from the executed step")
+}
+
 func TestBuckets125(t *testing.T) {
 	tests := []struct {
 		max  int
