@@ -62,11 +62,12 @@ var journeyEventKeys = struct {
 	prefillDone, prefillAll, decodeDone, decodeMax, preempt *eventKey
 	scheduleKind, finishStatus                              *eventKey
 }{
-	newEventKey(AttrEventType), newEventKey(AttrTSMonotonic), newEventKey(AttrTSMonotonicNS),
-	newEventKey(AttrSchedulerStep), newEventKey(AttrPhase),
-	newEventKey(AttrPrefillDoneTokens), newEventKey(AttrPrefillTotalTokens),
-	newEventKey(AttrDecodeDoneTokens), newEventKey(AttrDecodeMaxTokens), newEventKey(AttrNumPreemptions),
-	newEventKey(AttrScheduleKind), newEventKey(AttrFinishStatus),
+	eventType: newEventKey(AttrEventType), tsMonotonic: newEventKey(AttrTSMonotonic),
+	tsMonotonicNS: newEventKey(AttrTSMonotonicNS), step: newEventKey(AttrSchedulerStep), phase: newEventKey(AttrPhase),
+	prefillDone: newEventKey(AttrPrefillDoneTokens), prefillAll: newEventKey(AttrPrefillTotalTokens),
+	decodeDone: newEventKey(AttrDecodeDoneTokens), decodeMax: newEventKey(AttrDecodeMaxTokens),
+	preempt:      newEventKey(AttrNumPreemptions),
+	scheduleKind: newEventKey(AttrScheduleKind), finishStatus: newEventKey(AttrFinishStatus),
 }
 
 func (e *journeyEvent) writeAttributes(w *eventAttrs) {

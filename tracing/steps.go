@@ -230,17 +230,21 @@ var stepKeys = struct {
 	requestID, phase, prompt, computed, output, preemptions, scheduled *eventKey
 	blocksAllocated, blocksCached, effectivePrompt                     *eventKey
 }{
-	newEventKey(AttrStepID), newEventKey(AttrStepTSStartNS), newEventKey(AttrStepTSEndNS),
-	newEventKey(AttrStepDurationUS), newEventKey(AttrQueueRunningDepth), newEventKey(AttrQueueWaitingDepth),
-	newEventKey(AttrBatchNumPrefill), newEventKey(AttrBatchNumDecode), newEventKey(AttrBatchScheduledTok),
-	newEventKey(AttrBatchPrefillTokens), newEventKey(AttrBatchDecodeTokens),
-	newEventKey(AttrBatchNumFinished), newEventKey(AttrBatchNumPreempted), newEventKey(AttrKVUsageGPURatio),
-	newEventKey(AttrKVBlocksTotalGPU), newEventKey(AttrKVBlocksFreeGPU),
-	newEventKey(AttrDeviceForwardUS), newEventKey(AttrDeviceSampleUS), newEventKey(AttrRunnerPrepareUS),
-	newEventKey(AttrSnapRequestID), newEventKey(AttrSnapPhase),
-	newEventKey(AttrSnapNumPromptTokens), newEventKey(AttrSnapNumComputed), newEventKey(AttrSnapNumOutputTokens),
-	newEventKey(AttrSnapNumPreemptions), newEventKey(AttrSnapScheduledThisStep),
-	newEventKey(AttrSnapKVBlocksAllocated), newEventKey(AttrSnapKVBlocksCached), newEventKey(AttrSnapEffectivePromptLn),
+	stepID: newEventKey(AttrStepID), startNS: newEventKey(AttrStepTSStartNS), endNS: newEventKey(AttrStepTSEndNS),
+	durationUS: newEventKey(AttrStepDurationUS),
+	running:    newEventKey(AttrQueueRunningDepth), waiting: newEventKey(AttrQueueWaitingDepth),
+	prefillReqs: newEventKey(AttrBatchNumPrefill), decodeReqs: newEventKey(AttrBatchNumDecode),
+	scheduledTok: newEventKey(AttrBatchScheduledTok), prefillTok: newEventKey(AttrBatchPrefillTokens),
+	decodeTok: newEventKey(AttrBatchDecodeTokens), finished: newEventKey(AttrBatchNumFinished),
+	preempted: newEventKey(AttrBatchNumPreempted), kvUsage: newEventKey(AttrKVUsageGPURatio),
+	kvTotal: newEventKey(AttrKVBlocksTotalGPU), kvFree: newEventKey(AttrKVBlocksFreeGPU),
+	forwardUS: newEventKey(AttrDeviceForwardUS), sampleUS: newEventKey(AttrDeviceSampleUS),
+	prepareUS: newEventKey(AttrRunnerPrepareUS),
+	requestID: newEventKey(AttrSnapRequestID), phase: newEventKey(AttrSnapPhase),
+	prompt: newEventKey(AttrSnapNumPromptTokens), computed: newEventKey(AttrSnapNumComputed),
+	output: newEventKey(AttrSnapNumOutputTokens), preemptions: newEventKey(AttrSnapNumPreemptions),
+	scheduled: newEventKey(AttrSnapScheduledThisStep), blocksAllocated: newEventKey(AttrSnapKVBlocksAllocated),
+	blocksCached: newEventKey(AttrSnapKVBlocksCached), effectivePrompt: newEventKey(AttrSnapEffectivePromptLn),
 }
 
 // writeAttributes writes step.BATCH_SUMMARY's attributes.
