@@ -66,6 +66,7 @@ type exportProcessor struct {
 	cur         *spanBatch   // filling
 	sealed      []*spanBatch // waiting for upload, oldest first
 	free        []*spanBatch // uploaded, kept for reuse
+	freeBytes   int          // their buffers' capacity
 	queuedSpans int          // in cur and sealed
 	queuedBytes int
 	dropped     int // since the last report
@@ -97,8 +98,14 @@ const (
 	maxBatchSpans = 512
 	// defaultScheduleDelay is the SDK's default OTEL_BSP_SCHEDULE_DELAY.
 	defaultScheduleDelay = 5 * time.Second
-	// freeBatches is how many uploaded batches are kept for reuse.
-	freeBatches = 2
+	// maxFreeBatchBytes bounds the buffers of the uploaded batches kept for
+	// reuse. Spans can come faster than one upload at a time sends them (a
+	// server on one core sealed up to 9 batches before the uploader ran);
+	// every batch made then grows its buffers on fresh pages, and copying a
+	// step window into one was then half of step tracing's cost in that
+	// server. Keeping two batches was too few; this keeps about eight of
+	// step windows, a third of what the queue may hold.
+	maxFreeBatchBytes = 8 * defaultMaxRequestBytes
 	// spareScratch encoding buffers of at most maxRetainedScratch bytes are
 	// kept: one per goroutine that ends spans at the same time.
 	spareScratch       = 8
@@ -268,6 +275,7 @@ func (p *exportProcessor) batchLocked() *spanBatch {
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
 		p.free = p.free[:n-1]
+		p.freeBytes -= b.capacity()
 		return b
 	}
 	return &spanBatch{}
@@ -355,9 +363,10 @@ func (p *exportProcessor) recycle(b *spanBatch) {
 	defer p.mu.Unlock()
 	p.queuedSpans -= b.spans
 	p.queuedBytes -= b.bytes
-	if len(p.free) < freeBatches {
-		b.reset()
+	b.reset()
+	if n := b.capacity(); p.freeBytes+n <= maxFreeBatchBytes {
 		p.free = append(p.free, b)
+		p.freeBytes += n
 	}
 }
 
@@ -481,6 +490,15 @@ func (b *spanBatch) reset() {
 		}
 	}
 	b.spans, b.bytes = 0, 0
+}
+
+// capacity is the bytes the batch's buffers hold.
+func (b *spanBatch) capacity() int {
+	n := 0
+	for _, g := range b.groups {
+		n += cap(g.enc)
+	}
+	return n
 }
 
 // request returns the batch as the request's resource spans. Each

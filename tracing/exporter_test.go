@@ -569,6 +569,36 @@ func TestExportProcessorDropsHugeBuffers(t *testing.T) {
 	}
 }
 
+// TestExportProcessorBoundsItsFreeBatches: uploaded batches are kept for
+// reuse up to maxFreeBatchBytes of buffers (several full batches of step
+// windows, not two), and taking one back releases its share.
+func TestExportProcessorBoundsItsFreeBatches(t *testing.T) {
+	p := newTestProcessor(t, &captureClient{})
+	res, step := resource.Empty(), instrumentation.Scope{Name: ScopeStep}
+	full := func() *spanBatch {
+		b := &spanBatch{}
+		b.add(res, step, encodedSpan{events: make([]byte, defaultMaxRequestBytes-64)})
+		return b
+	}
+	p.mu.Lock()
+	p.queuedSpans, p.queuedBytes = 20, 20*defaultMaxRequestBytes // as if the batches were queued
+	p.mu.Unlock()
+	for range 20 {
+		p.recycle(full())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := 0
+	for _, b := range p.free {
+		kept += b.capacity()
+	}
+	require.Equal(t, kept, p.freeBytes)
+	require.LessOrEqual(t, p.freeBytes, maxFreeBatchBytes)
+	require.Greater(t, len(p.free), 2, "more than two full batches are kept")
+	b := p.batchLocked()
+	require.Equal(t, kept-b.capacity(), p.freeBytes, "a batch taken back releases its share")
+}
+
 // TestSpanBatchKeepsEachScopesBuffer: a reused batch appends a scope's
 // spans to the buffer that scope had before, whatever order the scopes
 // come in, and sends its groups in this use's order of first appearance.
