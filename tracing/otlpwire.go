@@ -324,7 +324,7 @@ func closeMessage(b []byte, mark int) []byte {
 
 // openSizedMessage is openMessage reserving lenBytes bytes for the length:
 // the varint size of the body's expected length, so that closing it need
-// not move the body (events with attributes take 2, step windows 3).
+// not move the body (events take eventLenBytes).
 func openSizedMessage(b []byte, num protowire.Number, lenBytes int) ([]byte, int) {
 	var zero [10]byte
 	b = append(appendTag(b, num, protowire.BytesType), zero[:lenBytes]...)

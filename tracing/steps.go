@@ -37,7 +37,7 @@ type stepTracer struct {
 	eventLimit int
 	log        *slog.Logger
 	export     *exportProcessor // see eventSink
-	now        func() time.Time // nil: the real clock; tests make it deterministic
+	now        func() time.Time // time.Now; tests make it deterministic
 
 	mu       sync.Mutex
 	disabled bool
@@ -99,6 +99,7 @@ type requestSnapshot struct {
 func newStepTracer(tp trace.TracerProvider, c Config, export *exportProcessor) *stepTracer {
 	return &stepTracer{
 		export:     export,
+		now:        time.Now,
 		tracer:     tp.Tracer(ScopeStep),
 		sampler:    c.StepSampler,
 		rich:       c.RichSampler,
@@ -128,23 +129,7 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, s.visitor.build(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.scheduleEnd(v.StartTime())))
-}
-
-// scheduleEnd is the end of scheduling: the step's start plus the
-// monotonic time since, which reads one clock where time.Now reads two.
-func (s *stepTracer) scheduleEnd(start time.Time) time.Time {
-	if s.now == nil && !start.IsZero() {
-		return start.Add(time.Since(start))
-	}
-	return s.clock()
-}
-
-func (s *stepTracer) clock() time.Time {
-	if s.now != nil {
-		return s.now()
-	}
-	return time.Now()
+	s.pending = append(s.pending, s.visitor.build(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.now()))
 }
 
 // takeSpareLocked returns an emitted pendingStep to reuse, or a new one.
@@ -365,7 +350,7 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, src 
 // steps past its start. A window only exists once it holds an event.
 func (s *stepTracer) closeIfDueLocked(next uint64) {
 	if s.win != nil && next >= s.win.start+s.interval {
-		s.closeLocked(s.clock())
+		s.closeLocked(s.now())
 	}
 }
 
@@ -424,6 +409,6 @@ func (s *stepTracer) shutdown() {
 	}
 	s.flushLocked(math.MaxUint64)
 	if s.win != nil {
-		s.closeLocked(s.clock())
+		s.closeLocked(s.now())
 	}
 }
