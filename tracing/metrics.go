@@ -217,28 +217,32 @@ func (b *instrumentBuilder) count(name, desc string, bounds []float64) metric.In
 	return h
 }
 
+// intGauge and floatGauge register observable gauges that read load when
+// the exporter collects.
+func (b *instrumentBuilder) intGauge(name, desc string, opt metric.ObserveOption, load func() int64) {
+	_, err := b.meter.Int64ObservableGauge(name, metric.WithDescription(desc),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(load(), opt)
+			return nil
+		}))
+	b.keep(err)
+}
+
+func (b *instrumentBuilder) floatGauge(name, desc string, opt metric.ObserveOption, load func() float64) {
+	_, err := b.meter.Float64ObservableGauge(name, metric.WithDescription(desc),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			o.Observe(load(), opt)
+			return nil
+		}))
+	b.keep(err)
+}
+
 func (m *metrics) createInstruments(meter metric.Meter, maxModelLen int) error {
 	b := &instrumentBuilder{meter: meter}
-	var err error
-	observe := []metric.ObserveOption{m.base}
-	_, err = meter.Int64ObservableGauge("vllm.num_requests_running", metric.WithDescription("Number of requests in model execution batches."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(m.gauges.running.Load(), observe...)
-			return nil
-		}))
-	b.keep(err)
-	_, err = meter.Int64ObservableGauge("vllm.num_requests_waiting", metric.WithDescription("Number of requests waiting to be processed."),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(m.gauges.waiting.Load(), observe...)
-			return nil
-		}))
-	b.keep(err)
-	_, err = meter.Float64ObservableGauge("vllm.kv_cache_usage_perc", metric.WithDescription("KV-cache usage. 1 means 100 percent usage."),
-		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
-			o.Observe(math.Float64frombits(m.gauges.kvUsage.Load()), observe...)
-			return nil
-		}))
-	b.keep(err)
+	b.intGauge("vllm.num_requests_running", "Number of requests in model execution batches.", m.base, m.gauges.running.Load)
+	b.intGauge("vllm.num_requests_waiting", "Number of requests waiting to be processed.", m.base, m.gauges.waiting.Load)
+	b.floatGauge("vllm.kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", m.base,
+		func() float64 { return math.Float64frombits(m.gauges.kvUsage.Load()) })
 	m.prefixQueries = b.counter("vllm.prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.")
 	m.prefixHits = b.counter("vllm.prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
 	m.preemptions = b.counter("vllm.num_preemptions", "Cumulative number of preemptions from the engine.")
