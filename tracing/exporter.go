@@ -54,6 +54,7 @@ type exportProcessor struct {
 	maxBatchSpans   int
 	maxQueueSpans   int
 	maxQueueBytes   int
+	maxFreeBytes    int // bound of freeBytes
 	exportTimeout   time.Duration
 	scheduleDelay   time.Duration
 
@@ -65,8 +66,9 @@ type exportProcessor struct {
 	scratch     [][]byte     // spare buffers to encode a span in outside the lock
 	cur         *spanBatch   // filling
 	sealed      []*spanBatch // waiting for upload, oldest first
-	free        []*spanBatch // uploaded, kept for reuse
+	free        []*spanBatch // uploaded, kept for reuse; the last is taken first
 	freeBytes   int          // their buffers' capacity
+	freeLow     int          // the fewest free batches since the last trim
 	queuedSpans int          // in cur and sealed
 	queuedBytes int
 	dropped     int // since the last report
@@ -77,6 +79,7 @@ type exportProcessor struct {
 	stop     chan struct{}
 	done     chan struct{} // closed when the goroutine has returned
 	stopOnce sync.Once
+	lastTrim time.Time       // of the free batches; the upload goroutine's
 	base     context.Context // cancelled when Shutdown's context ends first
 	cancel   context.CancelFunc
 }
@@ -98,14 +101,18 @@ const (
 	maxBatchSpans = 512
 	// defaultScheduleDelay is the SDK's default OTEL_BSP_SCHEDULE_DELAY.
 	defaultScheduleDelay = 5 * time.Second
-	// maxFreeBatchBytes bounds the buffers of the uploaded batches kept for
-	// reuse. Spans can come faster than one upload at a time sends them (a
-	// server on one core sealed up to 9 batches before the uploader ran);
-	// every batch made then grows its buffers on fresh pages, and copying a
-	// step window into one was then half of step tracing's cost in that
-	// server. Keeping two batches was too few; this keeps about eight of
-	// step windows, a third of what the queue may hold.
-	maxFreeBatchBytes = 8 * defaultMaxRequestBytes
+	// Uploaded batches are kept for reuse up to the bytes the queue may
+	// hold (maxQueueBytes). Spans can come much faster than uploads leave:
+	// while every core of a server is busy, its upload goroutine hears from
+	// the network only when the Go runtime's monitor polls it (every 10 ms
+	// or so), and a 3 MB gRPC request needs many flow-control round trips.
+	// A one-core server under the overhead tool's load sealed 15 batches
+	// before its first upload ended. With 8 batches kept, such a server
+	// still made new batches in every round of that load, each regrowing
+	// its step windows' buffer from 0.2 to 3.3 MB on fresh pages.
+	// Free batches that no batch needed for freeBatchIdle are released,
+	// so that a burst's memory goes back once it is over.
+	freeBatchIdle = time.Minute
 	// spareScratch encoding buffers of at most maxRetainedScratch bytes are
 	// kept: one per goroutine that ends spans at the same time.
 	spareScratch       = 8
@@ -123,6 +130,8 @@ func newExportProcessor(ctx context.Context, client otlptrace.Client, c Config) 
 		maxBatchSpans:   min(maxBatchSpans, c.MaxExportQueue),
 		maxQueueSpans:   c.MaxExportQueue,
 		maxQueueBytes:   queuedRequests * defaultMaxRequestBytes,
+		maxFreeBytes:    queuedRequests * defaultMaxRequestBytes,
+		lastTrim:        time.Now(),
 		exportTimeout:   c.ExportTimeout,
 		scheduleDelay:   scheduleDelay(),
 		wake:            make(chan struct{}, 1),
@@ -274,8 +283,10 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 func (p *exportProcessor) batchLocked() *spanBatch {
 	if n := len(p.free); n > 0 {
 		b := p.free[n-1]
+		p.free[n-1] = nil
 		p.free = p.free[:n-1]
 		p.freeBytes -= b.capacity()
+		p.freeLow = min(p.freeLow, len(p.free))
 		return b
 	}
 	return &spanBatch{}
@@ -304,8 +315,12 @@ func (p *exportProcessor) run() {
 		select {
 		case <-p.wake:
 			p.uploadSealed()
-		case <-tick.C:
+		case now := <-tick.C:
 			p.sealAndUpload()
+			if now.Sub(p.lastTrim) >= freeBatchIdle {
+				p.lastTrim = now
+				p.trimFree()
+			}
 		case ack := <-p.flush:
 			p.sealAndUpload()
 			close(ack)
@@ -364,10 +379,23 @@ func (p *exportProcessor) recycle(b *spanBatch) {
 	p.queuedSpans -= b.spans
 	p.queuedBytes -= b.bytes
 	b.reset()
-	if n := b.capacity(); p.freeBytes+n <= maxFreeBatchBytes {
+	if n := b.capacity(); p.freeBytes+n <= p.maxFreeBytes {
 		p.free = append(p.free, b)
 		p.freeBytes += n
 	}
+}
+
+// trimFree releases the free batches that no batch was taken from since
+// the last trim: the least recently used, at the bottom of the stack.
+func (p *exportProcessor) trimFree() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	unused := min(p.freeLow, len(p.free))
+	for _, b := range p.free[:unused] {
+		p.freeBytes -= b.capacity()
+	}
+	p.free = slices.Delete(p.free, 0, unused)
+	p.freeLow = len(p.free)
 }
 
 // ForceFlush sends every span ended before the call.

@@ -574,17 +574,11 @@ func TestExportProcessorDropsHugeBuffers(t *testing.T) {
 // windows, not two), and taking one back releases its share.
 func TestExportProcessorBoundsItsFreeBatches(t *testing.T) {
 	p := newTestProcessor(t, &captureClient{})
-	res, step := resource.Empty(), instrumentation.Scope{Name: ScopeStep}
-	full := func() *spanBatch {
-		b := &spanBatch{}
-		b.add(res, step, encodedSpan{events: make([]byte, defaultMaxRequestBytes-64)})
-		return b
-	}
 	p.mu.Lock()
 	p.queuedSpans, p.queuedBytes = 20, 20*defaultMaxRequestBytes // as if the batches were queued
 	p.mu.Unlock()
 	for range 20 {
-		p.recycle(full())
+		p.recycle(fullStepBatch())
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -593,10 +587,53 @@ func TestExportProcessorBoundsItsFreeBatches(t *testing.T) {
 		kept += b.capacity()
 	}
 	require.Equal(t, kept, p.freeBytes)
-	require.LessOrEqual(t, p.freeBytes, maxFreeBatchBytes)
-	require.Greater(t, len(p.free), 2, "more than two full batches are kept")
+	require.LessOrEqual(t, p.freeBytes, p.maxFreeBytes)
+	require.Greater(t, p.freeBytes, p.maxFreeBytes-2*defaultMaxRequestBytes, "batches are kept up to the bound")
 	b := p.batchLocked()
 	require.Equal(t, kept-b.capacity(), p.freeBytes, "a batch taken back releases its share")
+}
+
+// fullStepBatch is a batch holding one step window of almost the request
+// limit.
+func fullStepBatch() *spanBatch {
+	b := &spanBatch{}
+	b.add(resource.Empty(), instrumentation.Scope{Name: ScopeStep}, encodedSpan{events: make([]byte, defaultMaxRequestBytes-64)})
+	return b
+}
+
+// TestExportProcessorTrimsUnusedFreeBatches: a trim releases the free
+// batches that no batch was taken from since the previous trim, the least
+// recently used first, and keeps those in use.
+func TestExportProcessorTrimsUnusedFreeBatches(t *testing.T) {
+	p := newTestProcessor(t, &captureClient{})
+	p.mu.Lock()
+	p.queuedSpans, p.queuedBytes = 6, 6*defaultMaxRequestBytes
+	p.mu.Unlock()
+	var batches []*spanBatch
+	for range 6 {
+		b := fullStepBatch()
+		batches = append(batches, b)
+		p.recycle(b)
+	}
+	p.trimFree() // nothing was counted yet: keeps all, starts counting
+	require.Len(t, p.free, 6)
+
+	p.mu.Lock()
+	taken := []*spanBatch{p.batchLocked(), p.batchLocked()} // the two most recent
+	p.mu.Unlock()
+	p.mu.Lock()
+	p.queuedSpans, p.queuedBytes = 2, 2*defaultMaxRequestBytes
+	p.mu.Unlock()
+	for _, b := range taken {
+		p.recycle(b)
+	}
+	p.trimFree()
+	require.Equal(t, []*spanBatch{batches[5], batches[4]}, p.free, "the four never taken are released")
+	require.Equal(t, taken[0].capacity()+taken[1].capacity(), p.freeBytes)
+
+	p.trimFree()
+	require.Empty(t, p.free, "unused since the last trim")
+	require.Zero(t, p.freeBytes)
 }
 
 // TestSpanBatchKeepsEachScopesBuffer: a reused batch appends a scope's

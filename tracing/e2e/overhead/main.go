@@ -9,6 +9,14 @@
 // its output-token throughput, as medians over the rounds and as the
 // difference to tracing off.
 //
+// A round's CPU is read once the server has settled after it (no CPU used
+// for a while): a server whose cores are all busy exports little while the
+// load lasts (the upload goroutine waits for the network poller) and sends
+// most of its spans after the round, which still counts. Settling also
+// keeps one round's spans from piling onto the next's in the export queue.
+// Spans a server dropped (its queue was full) are reported: their export
+// was not paid for.
+//
 //	go build -o /tmp/vserve ./cmd/vserve
 //	go run ./tracing/e2e/overhead --vserve /tmp/vserve [--model DIR] [--rounds 12] [--baseline /tmp/vserve-old]
 //
@@ -27,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +68,7 @@ type config struct {
 	flags  []string
 	cmd    *exec.Cmd
 	url    string
+	log    string    // the server's log file
 	cpu    []float64 // µs of server CPU per request, per round
 	tput   []float64 // output tokens/s, per round
 }
@@ -192,6 +202,7 @@ func (c *config) start(ctx context.Context, o options, port int) error {
 	if err != nil {
 		return err
 	}
+	c.log = logf.Name()
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	if err := c.cmd.Start(); err != nil {
 		return fmt.Errorf("%s: %w", c.name, err)
@@ -225,7 +236,7 @@ func (c *config) round(ctx context.Context, client *bench.Client, prompts []benc
 		return err
 	}
 	results, wall := bench.Run(ctx, client.Do, prompts, bench.LoadConfig{Concurrency: concurrency})
-	after, err := processCPU(c.cmd.Process.Pid)
+	after, err := settledCPU(c.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -239,6 +250,26 @@ func (c *config) round(ctx context.Context, client *bench.Client, prompts []benc
 	c.cpu = append(c.cpu, float64((after-before).Microseconds())/float64(len(results)))
 	c.tput = append(c.tput, float64(tokens)/wall.Seconds())
 	return nil
+}
+
+// settledCPU waits until process pid has used less than settledBelow of
+// CPU in a settleInterval (at most settleMax) and returns its CPU time.
+func settledCPU(pid int) (time.Duration, error) {
+	const (
+		settleInterval = 100 * time.Millisecond
+		settledBelow   = 2 * time.Millisecond
+		settleMax      = 30 * time.Second
+	)
+	last, err := processCPU(pid)
+	for start := time.Now(); err == nil && time.Since(start) < settleMax; {
+		time.Sleep(settleInterval)
+		var now time.Duration
+		if now, err = processCPU(pid); err == nil && now-last < settledBelow {
+			return now, nil
+		}
+		last = now
+	}
+	return last, err
 }
 
 // processCPU is the CPU time of process pid: the sum over its threads of
@@ -292,6 +323,34 @@ func report(configs []*config, s *otlpsink.Sink) {
 	for _, c := range configs {
 		fmt.Printf("%s, CPU µs/request per round: %s\n", c.name, formatAll(c.cpu))
 	}
+	for _, c := range configs {
+		if n, err := droppedSpans(c.log); err != nil {
+			fmt.Printf("%s: reading its log: %v\n", c.name, err)
+		} else if n > 0 {
+			fmt.Printf("%s: DROPPED spans, %d or more (its export queue was full; the log is rate-limited): their export is not in its figures\n", c.name, n)
+		}
+	}
+}
+
+// droppedRE matches the export processor's report of dropped spans.
+var droppedRE = regexp.MustCompile(`(\d+) spans dropped`)
+
+// droppedSpans sums the spans a server's log says it dropped (a lower
+// bound: export errors are logged at most every 30 s).
+func droppedSpans(logFile string) (int, error) {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, m := range droppedRE.FindAllSubmatch(b, -1) {
+		n, err := strconv.Atoi(string(m[1]))
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // quantile is the q-quantile of v (bench.Percentile: linear interpolation).
