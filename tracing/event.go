@@ -118,6 +118,7 @@ var (
 type eventSink struct {
 	export *exportProcessor // nil: through the SDK
 	buf    *[]byte          // export path, sampled span: the events' encoding
+	owned  bool             // buf is the span owner's, not the pool's
 }
 
 // newEventSink returns the sink of span's events: encoded for export when
@@ -128,6 +129,19 @@ func newEventSink(export *exportProcessor, span trace.Span) eventSink {
 		return eventSink{export: export}
 	}
 	return eventSink{export: export, buf: eventBuffers.Get().(*[]byte)}
+}
+
+// newOwnedEventSink is newEventSink with the owner's buffer in place of a
+// pooled one, for an owner whose spans come one after another (the step
+// tracer's windows): the buffer keeps its size from one span to the next,
+// where a pooled one is lost at every garbage collection and the next
+// window regrew one from 1 KB, on fresh pages once past 32 KB. end empties
+// it, or drops it when it grew past maxPooledEventBuffer.
+func newOwnedEventSink(export *exportProcessor, span trace.Span, buf *[]byte) eventSink {
+	if export == nil || !span.SpanContext().IsSampled() {
+		return eventSink{export: export}
+	}
+	return eventSink{export: export, buf: buf, owned: true}
 }
 
 // add adds event name at time at; attrs are cleared afterwards, as b.add
@@ -251,7 +265,14 @@ func (e *eventSink) end(span trace.Span, opts ...trace.SpanEndOption) {
 		return
 	}
 	e.export.endWithEvents(span, *e.buf, opts...)
-	if cap(*e.buf) <= maxPooledEventBuffer {
+	switch {
+	case cap(*e.buf) > maxPooledEventBuffer:
+		if e.owned {
+			*e.buf = nil
+		}
+	case e.owned:
+		*e.buf = (*e.buf)[:0]
+	default:
 		*e.buf = (*e.buf)[:0]
 		eventBuffers.Put(e.buf)
 	}

@@ -42,6 +42,7 @@ type stepTracer struct {
 	mu       sync.Mutex
 	disabled bool
 	win      *stepWindow
+	winBuf   []byte // the events' encoding of every window in turn (newOwnedEventSink)
 	seq      int64
 	pending  []*pendingStep // oldest first, at most maxPendingSteps
 	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
@@ -377,7 +378,7 @@ func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
 		return false
 	}
 	s.seq = seq
-	s.win = &stepWindow{span: span, start: step, last: step, sink: newEventSink(s.export, span)}
+	s.win = &stepWindow{span: span, start: step, last: step, sink: newOwnedEventSink(s.export, span, &s.winBuf)}
 	return true
 }
 

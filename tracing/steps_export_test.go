@@ -152,3 +152,29 @@ func requireSameStepExport(t *testing.T, sc stepScript) {
 	}
 	require.Equal(t, want, events, "every sampled step's summary and snapshots")
 }
+
+// TestStepWindowsReuseOneBuffer: on the export path every window encodes
+// its events into the step tracer's one buffer, which keeps its memory
+// from window to window (a pooled buffer was lost at every garbage
+// collection and regrown by the next window).
+func TestStepWindowsReuseOneBuffer(t *testing.T) {
+	tel, client := exportTelemetry(t, true, func(c *Config) {
+		c.StepTracingEnabled = true
+		c.StepClosureInterval = MinStepClosureInterval
+		c.StepSampler, c.RichSampler = stepSet(func(uint64) bool { return true }), stepSet(func(uint64) bool { return true })
+	})
+	obs := tel.SchedulerObserver()
+	var first *byte
+	for s := uint64(1); s <= 5*MinStepClosureInterval; s++ {
+		out, view := randomBatch(rand.New(rand.NewPCG(7, 7)), s) // the same batch every step
+		obs.StepBuilt(out, view)
+		tel.OnStep(&engine.StepRecord{Step: s})
+		if s == MinStepClosureInterval+1 { // the first window closed
+			first = &tel.steps.winBuf[:1][0]
+		}
+	}
+	require.NotNil(t, first)
+	require.Same(t, first, &tel.steps.winBuf[:1][0], "later windows wrote into the first one's buffer")
+	require.NoError(t, tel.Shutdown(context.Background()))
+	require.Len(t, decodeExported(t, client), 5)
+}
