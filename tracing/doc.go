@@ -42,7 +42,9 @@
 // several heap objects per attribute, and the batch span processor keeps
 // every ended span's snapshot on the heap until its batch is sent; together
 // they were most of tracing's cost. The tests decode both encodings of the
-// same spans and require them equal.
+// same spans and require them equal. Its memory is bounded: the queue holds
+// at most 48 MiB of encoded spans, uploaded batches are kept for reuse up to
+// as much and released after a minute unused.
 //
 // Span events skip the SDK too when the export processor is the provider's
 // only processor (every running server) and the span limits cannot trim
