@@ -90,15 +90,13 @@ type metrics struct {
 
 	base    metric.MeasurementOption
 	reasons map[scheduler.FinishReason][]metric.AddOption
-	// add and rec hold base as ready variadic arguments: passing an
-	// existing slice spares the allocation of one per measurement.
-	add []metric.AddOption
+	// rec holds base as a ready variadic argument: passing an existing
+	// slice spares the allocation of one per measurement.
 	rec []metric.RecordOption
 
 	gauges                                      queueGauges
-	prefixQueries, prefixHits, preemptions      metric.Int64Counter
-	promptTokens, generationTokens, success     metric.Int64Counter
-	engineSteps                                 metric.Int64Counter
+	totals                                      counterTotals
+	success                                     metric.Int64Counter
 	ttft, itl, tpot, e2e, queue                 metric.Float64Histogram
 	inference, prefill, decode                  metric.Float64Histogram
 	promptHist, generationHist, iterationTokens metric.Int64Histogram
@@ -123,6 +121,16 @@ func (g *queueGauges) set(running, waiting int, kvUsage float64) {
 	g.running.Store(int64(running))
 	g.waiting.Store(int64(waiting))
 	g.kvUsage.Store(math.Float64bits(kvUsage))
+}
+
+// counterTotals holds the running totals of the counters the engine bumps
+// at every step or request; the exporter reads them when /metrics is
+// scraped (observable counters), as it reads the gauges. Adding to each
+// through the SDK cost two to four Adds per step, each a lookup of the
+// attribute set's aggregate.
+type counterTotals struct {
+	engineSteps, generationTokens, promptTokens atomic.Int64
+	prefixQueries, prefixHits, preemptions      atomic.Int64
 }
 
 // requestMetrics is what per-token metrics need of a live request.
@@ -161,7 +169,7 @@ func newMetrics(c Config) (*metrics, error) {
 		reqs:     make(map[string]*requestMetrics),
 	}
 	m.base = metric.WithAttributeSet(*attribute.EmptySet())
-	m.add, m.rec = []metric.AddOption{m.base}, []metric.RecordOption{m.base}
+	m.rec = []metric.RecordOption{m.base}
 	m.reasons = make(map[scheduler.FinishReason][]metric.AddOption)
 	for _, r := range []scheduler.FinishReason{scheduler.FinishStop, scheduler.FinishLength, scheduler.FinishAbort, scheduler.FinishError} {
 		m.reasons[r] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("finished_reason", string(r))))}
@@ -173,16 +181,13 @@ func newMetrics(c Config) (*metrics, error) {
 	return m, nil
 }
 
-// initSeries exposes the counters and gauges at zero from startup, as
-// upstream does, so that rate() and absent() work before the first request.
+// initSeries exposes request_success at zero from startup for every
+// finished_reason, as upstream does, so that rate() and absent() work
+// before the first request. (The observable counters and gauges are
+// exposed from startup anyway.)
 func (m *metrics) initSeries() {
-	ctx := context.Background()
-	for _, c := range []metric.Int64Counter{m.prefixQueries, m.prefixHits, m.preemptions, m.promptTokens,
-		m.generationTokens, m.engineSteps} {
-		c.Add(ctx, 0, m.base)
-	}
 	for _, opt := range m.reasons {
-		m.success.Add(ctx, 0, opt...)
+		m.success.Add(context.Background(), 0, opt...)
 	}
 }
 
@@ -217,6 +222,17 @@ func (b *instrumentBuilder) count(name, desc string, bounds []float64) metric.In
 	return h
 }
 
+// intTotal registers an observable counter whose cumulative total load
+// reads when the exporter collects.
+func (b *instrumentBuilder) intTotal(name, desc string, opt metric.ObserveOption, load func() int64) {
+	_, err := b.meter.Int64ObservableCounter(name, metric.WithDescription(desc),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(load(), opt)
+			return nil
+		}))
+	b.keep(err)
+}
+
 // intGauge and floatGauge register observable gauges that read load when
 // the exporter collects.
 func (b *instrumentBuilder) intGauge(name, desc string, opt metric.ObserveOption, load func() int64) {
@@ -243,13 +259,14 @@ func (m *metrics) createInstruments(meter metric.Meter, maxModelLen int) error {
 	b.intGauge("vllm.num_requests_waiting", "Number of requests waiting to be processed.", m.base, m.gauges.waiting.Load)
 	b.floatGauge("vllm.kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", m.base,
 		func() float64 { return math.Float64frombits(m.gauges.kvUsage.Load()) })
-	m.prefixQueries = b.counter("vllm.prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.")
-	m.prefixHits = b.counter("vllm.prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
-	m.preemptions = b.counter("vllm.num_preemptions", "Cumulative number of preemptions from the engine.")
-	m.promptTokens = b.counter("vllm.prompt_tokens", "Number of prefill tokens processed.")
-	m.generationTokens = b.counter("vllm.generation_tokens", "Number of generation tokens processed.")
+	t := &m.totals
+	b.intTotal("vllm.prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", m.base, t.prefixQueries.Load)
+	b.intTotal("vllm.prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", m.base, t.prefixHits.Load)
+	b.intTotal("vllm.num_preemptions", "Cumulative number of preemptions from the engine.", m.base, t.preemptions.Load)
+	b.intTotal("vllm.prompt_tokens", "Number of prefill tokens processed.", m.base, t.promptTokens.Load)
+	b.intTotal("vllm.generation_tokens", "Number of generation tokens processed.", m.base, t.generationTokens.Load)
+	b.intTotal("vllm.engine_steps", "Number of scheduler steps executed by the engine.", m.base, t.engineSteps.Load)
 	m.success = b.counter("vllm.request_success", "Count of successfully processed requests.")
-	m.engineSteps = b.counter("vllm.engine_steps", "Number of scheduler steps executed by the engine.")
 	m.ttft = b.seconds("vllm.time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttftBuckets)
 	m.itl = b.seconds("vllm.inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itlBuckets)
 	m.tpot = b.seconds("vllm.request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", itlBuckets)
@@ -283,7 +300,7 @@ func (m *metrics) requestStarted(rs engine.RequestStart) {
 }
 
 // preempted counts a preemption directly (the fork never did).
-func (m *metrics) preempted() { m.preemptions.Add(context.Background(), 1, m.add...) }
+func (m *metrics) preempted() { m.totals.preemptions.Add(1) }
 
 // stepBuilt refreshes the queue and KV gauges from the scheduler.
 func (m *metrics) stepBuilt(v scheduler.StepView) {
@@ -294,7 +311,7 @@ func (m *metrics) stepBuilt(v scheduler.StepView) {
 // cache counters, generated tokens, TTFT and inter-token latency.
 func (m *metrics) step(rec *engine.StepRecord) {
 	ctx := context.Background()
-	m.engineSteps.Add(ctx, 1, m.add...)
+	m.totals.engineSteps.Add(1)
 	m.iterationTokens.Record(ctx, int64(rec.NumScheduledTokens), m.rec...)
 	m.stepSchedule.Record(ctx, rec.Schedule.Seconds(), m.rec...)
 	m.stepPrepare.Record(ctx, rec.Prepare.Seconds(), m.rec...)
@@ -309,10 +326,10 @@ func (m *metrics) step(rec *engine.StepRecord) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := st.PrefixCacheQueries - m.lastPrefixQueries; st.PrefixCacheQueries >= m.lastPrefixQueries && d > 0 {
-		m.prefixQueries.Add(ctx, int64(d), m.add...)
+		m.totals.prefixQueries.Add(int64(d))
 	}
 	if d := st.PrefixCacheHits - m.lastPrefixHits; st.PrefixCacheHits >= m.lastPrefixHits && d > 0 {
-		m.prefixHits.Add(ctx, int64(d), m.add...)
+		m.totals.prefixHits.Add(int64(d))
 	}
 	m.lastPrefixQueries, m.lastPrefixHits = st.PrefixCacheQueries, st.PrefixCacheHits
 	var generated int
@@ -325,7 +342,7 @@ func (m *metrics) step(rec *engine.StepRecord) {
 		}
 	}
 	if generated > 0 {
-		m.generationTokens.Add(ctx, int64(generated), m.add...)
+		m.totals.generationTokens.Add(int64(generated))
 	}
 }
 
@@ -333,7 +350,7 @@ func (m *metrics) step(rec *engine.StepRecord) {
 func (m *metrics) tokensLocked(ctx context.Context, r *requestMetrics, n int, at time.Time) {
 	if r.tokens == 0 {
 		m.ttft.Record(ctx, at.Sub(r.arrival).Seconds(), m.rec...)
-		m.promptTokens.Add(ctx, int64(r.prompt), m.add...)
+		m.totals.promptTokens.Add(int64(r.prompt))
 	} else {
 		m.itl.Record(ctx, at.Sub(r.lastToken).Seconds(), m.rec...)
 	}

@@ -207,3 +207,22 @@ func TestBuckets125(t *testing.T) {
 		assert.Equal(t, tt.want, buckets125(tt.max), "max %d", tt.max)
 	}
 }
+
+// TestCountersExposedAtZeroFromStartup: before any request every counter
+// is a series at zero (request_success once per finished_reason), so that
+// rate() and absent() work from the start, as upstream's do.
+func TestCountersExposedAtZeroFromStartup(t *testing.T) {
+	c := DefaultConfig()
+	c.ModelName, c.MaxModelLen = "stories260K", 512
+	tel, err := Setup(t.Context(), c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	fams := scrape(t, tel)
+	for _, name := range []string{"vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_preemptions_total",
+		"vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:engine_steps_total"} {
+		require.Contains(t, fams, name)
+		require.Len(t, fams[name].GetMetric(), 1, name)
+		require.Zero(t, fams[name].GetMetric()[0].GetCounter().GetValue(), name)
+	}
+	require.Len(t, fams["vllm:request_success_total"].GetMetric(), 4, "one series per finished_reason")
+}
