@@ -225,22 +225,14 @@ func (b *instrumentBuilder) count(name, desc string, bounds []float64) metric.In
 // intTotal registers an observable counter whose cumulative total load
 // reads when the exporter collects.
 func (b *instrumentBuilder) intTotal(name, desc string, opt metric.ObserveOption, load func() int64) {
-	_, err := b.meter.Int64ObservableCounter(name, metric.WithDescription(desc),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(load(), opt)
-			return nil
-		}))
+	_, err := b.meter.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithInt64Callback(observeInt(opt, load)))
 	b.keep(err)
 }
 
 // intGauge and floatGauge register observable gauges that read load when
 // the exporter collects.
 func (b *instrumentBuilder) intGauge(name, desc string, opt metric.ObserveOption, load func() int64) {
-	_, err := b.meter.Int64ObservableGauge(name, metric.WithDescription(desc),
-		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
-			o.Observe(load(), opt)
-			return nil
-		}))
+	_, err := b.meter.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithInt64Callback(observeInt(opt, load)))
 	b.keep(err)
 }
 
@@ -251,6 +243,14 @@ func (b *instrumentBuilder) floatGauge(name, desc string, opt metric.ObserveOpti
 			return nil
 		}))
 	b.keep(err)
+}
+
+// observeInt is the callback of an observable instrument that reports load.
+func observeInt(opt metric.ObserveOption, load func() int64) metric.Int64Callback {
+	return func(_ context.Context, o metric.Int64Observer) error {
+		o.Observe(load(), opt)
+		return nil
+	}
 }
 
 func (m *metrics) createInstruments(meter metric.Meter, maxModelLen int) error {
