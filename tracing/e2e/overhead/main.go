@@ -84,7 +84,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 16, "requests in flight")
 	flag.IntVar(&o.inputLen, "input-len", 98, "prompt tokens per request")
 	flag.IntVar(&o.outputLen, "output-len", 64, "output tokens per request")
-	flag.StringVar(&o.protocol, "protocol", "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL of the traced servers")
+	flag.StringVar(&o.protocol, "protocol", "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL of the traced servers (grpc, vserve's default, or http/protobuf)")
 	flag.IntVar(&o.basePort, "base-port", 18100, "first of the servers' ports")
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of each server (0: the machine's); one core keeps the servers' CPU time free of idle-worker wakeups")
 	flag.Parse()
