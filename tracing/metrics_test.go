@@ -32,12 +32,20 @@ func scrape(t *testing.T, tel *Telemetry) map[string]*dto.MetricFamily {
 
 // driveTraffic runs requests through the hooks as the engine would, with
 // tracing off: metrics must not depend on it.
-func driveTraffic(t *testing.T) *Telemetry {
+// metricsTelemetry is a Telemetry with metrics only, shut down at the end
+// of the test.
+func metricsTelemetry(t *testing.T) *Telemetry {
+	t.Helper()
 	c := DefaultConfig()
 	c.ModelName, c.MaxModelLen = "stories260K", 512
 	tel, err := Setup(t.Context(), c)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	return tel
+}
+
+func driveTraffic(t *testing.T) *Telemetry {
+	tel := metricsTelemetry(t)
 	h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
 	step := uint64(0)
 	for i, reason := range []scheduler.FinishReason{scheduler.FinishStop, scheduler.FinishLength, scheduler.FinishAbort, scheduler.FinishStop} {
@@ -173,11 +181,7 @@ func TestMetricsExposition(t *testing.T) {
 // any step and then the latest values, from the scheduler (StepBuilt) or
 // from an executed step's stats, whichever came last.
 func TestQueueGaugesFollowTheEngine(t *testing.T) {
-	c := DefaultConfig()
-	c.ModelName, c.MaxModelLen = "stories260K", 512
-	tel, err := Setup(t.Context(), c)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	tel := metricsTelemetry(t)
 	gauges := func() [3]float64 {
 		fams := scrape(t, tel)
 		value := func(name string) float64 { return fams[name].GetMetric()[0].GetGauge().GetValue() }
@@ -212,11 +216,7 @@ func TestBuckets125(t *testing.T) {
 // is a series at zero (request_success once per finished_reason), so that
 // rate() and absent() work from the start, as upstream's do.
 func TestCountersExposedAtZeroFromStartup(t *testing.T) {
-	c := DefaultConfig()
-	c.ModelName, c.MaxModelLen = "stories260K", 512
-	tel, err := Setup(t.Context(), c)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tel.Shutdown(t.Context()) })
+	tel := metricsTelemetry(t)
 	fams := scrape(t, tel)
 	for _, name := range []string{"vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_preemptions_total",
 		"vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:engine_steps_total"} {
