@@ -27,8 +27,9 @@ import (
 // step's timing arrives, when too many wait, or at shutdown. Events are
 // always emitted in step order.
 //
-// A window's events go to an eventSink: in a running server they are
-// written in OTLP encoding as they come and exported with the window span.
+// A window's events are held as plain values and written into its span
+// when it closes (heldEvents), through an eventSink: in a running server
+// in OTLP encoding, exported with the window span.
 type stepTracer struct {
 	tracer     trace.Tracer
 	sampler    StepSampler
@@ -42,7 +43,8 @@ type stepTracer struct {
 	mu       sync.Mutex
 	disabled bool
 	win      *stepWindow
-	winBuf   []byte // the events' encoding of every window in turn (newOwnedEventSink)
+	held     heldEvents // the open window's events, written when it closes
+	winBuf   []byte     // the events' encoding of every window in turn (newOwnedEventSink)
 	seq      int64
 	pending  []*pendingStep // oldest first, at most maxPendingSteps
 	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
@@ -52,6 +54,33 @@ type stepTracer struct {
 
 // maxPendingSteps bounds the sampled steps waiting for their timing.
 const maxPendingSteps = 4
+
+// heldEvents are the events of the open window, kept as plain values and
+// written into its span all at once when it closes (writeHeldLocked).
+// Written one step at a time, each event found the caches emptied by the
+// forward pass and the HTTP handlers in between, and fetched the code, the
+// keys' encodings and the buffer from memory at every step; written
+// together, only a window's first events do. In profiles of servers on the
+// 15M shape, the step events' share of CPU fell from 0.12 to 0.06 %
+// (docs/observability.md). The exported span is the same: each event
+// carries its own timestamp. The slices keep their memory from window to
+// window.
+type heldEvents struct {
+	order []heldEvent
+	steps []pendingStep // summaries; their snapshots are in snaps
+	snaps []requestSnapshot
+}
+
+// heldEvent is one event of the open window: a summary (steps[i]) or a
+// snapshot (snaps[i]), at its step's time.
+type heldEvent struct {
+	at      time.Time
+	summary bool
+	i       int
+}
+
+// maxHeldEvents bounds the capacity the held slices keep between windows.
+const maxHeldEvents = 4096
 
 // stepWindow is the open scheduler_steps_<k> span.
 type stepWindow struct {
@@ -306,9 +335,9 @@ func (s *stepTracer) flushLocked(step uint64) {
 		n := copy(s.pending, s.pending[1:]) // at most maxPendingSteps: keep the array
 		s.pending[n] = nil
 		s.pending = s.pending[:n]
-		s.addEventLocked(p.step, EventBatchSummary, p.at, p)
+		s.addEventLocked(p.step, p.at, p, nil)
 		for i := range p.snapshots {
-			s.addEventLocked(p.step, EventRequestSnapshot, p.at, &p.snapshots[i])
+			s.addEventLocked(p.step, p.at, nil, &p.snapshots[i])
 		}
 		s.closeIfDueLocked(p.step + 1)
 		s.keepSpareLocked(p)
@@ -330,9 +359,10 @@ func (s *stepTracer) keepSpareLocked(p *pendingStep) {
 	s.spare = append(s.spare, p)
 }
 
-// addEventLocked adds one event, opening a window if none is open and
-// closing a full one first, so that no event is dropped by the SDK limit.
-func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, src eventSource) {
+// addEventLocked adds one event, a summary or a snapshot, to the open
+// window's held events, opening a window if none is open and closing a
+// full one first, so that no event is dropped by the SDK limit.
+func (s *stepTracer) addEventLocked(step uint64, at time.Time, summary *pendingStep, snap *requestSnapshot) {
 	if s.disabled {
 		return
 	}
@@ -342,9 +372,46 @@ func (s *stepTracer) addEventLocked(step uint64, name string, at time.Time, src 
 	if s.win == nil && !s.openLocked(step, at) {
 		return
 	}
-	s.win.sink.addFrom(&s.events, s.win.span, name, at, src)
+	h := &s.held
+	if summary != nil {
+		h.steps = append(h.steps, *summary)
+		h.steps[len(h.steps)-1].snapshots = nil // copied into snaps one by one
+		h.order = append(h.order, heldEvent{at: at, summary: true, i: len(h.steps) - 1})
+	} else {
+		h.snaps = append(h.snaps, *snap)
+		h.order = append(h.order, heldEvent{at: at, i: len(h.snaps) - 1})
+	}
 	s.win.events++
 	s.win.last = step
+}
+
+// writeHeldLocked writes the held events into w's span, in the order they
+// came, and empties them.
+func (s *stepTracer) writeHeldLocked(w *stepWindow) {
+	h := &s.held
+	defer h.reset()
+	for _, e := range h.order {
+		if e.summary {
+			w.sink.addFrom(&s.events, w.span, EventBatchSummary, e.at, &h.steps[e.i])
+		} else {
+			w.sink.addFrom(&s.events, w.span, EventRequestSnapshot, e.at, &h.snaps[e.i])
+		}
+	}
+}
+
+// reset empties h, keeping its memory up to maxHeldEvents of each kind.
+func (h *heldEvents) reset() {
+	clear(h.snaps) // do not pin request ids
+	h.order, h.steps, h.snaps = h.order[:0], h.steps[:0], h.snaps[:0]
+	if cap(h.order) > maxHeldEvents {
+		h.order = nil
+	}
+	if cap(h.steps) > maxHeldEvents {
+		h.steps = nil
+	}
+	if cap(h.snaps) > maxHeldEvents {
+		h.snaps = nil
+	}
 }
 
 // closeIfDueLocked closes the open window once next is closure-interval
@@ -391,6 +458,7 @@ func (s *stepTracer) closeLocked(at time.Time) {
 			s.log.Warn("step tracing: closing a step span failed", "err", p)
 		}
 	}()
+	s.writeHeldLocked(w)
 	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
 	w.sink.end(w.span, trace.WithTimestamp(at))
 }

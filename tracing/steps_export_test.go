@@ -178,3 +178,44 @@ func TestStepWindowsReuseOneBuffer(t *testing.T) {
 	require.NoError(t, tel.Shutdown(context.Background()))
 	require.Len(t, decodeExported(t, client), 5)
 }
+
+// TestStepWindowHoldsItsEventsUntilItCloses: a window's events are kept as
+// values and written into its span when it closes; then nothing of them is
+// kept (no request id pinned).
+func TestStepWindowHoldsItsEventsUntilItCloses(t *testing.T) {
+	tel, client := exportTelemetry(t, true, func(c *Config) {
+		c.StepTracingEnabled = true
+		c.StepClosureInterval = MinStepClosureInterval
+		c.StepSampler, c.RichSampler = stepSet(func(uint64) bool { return true }), stepSet(func(uint64) bool { return true })
+	})
+	obs := tel.SchedulerObserver()
+	r := rand.New(rand.NewPCG(11, 11))
+	want := 0
+	for s := uint64(1); s < MinStepClosureInterval; s++ {
+		out, view := randomBatch(r, s)
+		obs.StepBuilt(out, view)
+		tel.OnStep(&engine.StepRecord{Step: s})
+		want += 1 + len(view.running)
+	}
+	st := tel.steps
+	st.mu.Lock()
+	require.Len(t, st.held.order, want, "every summary and snapshot is held")
+	require.Empty(t, st.winBuf, "nothing is written before the window closes")
+	snaps := st.held.snaps[:cap(st.held.snaps)]
+	st.mu.Unlock()
+
+	out, view := randomBatch(r, MinStepClosureInterval)
+	obs.StepBuilt(out, view)
+	tel.OnStep(&engine.StepRecord{Step: MinStepClosureInterval}) // the window is due
+	st.mu.Lock()
+	require.Empty(t, st.held.order)
+	require.Empty(t, st.held.steps)
+	for _, sn := range snaps {
+		require.Empty(t, sn.id, "no request id is pinned")
+	}
+	st.mu.Unlock()
+	require.NoError(t, tel.Shutdown(context.Background()))
+	spans := decodeExported(t, client)
+	require.Len(t, spans, 1)
+	require.Len(t, spans[0].span.Events, want+1+len(view.running), "every held event was written")
+}
