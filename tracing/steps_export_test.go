@@ -153,16 +153,23 @@ func requireSameStepExport(t *testing.T, sc stepScript) {
 	require.Equal(t, want, events, "every sampled step's summary and snapshots")
 }
 
+// everyStepExported is a Telemetry exporting directly, with every step
+// sampled and rich-sampled, in windows of the shortest interval.
+func everyStepExported(t *testing.T) (*Telemetry, *captureClient) {
+	t.Helper()
+	return exportTelemetry(t, true, func(c *Config) {
+		c.StepTracingEnabled = true
+		c.StepClosureInterval = MinStepClosureInterval
+		c.StepSampler, c.RichSampler = stepSet(func(uint64) bool { return true }), stepSet(func(uint64) bool { return true })
+	})
+}
+
 // TestStepWindowsReuseOneBuffer: on the export path every window encodes
 // its events into the step tracer's one buffer, which keeps its memory
 // from window to window (a pooled buffer was lost at every garbage
 // collection and regrown by the next window).
 func TestStepWindowsReuseOneBuffer(t *testing.T) {
-	tel, client := exportTelemetry(t, true, func(c *Config) {
-		c.StepTracingEnabled = true
-		c.StepClosureInterval = MinStepClosureInterval
-		c.StepSampler, c.RichSampler = stepSet(func(uint64) bool { return true }), stepSet(func(uint64) bool { return true })
-	})
+	tel, client := everyStepExported(t)
 	obs := tel.SchedulerObserver()
 	var first *byte
 	for s := uint64(1); s <= 5*MinStepClosureInterval; s++ {
@@ -183,11 +190,7 @@ func TestStepWindowsReuseOneBuffer(t *testing.T) {
 // values and written into its span when it closes; then nothing of them is
 // kept (no request id pinned).
 func TestStepWindowHoldsItsEventsUntilItCloses(t *testing.T) {
-	tel, client := exportTelemetry(t, true, func(c *Config) {
-		c.StepTracingEnabled = true
-		c.StepClosureInterval = MinStepClosureInterval
-		c.StepSampler, c.RichSampler = stepSet(func(uint64) bool { return true }), stepSet(func(uint64) bool { return true })
-	})
+	tel, client := everyStepExported(t)
 	obs := tel.SchedulerObserver()
 	r := rand.New(rand.NewPCG(11, 11))
 	want := 0
