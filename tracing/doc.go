@@ -48,10 +48,11 @@
 //
 // Span events skip the SDK too when the export processor is the provider's
 // only processor (every running server) and the span limits cannot trim
-// them: journey, API and step events, and llm_request's attributes, are
-// encoded as they come into a buffer of their span (eventSink), which the
-// processor exports with the span when it ends (endWithEvents), copying it
-// once, into the batch. The step and journey events write their attributes
+// them: journey and API events, and llm_request's attributes, are encoded
+// as they come into a buffer of their span (eventSink), which the processor
+// exports with the span when it ends (endWithEvents), copying it once, into
+// the batch; a step window holds its events as values and encodes them all
+// into the step tracer's buffer when it closes. The step and journey events write their attributes
 // from one list (writeAttributes) either as attributes for the SDK or
 // straight into OTLP with keys encoded once (eventKey). The SDK still makes
 // every span. Tests that record spans use the SDK path, and tests replay
