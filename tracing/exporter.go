@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -16,10 +17,13 @@ import (
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -71,7 +75,8 @@ type exportProcessor struct {
 	freeLow     int          // the fewest free batches since the last trim
 	queuedSpans int          // in cur and sealed
 	queuedBytes int
-	dropped     int // since the last report
+	dropped     int          // since the last report
+	totals      exportTotals // since startup, for the SDK's own metrics
 	stopped     bool
 
 	wake     chan struct{}      // capacity 1: a batch was sealed
@@ -263,8 +268,10 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 	size := enc.size()
 	if p.queuedSpans >= p.maxQueueSpans || p.queuedBytes+size > p.maxQueueBytes {
 		p.dropped++
+		p.totals.dropped++
 		return
 	}
+	p.totals.queued++
 	if p.cur != nil && p.cur.spans > 0 && p.cur.bytes+size > p.maxRequestBytes {
 		p.sealLocked()
 	}
@@ -357,10 +364,11 @@ func (p *exportProcessor) uploadSealed() {
 			otel.Handle(fmt.Errorf("traces export: %d spans dropped: the export queue (%d spans, %d bytes) was full",
 				dropped, p.maxQueueSpans, p.maxQueueBytes))
 		}
-		if err := p.upload(b); err != nil {
+		err := p.upload(b)
+		if err != nil {
 			otel.Handle(fmt.Errorf("traces export: %w (%d spans not sent)", err, b.spans))
 		}
-		p.recycle(b)
+		p.recycle(b, err)
 	}
 }
 
@@ -371,11 +379,12 @@ func (p *exportProcessor) upload(b *spanBatch) error {
 	return p.client.UploadTraces(ctx, b.request())
 }
 
-// recycle releases a sent (or failed) batch's share of the queue and keeps
-// its buffers for reuse unless they are huge.
-func (p *exportProcessor) recycle(b *spanBatch) {
+// recycle counts a sent (or failed: err) batch's spans, releases its share
+// of the queue and keeps its buffers for reuse unless they are huge.
+func (p *exportProcessor) recycle(b *spanBatch, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.totals.count(b.spans, err)
 	p.queuedSpans -= b.spans
 	p.queuedBytes -= b.bytes
 	b.reset()
@@ -396,6 +405,62 @@ func (p *exportProcessor) trimFree() {
 	}
 	p.free = slices.Delete(p.free, 0, unused)
 	p.freeLow = len(p.free)
+}
+
+// exportTotals are the processor's span counts since startup, exposed on
+// /metrics under the OpenTelemetry SDK's own metric names
+// (metrics.observeExport). Spans that end after Shutdown are not counted.
+type exportTotals struct {
+	queued, dropped int64            // taken into the queue; dropped because it was full
+	sent            int64            // uploaded
+	failed          map[string]int64 // not uploaded, by exportErrorType
+}
+
+// count adds an uploaded batch of n spans, or a failed one.
+func (t *exportTotals) count(n int, err error) {
+	if err == nil {
+		t.sent += int64(n)
+		return
+	}
+	if t.failed == nil {
+		t.failed = make(map[string]int64)
+	}
+	t.failed[exportErrorType(err)] += int64(n)
+}
+
+// exportErrorType is the error.type of a failed upload: the gRPC status
+// code's name where the error carries one (Unavailable, DeadlineExceeded,
+// ResourceExhausted, ...), else timeout or canceled when the upload's
+// context ended, else _OTHER. (The errors' Go types, which the semantic
+// conventions suggest, are the OTLP clients' wrappers here: they would not
+// tell one failure from another.)
+func exportErrorType(err error) string {
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
+		return st.Code().String()
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return semconv.ErrorTypeOther.Value.AsString()
+}
+
+// exportState is what the SDK's own metrics read: the totals and the
+// queue's size and capacity in spans.
+type exportState struct {
+	exportTotals
+	queueSpans, queueCapacity int64
+}
+
+// state returns a copy of the totals and the queue's current size.
+func (p *exportProcessor) state() exportState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := exportState{exportTotals: p.totals, queueSpans: int64(p.queuedSpans), queueCapacity: int64(p.maxQueueSpans)}
+	s.failed = maps.Clone(p.totals.failed)
+	return s
 }
 
 // ForceFlush sends every span ended before the call.

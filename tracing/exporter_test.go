@@ -25,6 +25,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
@@ -431,9 +433,12 @@ func TestExportProcessorReportsFailedUploads(t *testing.T) {
 		"traces export: collector unavailable (30 spans not sent)",
 	}, errs())
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	require.Zero(t, p.queuedSpans, "failed batches leave the queue")
 	require.Zero(t, p.queuedBytes)
+	p.mu.Unlock()
+	st := p.state()
+	require.Equal(t, exportTotals{queued: 60, failed: map[string]int64{"_OTHER": 60}}, st.exportTotals,
+		"the failed spans are counted by their error's type")
 }
 
 type failingClient struct {
@@ -502,8 +507,11 @@ func TestExportProcessorBoundsItsQueue(t *testing.T) {
 	p.mu.Unlock()
 	require.Equal(t, 10, queued, "the queue holds its bound")
 	require.Equal(t, 14, dropped)
+	require.Equal(t, exportState{exportTotals: exportTotals{queued: 10, dropped: 14}, queueSpans: 10, queueCapacity: 10}, p.state())
 	c.unblock()
 	require.NoError(t, p.ForceFlush(context.Background()))
+	require.Equal(t, exportState{exportTotals: exportTotals{queued: 10, dropped: 14, sent: 10}, queueCapacity: 10}, p.state(),
+		"the sent spans are counted, and the queue is empty")
 	var names []string
 	for _, b := range c.requests {
 		for _, line := range flattenSpans(t, b) {
@@ -578,7 +586,7 @@ func TestExportProcessorBoundsItsFreeBatches(t *testing.T) {
 	p.queuedSpans, p.queuedBytes = 20, 20*defaultMaxRequestBytes // as if the batches were queued
 	p.mu.Unlock()
 	for range 20 {
-		p.recycle(fullStepBatch())
+		p.recycle(fullStepBatch(), nil)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -613,7 +621,7 @@ func TestExportProcessorTrimsUnusedFreeBatches(t *testing.T) {
 	for range 6 {
 		b := fullStepBatch()
 		batches = append(batches, b)
-		p.recycle(b)
+		p.recycle(b, nil)
 	}
 	p.trimFree() // nothing was counted yet: keeps all, starts counting
 	require.Len(t, p.free, 6)
@@ -625,7 +633,7 @@ func TestExportProcessorTrimsUnusedFreeBatches(t *testing.T) {
 	p.queuedSpans, p.queuedBytes = 2, 2*defaultMaxRequestBytes
 	p.mu.Unlock()
 	for _, b := range taken {
-		p.recycle(b)
+		p.recycle(b, nil)
 	}
 	p.trimFree()
 	require.Equal(t, []*spanBatch{batches[5], batches[4]}, p.free, "the four never taken are released")
@@ -724,4 +732,20 @@ func (discardClient) Stop(context.Context) error  { return nil }
 func (discardClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
 	_, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
 	return err
+}
+
+func TestExportErrorType(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{status.Error(grpccodes.Unavailable, "connection refused"), "Unavailable"},
+		{fmt.Errorf("%w: %w", context.DeadlineExceeded, status.Error(grpccodes.ResourceExhausted, "too big")), "ResourceExhausted"},
+		{fmt.Errorf("retry: %w", context.DeadlineExceeded), "timeout"},
+		{errors.Join(context.Canceled, errors.New("Post: connection refused")), "canceled"},
+		{status.Error(grpccodes.Unknown, "?"), "_OTHER"},
+		{errors.New("failed to send: 503 Service Unavailable"), "_OTHER"},
+	} {
+		require.Equal(t, tc.want, exportErrorType(tc.err), "%v", tc.err)
+	}
 }

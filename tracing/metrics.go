@@ -19,6 +19,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/otelconv"
 
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
@@ -433,4 +435,71 @@ func (m *metrics) live() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.reqs)
+}
+
+// observeExport exposes the export processor's state (read by state at
+// each scrape) under the OpenTelemetry SDK's own metric names, those its
+// batch span processor and OTLP exporters report (there only behind
+// OTEL_GO_X_OBSERVABILITY), so that an operator sees dropped and unsent
+// spans, which otherwise only the rate-limited logs mention:
+//
+//   - otel.sdk.processor.span.processed: spans taken into the export queue,
+//     and with error.type queue_full those dropped because it was full;
+//   - otel.sdk.processor.span.queue.size and .capacity, in spans;
+//   - otel.sdk.exporter.span.exported: spans the collector took, and with
+//     error.type (the error's type) those whose upload failed.
+//
+// The processor takes the batch span processor's place, hence its
+// component type; protocol names the exporter's.
+func (m *metrics) observeExport(state func() exportState, protocol string) error {
+	meter := m.provider.Meter(meterName)
+	processed, err := meter.Int64ObservableCounter(otelconv.SDKProcessorSpanProcessed{}.Name(),
+		metric.WithUnit(otelconv.SDKProcessorSpanProcessed{}.Unit()),
+		metric.WithDescription(otelconv.SDKProcessorSpanProcessed{}.Description()))
+	if err != nil {
+		return err
+	}
+	queueSize, err := meter.Int64ObservableUpDownCounter(otelconv.SDKProcessorSpanQueueSize{}.Name(),
+		metric.WithUnit(otelconv.SDKProcessorSpanQueueSize{}.Unit()),
+		metric.WithDescription(otelconv.SDKProcessorSpanQueueSize{}.Description()))
+	if err != nil {
+		return err
+	}
+	queueCap, err := meter.Int64ObservableUpDownCounter(otelconv.SDKProcessorSpanQueueCapacity{}.Name(),
+		metric.WithUnit(otelconv.SDKProcessorSpanQueueCapacity{}.Unit()),
+		metric.WithDescription(otelconv.SDKProcessorSpanQueueCapacity{}.Description()))
+	if err != nil {
+		return err
+	}
+	exported, err := meter.Int64ObservableCounter(otelconv.SDKExporterSpanExported{}.Name(),
+		metric.WithUnit(otelconv.SDKExporterSpanExported{}.Unit()),
+		metric.WithDescription(otelconv.SDKExporterSpanExported{}.Description()))
+	if err != nil {
+		return err
+	}
+	proc := []attribute.KeyValue{
+		semconv.OTelComponentTypeBatchingSpanProcessor,
+		semconv.OTelComponentName(semconv.OTelComponentTypeBatchingSpanProcessor.Value.AsString() + "/0"),
+	}
+	exporterType := semconv.OTelComponentTypeOtlpGRPCSpanExporter
+	if protocol == ProtocolHTTPProtobuf {
+		exporterType = semconv.OTelComponentTypeOtlpHTTPSpanExporter
+	}
+	exp := []attribute.KeyValue{exporterType, semconv.OTelComponentName(exporterType.Value.AsString() + "/0")}
+	procOK := metric.WithAttributeSet(attribute.NewSet(proc...))
+	procFull := metric.WithAttributeSet(attribute.NewSet(append(proc, semconv.ErrorTypeKey.String("queue_full"))...))
+	expOK := metric.WithAttributeSet(attribute.NewSet(exp...))
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := state()
+		o.ObserveInt64(processed, s.queued, procOK)
+		o.ObserveInt64(processed, s.dropped, procFull)
+		o.ObserveInt64(queueSize, s.queueSpans, procOK)
+		o.ObserveInt64(queueCap, s.queueCapacity, procOK)
+		o.ObserveInt64(exported, s.sent, expOK)
+		for typ, n := range s.failed {
+			o.ObserveInt64(exported, n, metric.WithAttributes(append(exp, semconv.ErrorTypeKey.String(typ))...))
+		}
+		return nil
+	}, processed, queueSize, queueCap, exported)
+	return err
 }

@@ -23,12 +23,13 @@ const defaultExportTimeout = 10 * time.Second
 // export processor with its bounded, non-blocking queue (or the test
 // processors), service.name, and the raised event limit. sole is the
 // export processor when it is the provider's only processor (span events
-// are then encoded for it directly: eventSink), else nil. The direct
-// encoding applies no limits of its own, so it is used only when the span
-// limits (OTEL_SPAN_ATTRIBUTE_* and OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT)
-// cannot trim what it encodes: otherwise everything goes through the SDK,
-// which applies them.
-func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole *exportProcessor, err error) {
+// are then encoded for it directly: eventSink), else nil; otlp is the one
+// exporting to --otlp-traces-endpoint, if any (its state is on /metrics).
+// The direct encoding applies no limits of its own, so it is used only
+// when the span limits (OTEL_SPAN_ATTRIBUTE_* and
+// OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT) cannot trim what it encodes: otherwise
+// everything goes through the SDK, which applies them.
+func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole, otlp *exportProcessor, err error) {
 	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
 	limits.EventCountLimit = c.MaxEventsPerSpan
@@ -40,8 +41,9 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 	if c.OTLPTracesEndpoint != "" {
 		p, err := newOTLPProcessor(ctx, c)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
+		otlp, _ = p.(*exportProcessor)
 		procs = append(procs[:len(procs):len(procs)], p)
 	}
 	for _, p := range procs {
@@ -50,7 +52,7 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 	if len(procs) == 1 && limitsKeepAll(limits) {
 		sole, _ = procs[0].(*exportProcessor)
 	}
-	return sdktrace.NewTracerProvider(opts...), sole, nil
+	return sdktrace.NewTracerProvider(opts...), sole, otlp, nil
 }
 
 // newOTLPProcessor creates the span processor that exports to the

@@ -60,9 +60,15 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 		return t, nil
 	}
 	installErrorHandler(c.Logger)
-	t.tp, t.export, err = newTracerProvider(ctx, c)
+	tp, sole, otlp, err := newTracerProvider(ctx, c)
 	if err != nil {
 		return nil, errors.Join(err, m.provider.Shutdown(ctx))
+	}
+	t.tp, t.export = tp, sole
+	if otlp != nil {
+		if err := m.observeExport(otlp.state, c.protocol()); err != nil {
+			return nil, errors.Join(err, tp.Shutdown(ctx), m.provider.Shutdown(ctx))
+		}
 	}
 	t.apiTracer = t.tp.Tracer(ScopeAPI)
 	t.journeySampler = c.JourneySampler

@@ -130,7 +130,7 @@ run_vserve() {
 	shift
 	local base="http://127.0.0.1:$VSERVE_PORT"
 	say "starting $bin"
-	"$bin" --host 127.0.0.1 --port "$VSERVE_PORT" --cache-dir "$WORK/cache" \
+	OTEL_BSP_SCHEDULE_DELAY=500 "$bin" --host 127.0.0.1 --port "$VSERVE_PORT" --cache-dir "$WORK/cache" \
 		--otlp-traces-endpoint "127.0.0.1:$OTLP_GRPC_PORT" \
 		--enable-journey-tracing --journey-tracing-sample-rate 1 \
 		--step-tracing-enabled --step-tracing-sample-rate 1 --step-tracing-rich-subsample-rate 1 \
@@ -155,10 +155,31 @@ run_vserve() {
 	curl -sf "$base/metrics" > "$WORK/metrics.txt"
 	grep -q '^vllm:e2e_request_latency_seconds_count{.*} '"$cores"'$' "$WORK/metrics.txt" ||
 		{ echo "metrics: want $cores engine requests in vllm:e2e_request_latency_seconds_count" >&2; grep '^vllm:' "$WORK/metrics.txt" >&2 || true; exit 1; }
+	check_export_metrics "$base"
 	say "stopping vserve (SIGTERM flushes the last spans)"
 	kill -TERM "$pid"
 	wait "$pid" || true
 	check "${OTEL_SERVICE_NAME:-vserve}" "$REQUESTS" "$cores"
+}
+
+# check_export_metrics BASE: within 30 s, /metrics counts spans exported to
+# Jaeger over gRPC, and none dropped or failed.
+check_export_metrics() {
+	local i ok=""
+	for ((i = 0; i < 150; i++)); do
+		curl -sf "$1/metrics" > "$WORK/metrics.txt"
+		if grep -q '^otel_sdk_exporter_span_exported_total{[^}]*otel_component_type="otlp_grpc_span_exporter"[^}]*} [1-9]' "$WORK/metrics.txt"; then
+			ok=1
+			break
+		fi
+		sleep 0.2
+	done
+	if [ -z "$ok" ] || grep -q '^otel_sdk_[a-z_]*_total{[^}]*error_type="[^}]*} [1-9]' "$WORK/metrics.txt"; then
+		echo "metrics: want spans exported and none dropped or failed" >&2
+		grep '^otel_sdk' "$WORK/metrics.txt" >&2 || true
+		exit 1
+	fi
+	say "metrics: $(grep '^otel_sdk_exporter_span_exported_total' "$WORK/metrics.txt" | sed 's/.*} //') spans exported so far, none dropped or failed"
 }
 
 if [ $# -lt 1 ]; then
