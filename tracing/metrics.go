@@ -453,27 +453,19 @@ func (m *metrics) live() int {
 // component type; protocol names the exporter's.
 func (m *metrics) observeExport(state func() exportState, protocol string) error {
 	meter := m.provider.Meter(meterName)
-	processed, err := meter.Int64ObservableCounter(otelconv.SDKProcessorSpanProcessed{}.Name(),
-		metric.WithUnit(otelconv.SDKProcessorSpanProcessed{}.Unit()),
-		metric.WithDescription(otelconv.SDKProcessorSpanProcessed{}.Description()))
+	processed, err := meter.Int64ObservableCounter(semconvOptions(otelconv.SDKProcessorSpanProcessed{}))
 	if err != nil {
 		return err
 	}
-	queueSize, err := meter.Int64ObservableUpDownCounter(otelconv.SDKProcessorSpanQueueSize{}.Name(),
-		metric.WithUnit(otelconv.SDKProcessorSpanQueueSize{}.Unit()),
-		metric.WithDescription(otelconv.SDKProcessorSpanQueueSize{}.Description()))
+	queueSize, err := meter.Int64ObservableUpDownCounter(semconvOptions(otelconv.SDKProcessorSpanQueueSize{}))
 	if err != nil {
 		return err
 	}
-	queueCap, err := meter.Int64ObservableUpDownCounter(otelconv.SDKProcessorSpanQueueCapacity{}.Name(),
-		metric.WithUnit(otelconv.SDKProcessorSpanQueueCapacity{}.Unit()),
-		metric.WithDescription(otelconv.SDKProcessorSpanQueueCapacity{}.Description()))
+	queueCap, err := meter.Int64ObservableUpDownCounter(semconvOptions(otelconv.SDKProcessorSpanQueueCapacity{}))
 	if err != nil {
 		return err
 	}
-	exported, err := meter.Int64ObservableCounter(otelconv.SDKExporterSpanExported{}.Name(),
-		metric.WithUnit(otelconv.SDKExporterSpanExported{}.Unit()),
-		metric.WithDescription(otelconv.SDKExporterSpanExported{}.Description()))
+	exported, err := meter.Int64ObservableCounter(semconvOptions(otelconv.SDKExporterSpanExported{}))
 	if err != nil {
 		return err
 	}
@@ -502,4 +494,17 @@ func (m *metrics) observeExport(state func() exportState, protocol string) error
 		return nil
 	}, processed, queueSize, queueCap, exported)
 	return err
+}
+
+// semconvMetric is a metric of the semantic conventions (otelconv).
+type semconvMetric interface {
+	Name() string
+	Unit() string
+	Description() string
+}
+
+// semconvOptions returns the name, unit and description of m, as the
+// arguments of an observable instrument's constructor.
+func semconvOptions(m semconvMetric) (string, metric.Int64ObservableOption, metric.Int64ObservableOption) {
+	return m.Name(), metric.WithUnit(m.Unit()), metric.WithDescription(m.Description())
 }
