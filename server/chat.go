@@ -70,7 +70,7 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	}
 	prompts := []prompt{{ids: ids}}
 	id := s.ids.next("chatcmpl")
-	span.Parsed(requestInfo(id, m, &req.SamplingFields, maxTokens, prompts, g.n))
+	span.Parsed(requestInfo(id, m, &req.SamplingFields, maxTokens, prompts))
 	return newJob(s, m, span, id, g, prompts)
 }
 

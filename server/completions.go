@@ -64,7 +64,7 @@ func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span 
 		return nil, aerr
 	}
 	id := s.ids.next("cmpl")
-	span.Parsed(requestInfo(id, m, &req.SamplingFields, req.MaxTokens, prompts, g.n))
+	span.Parsed(requestInfo(id, m, &req.SamplingFields, req.MaxTokens, prompts))
 	j, aerr := newJob(s, m, span, id, g, prompts)
 	if aerr != nil {
 		return nil, aerr
@@ -87,8 +87,8 @@ func completionPromptLogprobs(g *genParams, echo bool) int {
 	return g.promptLogprobs
 }
 
-func requestInfo(id string, m *Model, f *SamplingFields, maxTokens *int, prompts []prompt, n int) RequestInfo {
-	info := RequestInfo{RequestID: id, Model: m.Names[0], Temperature: f.Temperature, TopP: f.TopP, MaxTokens: maxTokens, N: n}
+func requestInfo(id string, m *Model, f *SamplingFields, maxTokens *int, prompts []prompt) RequestInfo {
+	info := RequestInfo{RequestID: id, Model: m.Names[0], Temperature: f.Temperature, TopP: f.TopP, MaxTokens: maxTokens, N: f.N}
 	for _, p := range prompts {
 		info.PromptTokens += len(p.ids)
 	}

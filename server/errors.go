@@ -61,9 +61,11 @@ func serverError(format string, args ...any) *APIError {
 		Message: fmt.Sprintf(format, args...), Reason: ReasonGeneration}
 }
 
-func unavailable(msg string) *APIError {
+// unavailable is a 503 with Retry-After; reason is ReasonShutdown or
+// ReasonModelLoading.
+func unavailable(reason, msg string) *APIError {
 	return &APIError{Status: http.StatusServiceUnavailable, Type: "service_unavailable_error", Message: msg,
-		Reason: ReasonShutdown, RetryAfter: 1}
+		Reason: reason, RetryAfter: 1}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

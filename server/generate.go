@@ -117,7 +117,7 @@ func engineError(err error) *APIError {
 		return &APIError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "queue_full",
 			Message: "The server's waiting queue is full; retry later.", RetryAfter: 1, Reason: ReasonOverloaded}
 	case errors.Is(err, engine.ErrShuttingDown):
-		return unavailable("The server is shutting down.")
+		return unavailable(ReasonShutdown, "The server is shutting down.")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &APIError{Status: 499, Type: "invalid_request_error", Message: "client closed request", Reason: ReasonClientDisconnect}
 	}
@@ -302,7 +302,7 @@ func abortError(cause string, timeout time.Duration) *APIError {
 		return &APIError{Status: http.StatusRequestTimeout, Type: "timeout_error", Code: "timeout",
 			Message: fmt.Sprintf("The request did not finish within its timeout of %v.", timeout), Reason: ReasonTimeout}
 	case engine.CauseShutdown:
-		return unavailable("The server is shutting down.")
+		return unavailable(ReasonShutdown, "The server is shutting down.")
 	}
 	return &APIError{Status: 499, Message: "request aborted: " + cause, Reason: ReasonClientDisconnect}
 }

@@ -191,11 +191,11 @@ func (s *Server) handleVersion(w http.ResponseWriter, _ *http.Request) {
 // ready returns the served model, or an error while loading or closing.
 func (s *Server) ready() (*Model, *APIError) {
 	if s.closing.Load() {
-		return nil, unavailable("The server is shutting down.")
+		return nil, unavailable(ReasonShutdown, "The server is shutting down.")
 	}
 	m := s.model.Load()
 	if m == nil {
-		return nil, unavailable("The model is still loading; retry shortly.")
+		return nil, unavailable(ReasonModelLoading, "The model is still loading; retry shortly.")
 	}
 	return m, nil
 }

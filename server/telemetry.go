@@ -27,7 +27,15 @@ type RequestInfo struct {
 	Temperature  *float64
 	TopP         *float64
 	MaxTokens    *int
-	N            int
+	N            *int
+}
+
+// NumChoices is n, the choices per prompt: 1 when the client left n unset.
+func (i RequestInfo) NumChoices() int {
+	if i.N == nil {
+		return 1
+	}
+	return *i.N
 }
 
 // Outcome is what a successful request produced.
@@ -47,6 +55,7 @@ const (
 	ReasonOverloaded       = "overloaded"
 	ReasonException        = "exception"
 	ReasonShutdown         = "shutdown"
+	ReasonModelLoading     = "model_loading" // 503 before the model is ready
 )
 
 // RequestSpan follows one API request. Its methods are called from the

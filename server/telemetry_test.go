@@ -108,6 +108,8 @@ func TestTelemetryLifecycle(t *testing.T) {
 	assert.Equal(t, 2, s.info.PromptTokens)
 	require.NotNil(t, s.info.Temperature)
 	assert.Equal(t, 0.5, *s.info.Temperature)
+	assert.Nil(t, s.info.N, "n unset")
+	assert.Equal(t, 1, s.info.NumChoices())
 	assert.False(t, s.out.Times.FirstToken.IsZero())
 	assert.Positive(t, s.out.Times.E2E())
 
@@ -116,6 +118,23 @@ func TestTelemetryLifecycle(t *testing.T) {
 	require.True(t, done)
 	require.NotEmpty(t, events)
 	assert.Equal(t, []string{"ARRIVED", "PARSED", "HANDOFF", "FIRST", "DEPARTED", "END"}, rec.last().snapshot())
+}
+
+// TestUnavailableReasons: a 503 while the model loads is aborted as
+// model_loading, one while the server shuts down as shutdown.
+func TestUnavailableReasons(t *testing.T) {
+	rec := &recorder{}
+	h := newHarness(t, harnessOpts{noModel: true, server: server.Options{Telemetry: rec}})
+	h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1}, http.StatusServiceUnavailable)
+	assert.Equal(t, []string{"ARRIVED", "ABORTED", "END"}, rec.last().snapshot())
+	assert.Equal(t, server.ReasonModelLoading, rec.last().reason)
+	h.setModel(256)
+	h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1, "n": 2}, http.StatusOK)
+	require.NotNil(t, rec.last().info.N)
+	assert.Equal(t, 2, *rec.last().info.N)
+	h.srv.SetClosing()
+	h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1}, http.StatusServiceUnavailable)
+	assert.Equal(t, server.ReasonShutdown, rec.last().reason)
 }
 
 // TestClientGoneNonStreaming: a client that hangs up while waiting for a

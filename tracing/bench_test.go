@@ -230,7 +230,7 @@ func (s *benchSim) run() {
 		q := &benchReq{r: &fakeReq{id: id, prompt: 32, maxTokens: benchRequestTokens, phase: scheduler.PhaseWaiting}}
 		q.api = s.http.Arrived(s.req, "/v1/completions")
 		maxTokens := benchRequestTokens
-		q.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "m", PromptTokens: 32, MaxTokens: &maxTokens, N: 1})
+		q.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "m", PromptTokens: 32, MaxTokens: &maxTokens, N: ptr(1)})
 		q.headers = q.api.TraceHeaders()
 		q.times.Arrival = time.Now()
 		s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,

@@ -92,7 +92,7 @@ func serveOne(t *testing.T, h *harness, eng *engine.Engine, i int, added func())
 	if i%4 == 3 {
 		maxTokens = 1
 	}
-	api.Parsed(server.RequestInfo{RequestID: fmt.Sprint("cmpl-", i), Model: "m", PromptTokens: 12, MaxTokens: &maxTokens, N: 1})
+	api.Parsed(server.RequestInfo{RequestID: fmt.Sprint("cmpl-", i), Model: "m", PromptTokens: 12, MaxTokens: &maxTokens, N: ptr(1)})
 	prompt := make([]int32, 12)
 	for k := range prompt {
 		prompt[k] = int32(k + i)

@@ -101,6 +101,7 @@ type apiSpan struct {
 	temp      float64
 	topP      float64
 	maxTokens int
+	n         int
 	parsed    bool
 	outcome   server.Outcome // set by Departed
 	departed  bool
@@ -124,8 +125,8 @@ func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) 
 func (s *apiSpan) Parsed(info server.RequestInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.n = info.NumChoices() // for request_params_n, also when ended
 	if s.ended {
-		s.info.N = info.N
 		return
 	}
 	s.info, s.parsed = info, true
@@ -140,6 +141,9 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 	if info.MaxTokens != nil {
 		s.maxTokens = *info.MaxTokens
 		s.info.MaxTokens = &s.maxTokens
+	}
+	if info.N != nil {
+		s.info.N = &s.n
 	}
 }
 
@@ -178,8 +182,8 @@ func appendRequestAttributes(attrs []attribute.KeyValue, info server.RequestInfo
 	if info.MaxTokens != nil {
 		attrs = append(attrs, attribute.Int(AttrMaxTokens, *info.MaxTokens))
 	}
-	if info.N > 0 {
-		attrs = append(attrs, attribute.Int(AttrN, info.N))
+	if info.N != nil {
+		attrs = append(attrs, attribute.Int(AttrN, *info.N))
 	}
 	return attrs
 }
@@ -282,7 +286,7 @@ func (s *apiSpan) abortLocked(reason string, err error, at time.Time) {
 func (s *apiSpan) End() {
 	if s.endWith(server.ReasonException, errNoOutcome) {
 		s.t.closeAPI(s)
-		s.t.metrics.requestParamsN(s.info.N)
+		s.t.metrics.requestParamsN(s.n)
 	}
 }
 
@@ -309,7 +313,7 @@ type metricsOnlySpan struct {
 	ended bool
 }
 
-func (s *metricsOnlySpan) Parsed(info server.RequestInfo)  { s.n = info.N }
+func (s *metricsOnlySpan) Parsed(info server.RequestInfo)  { s.n = info.NumChoices() }
 func (s *metricsOnlySpan) TraceHeaders() map[string]string { return nil }
 func (s *metricsOnlySpan) HandoffToCore()                  {}
 func (s *metricsOnlySpan) FirstResponseFromCore(time.Time) {}

@@ -34,7 +34,7 @@ func (h *harness) newFlow(id string, prompt, max int, clientHeaders map[string]s
 	f := &flow{h: h, req: newFakeReq(id, prompt, max)}
 	f.api = h.arrive(clientHeaders)
 	f.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "stories260K", PromptTokens: prompt,
-		Temperature: ptr(0.7), MaxTokens: ptr(max), N: 1})
+		Temperature: ptr(0.7), MaxTokens: ptr(max), N: ptr(1)})
 	f.headers = f.api.TraceHeaders()
 	f.times.Arrival = f.h.tel.now()
 	h.start(f.req, f.headers)
@@ -251,6 +251,25 @@ func TestJourneyValidationFailureBeforeHandoff(t *testing.T) {
 	assert.Equal(t, server.ReasonValidation, event(t, s, EventAborted)[AttrReason].AsString())
 	assert.Empty(t, h.spans(SpanCore))
 	h.requireNoState()
+}
+
+// TestUnsetNIsSkipped: a request without n has no gen_ai.request.n, and
+// vllm:request_params_n still counts its one choice.
+func TestUnsetNIsSkipped(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, n := range []*int{nil, ptr(3)} {
+		api := h.arrive(nil)
+		api.Parsed(server.RequestInfo{RequestID: "cmpl-n", Model: "stories260K", PromptTokens: 2, N: n})
+		api.Aborted(server.ReasonValidation, errors.New("prompt too long"))
+		api.End()
+	}
+	spans := h.spans(SpanRequest)
+	require.Len(t, spans, 2)
+	assert.NotContains(t, attrMap(spans[0].Attributes()), AttrN, "n unset")
+	assert.Equal(t, int64(3), attrMap(spans[1].Attributes())[AttrN].AsInt64())
+	hist := scrape(t, h.tel)["vllm:request_params_n"].GetMetric()[0].GetHistogram()
+	assert.Equal(t, uint64(2), hist.GetSampleCount())
+	assert.Equal(t, 4.0, hist.GetSampleSum(), "1 (the default) + 3")
 }
 
 func TestJourneyEndWithoutOutcomeIsException(t *testing.T) {

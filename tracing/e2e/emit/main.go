@@ -56,7 +56,8 @@ type simulator struct {
 func (s *simulator) request(id string, prompt, maxTokens int) {
 	api := s.tel.HTTP().Arrived(httptest.NewRequest("POST", "/v1/completions", nil), "/v1/completions")
 	defer api.End()
-	api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "emit", PromptTokens: prompt, MaxTokens: &maxTokens, N: 1})
+	n := 1
+	api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "emit", PromptTokens: prompt, MaxTokens: &maxTokens, N: &n})
 	headers := api.TraceHeaders()
 	times := engine.RequestTimes{Arrival: time.Now()}
 	r := &request{id: id, prompt: prompt, maxTokens: maxTokens, phase: scheduler.PhaseWaiting}
