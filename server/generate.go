@@ -94,6 +94,7 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 func (j *job) start(ctx context.Context) *APIError {
 	headers := j.span.TraceHeaders()
 	eos := j.m.Tokenizer.EOSTokenIDs()
+	handoff := time.Now()
 	for k, c := range j.choices {
 		r := &engine.Request{
 			ID: fmt.Sprintf("%s-%d", j.id, k), PromptTokenIDs: j.prompts[c.prompt].ids, Params: c.params,
@@ -107,7 +108,7 @@ func (j *job) start(ctx context.Context) *APIError {
 		}
 		c.stream = st
 	}
-	j.span.HandoffToCore()
+	j.span.HandoffToCore(handoff)
 	return nil
 }
 

@@ -70,8 +70,11 @@ type RequestSpan interface {
 	// sub-request (traceparent, tracestate, x-vllm-journey-sampled), or nil;
 	// the map is shared and read-only.
 	TraceHeaders() map[string]string
-	// HandoffToCore is api.HANDOFF_TO_CORE: all sub-requests were accepted.
-	HandoffToCore()
+	// HandoffToCore is api.HANDOFF_TO_CORE, called once all sub-requests
+	// were accepted, at the time the first was handed over (so that it
+	// precedes the engine's events of every sub-request, the first token
+	// included); zero means now.
+	HandoffToCore(at time.Time)
 	// FirstResponseFromCore is api.FIRST_RESPONSE_FROM_CORE, called once, at
 	// the engine's first output token time (streaming or not).
 	FirstResponseFromCore(at time.Time)
@@ -93,7 +96,7 @@ type nopSpan struct{}
 
 func (nopSpan) Parsed(RequestInfo)              {}
 func (nopSpan) TraceHeaders() map[string]string { return nil }
-func (nopSpan) HandoffToCore()                  {}
+func (nopSpan) HandoffToCore(time.Time)         {}
 func (nopSpan) FirstResponseFromCore(time.Time) {}
 func (nopSpan) Departed(Outcome)                {}
 func (nopSpan) Aborted(string, error)           {}

@@ -21,12 +21,13 @@ type recorder struct {
 }
 
 type recSpan struct {
-	mu     sync.Mutex
-	route  string
-	events []string
-	info   server.RequestInfo
-	out    server.Outcome
-	reason string
+	mu      sync.Mutex
+	route   string
+	events  []string
+	info    server.RequestInfo
+	out     server.Outcome
+	reason  string
+	handoff time.Time
 }
 
 func (r *recorder) Arrived(_ *http.Request, route string) server.RequestSpan {
@@ -47,7 +48,12 @@ func (s *recSpan) Parsed(info server.RequestInfo) {
 func (s *recSpan) TraceHeaders() map[string]string {
 	return map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
 }
-func (s *recSpan) HandoffToCore()                  { s.add("HANDOFF") }
+func (s *recSpan) HandoffToCore(at time.Time) {
+	s.mu.Lock()
+	s.handoff = at
+	s.mu.Unlock()
+	s.add("HANDOFF")
+}
 func (s *recSpan) FirstResponseFromCore(time.Time) { s.add("FIRST") }
 func (s *recSpan) Departed(o server.Outcome) {
 	s.mu.Lock()
@@ -112,6 +118,8 @@ func TestTelemetryLifecycle(t *testing.T) {
 	assert.Equal(t, 1, s.info.NumChoices())
 	assert.False(t, s.out.Times.FirstToken.IsZero())
 	assert.Positive(t, s.out.Times.E2E())
+	assert.False(t, s.handoff.IsZero())
+	assert.False(t, s.handoff.After(s.out.Times.Arrival), "the handoff began before the engine took the request")
 
 	// Streaming: DEPARTED before [DONE].
 	events, done := h.sse("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 3, "stream": true})

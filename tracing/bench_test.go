@@ -236,7 +236,7 @@ func (s *benchSim) run() {
 		s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,
 			MaxTokens: maxTokens, Arrival: q.times.Arrival})
 		s.obs.Queued(q.r, s.step)
-		q.api.HandoffToCore()
+		q.api.HandoffToCore(time.Time{})
 		reqs[i] = q
 		view.running = append(view.running, q.r)
 	}

@@ -107,7 +107,7 @@ func serveOne(t *testing.T, h *harness, eng *engine.Engine, i int, added func())
 		return
 	}
 	defer st.Close()
-	api.HandoffToCore()
+	api.HandoffToCore(time.Time{})
 	if i%4 == 2 {
 		eng.Abort(st.ID(), engine.CauseClientDisconnect)
 	}

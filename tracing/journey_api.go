@@ -192,16 +192,20 @@ func appendRequestAttributes(attrs []attribute.KeyValue, info server.RequestInfo
 // sub-requests; nobody writes to them after Arrived.
 func (s *apiSpan) TraceHeaders() map[string]string { return s.headers }
 
-// HandoffToCore is api.HANDOFF_TO_CORE (once).
-func (s *apiSpan) HandoffToCore() {
+// HandoffToCore is api.HANDOFF_TO_CORE (once), at the time the handoff
+// began (zero: now).
+func (s *apiSpan) HandoffToCore(at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended || s.terminal || s.handedOff {
 		return
 	}
 	s.handedOff = true
+	if at.IsZero() {
+		at = s.t.now()
+	}
 	if s.journey {
-		s.event(EventHandoff, s.t.now())
+		s.event(EventHandoff, at)
 	}
 }
 
@@ -315,7 +319,7 @@ type metricsOnlySpan struct {
 
 func (s *metricsOnlySpan) Parsed(info server.RequestInfo)  { s.n = info.NumChoices() }
 func (s *metricsOnlySpan) TraceHeaders() map[string]string { return nil }
-func (s *metricsOnlySpan) HandoffToCore()                  {}
+func (s *metricsOnlySpan) HandoffToCore(time.Time)         {}
 func (s *metricsOnlySpan) FirstResponseFromCore(time.Time) {}
 func (s *metricsOnlySpan) Departed(server.Outcome)         {}
 func (s *metricsOnlySpan) Aborted(string, error)           {}

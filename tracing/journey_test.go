@@ -39,7 +39,7 @@ func (h *harness) newFlow(id string, prompt, max int, clientHeaders map[string]s
 	f.times.Arrival = f.h.tel.now()
 	h.start(f.req, f.headers)
 	h.obs.Queued(f.req, 0)
-	f.api.HandoffToCore()
+	f.api.HandoffToCore(time.Time{})
 	return f
 }
 
@@ -253,6 +253,20 @@ func TestJourneyValidationFailureBeforeHandoff(t *testing.T) {
 	h.requireNoState()
 }
 
+// TestHandoffAtTheGivenTime: api.HANDOFF_TO_CORE is placed when the
+// handoff began, as the server says.
+func TestHandoffAtTheGivenTime(t *testing.T) {
+	h := newHarness(t, nil)
+	api := h.arrive(nil)
+	at := time.Unix(1700000000, 0)
+	api.HandoffToCore(at)
+	api.End()
+	s := h.one(SpanRequest)
+	require.Equal(t, []string{EventArrived, EventHandoff, EventAborted}, eventNames(s))
+	assert.Equal(t, at, s.Events()[1].Time)
+	assert.Equal(t, monotonicSeconds(at), event(t, s, EventHandoff)[AttrEventTSMonotonic].AsFloat64())
+}
+
 // TestUnsetNIsSkipped: a request without n has no gen_ai.request.n, and
 // vllm:request_params_n still counts its one choice.
 func TestUnsetNIsSkipped(t *testing.T) {
@@ -292,7 +306,7 @@ func TestJourneyFirstTerminalCallWins(t *testing.T) {
 	f.api.FirstResponseFromCore(time.Now())
 	f.api.Departed(server.Outcome{CompletionTokens: 1})
 	f.api.Aborted(server.ReasonClientDisconnect, errors.New("late"))
-	f.api.HandoffToCore()
+	f.api.HandoffToCore(time.Time{})
 	f.api.End()
 	s := h.one(SpanRequest)
 	assert.Equal(t, []string{EventArrived, EventHandoff, EventFirstResponse, EventDeparted}, eventNames(s))
@@ -465,7 +479,7 @@ func TestEverySubRequestGetsItsCoreSpan(t *testing.T) {
 		h.obs.Finished(req, 0, scheduler.FinishAbort)
 		h.end(req, headers, scheduler.FinishAbort, engine.RequestTimes{})
 	}
-	api.HandoffToCore()
+	api.HandoffToCore(time.Time{})
 	api.Aborted(server.ReasonClientDisconnect, errors.New("gone"))
 	api.End()
 	root := h.one(SpanRequest)

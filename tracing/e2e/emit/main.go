@@ -63,7 +63,7 @@ func (s *simulator) request(id string, prompt, maxTokens int) {
 	r := &request{id: id, prompt: prompt, maxTokens: maxTokens, phase: scheduler.PhaseWaiting}
 	s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: headers, NumPromptTokens: prompt, MaxTokens: maxTokens, Arrival: times.Arrival})
 	s.obs.Queued(r, s.step)
-	api.HandoffToCore()
+	api.HandoffToCore(time.Time{})
 	for r.output < maxTokens {
 		s.step++
 		start := time.Now()
