@@ -163,6 +163,67 @@ func TestStopRequestFinishesWithStop(t *testing.T) {
 	assert.Equal(t, engine.CauseStopString, out.AbortCause)
 }
 
+// TestStopCheckEndsAtTheStoppingToken: a request whose StopCheck fires
+// ends with finish reason stop at that token, in its stream, in
+// RequestEnd and in the steps' outputs alike; a stop on the last token
+// wins over length.
+func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
+	tests := []struct {
+		name      string
+		maxTokens int
+		stopAt    func(tok int32, final bool) bool
+		want      []int32
+		finish    scheduler.FinishReason
+		finals    []bool // the final argument of each call
+	}{
+		{"mid-generation", 8, func(tok int32, _ bool) bool { return tok == 102 },
+			[]int32{100, 101, 102}, scheduler.FinishStop, []bool{false, false, false}},
+		{"on the last token", 3, func(_ int32, final bool) bool { return final },
+			[]int32{100, 101, 102}, scheduler.FinishStop, []bool{false, false, true}},
+		{"never", 3, func(int32, bool) bool { return false },
+			[]int32{100, 101, 102}, scheduler.FinishLength, []bool{false, false, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var end engine.RequestEnd
+			stepTokens := 0
+			cfg := engine.Config{Hooks: engine.Hooks{
+				OnStep: func(r *engine.StepRecord) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, o := range r.Outputs {
+						stepTokens += len(o.NewTokenIDs)
+					}
+				},
+				OnRequestEnd: func(r engine.RequestEnd) { mu.Lock(); end = r; mu.Unlock() },
+			}}
+			e, s := newEngine(t, cfg, &enginetest.FakeExecutor{})
+			var finals []bool // written on the engine goroutine only
+			r := req("a", tc.maxTokens)
+			r.StopCheck = func(tok int32, final bool) bool {
+				finals = append(finals, final)
+				return tc.stopAt(tok, final)
+			}
+			st, err := e.Add(context.Background(), r)
+			require.NoError(t, err)
+			out, err := st.Collect(context.Background())
+			require.NoError(t, err)
+			st.Close()
+			require.NoError(t, e.Shutdown(context.Background()))
+			assert.Equal(t, tc.want, out.TokenIDs)
+			assert.Equal(t, tc.finish, out.Finish)
+			assert.Equal(t, tc.finals, finals)
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, tc.finish, end.Reason)
+			assert.Equal(t, len(tc.want), end.NumOutputTokens)
+			assert.Equal(t, len(tc.want), stepTokens, "no token past the stop is generated")
+			assert.False(t, s.HasUnfinished())
+		})
+	}
+}
+
 func TestDeadlineAborts(t *testing.T) {
 	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
 	r := req("a", 1<<30)

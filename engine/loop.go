@@ -242,6 +242,9 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 		if !ok {
 			continue
 		}
+		if en.req.StopCheck != nil {
+			e.checkStop(en, o, rec)
+		}
 		if len(o.NewTokenIDs) > 0 {
 			if en.times.FirstToken.IsZero() {
 				en.times.FirstToken = t0
@@ -259,6 +262,30 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 		}
 	}
 	rec.Update += time.Since(t0)
+}
+
+// checkStop passes o's new tokens to the request's StopCheck. On a stop it
+// keeps the tokens up to the stopping one and finishes the request with
+// reason stop, ending it in the scheduler first if the scheduler had not
+// finished it (its blocks are freed before the next step).
+func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) {
+	for i, tok := range o.NewTokenIDs {
+		final := i == len(o.NewTokenIDs)-1 && o.FinishReason != scheduler.FinishNone
+		if !en.req.StopCheck(tok, final) {
+			continue
+		}
+		o.NewTokenIDs = o.NewTokenIDs[:i+1]
+		if len(o.Logprobs) > i+1 {
+			o.Logprobs = o.Logprobs[:i+1]
+		}
+		if o.FinishReason == scheduler.FinishNone {
+			e.sched.Abort(o.ID, scheduler.FinishStop)
+			rec.Stats = e.sched.Stats()
+			e.publishStats(rec.Stats)
+		}
+		o.FinishReason = scheduler.FinishStop
+		return
+	}
 }
 
 func (e *Engine) recordTiming(rec *StepRecord) {

@@ -27,6 +27,9 @@ type choice struct {
 	stream *engine.Stream
 	dec    Decoder
 	stop   *stopMatcher
+	// engineStop matches the stop strings in the engine (engine.Request's
+	// StopCheck); nil without stop strings.
+	engineStop func(token int32, final bool) bool
 
 	text     strings.Builder // non-streaming: the accumulated text
 	tokens   []int32         // tokens whose text was emitted (for logprobs)
@@ -82,8 +85,12 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 			}
 			cp.Logprobs = g.numLogprobs
 			cp.PromptLogprobs = g.enginePromptLogprobs
-			j.choices = append(j.choices, &choice{index: pi*g.n + i, prompt: pi, params: cp,
-				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop)})
+			c := &choice{index: pi*g.n + i, prompt: pi, params: cp,
+				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop)}
+			if len(g.stops) > 0 {
+				c.engineStop = engineStopCheck(m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), g.stops)
+			}
+			j.choices = append(j.choices, c)
 		}
 	}
 	return j, nil
@@ -99,7 +106,7 @@ func (j *job) start(ctx context.Context) *APIError {
 		r := &engine.Request{
 			ID: fmt.Sprintf("%s-%d", j.id, k), PromptTokenIDs: j.prompts[c.prompt].ids, Params: c.params,
 			EOSTokenIDs: eos, Priority: j.g.priority, CacheSalt: j.g.cacheSalt, Deadline: j.g.deadline,
-			TraceHeaders: headers, Notify: j.notify,
+			TraceHeaders: headers, Notify: j.notify, StopCheck: c.engineStop,
 		}
 		st, err := j.m.Engine.Add(ctx, r)
 		if err != nil {

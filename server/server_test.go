@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -104,7 +106,17 @@ func TestCompletionPromptForms(t *testing.T) {
 }
 
 func TestCompletionStopStrings(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+	var mu sync.Mutex
+	ends := map[string]engine.RequestEnd{} // by engine request id
+	h := newHarness(t, harnessOpts{engine: engine.Config{Hooks: engine.Hooks{
+		OnRequestEnd: func(r engine.RequestEnd) { mu.Lock(); ends[r.ID] = r; mu.Unlock() },
+	}}})
+	type answer struct {
+		id     string
+		tokens int
+		finish string
+	}
+	var answers []answer
 	tests := []struct {
 		name   string
 		body   map[string]any
@@ -128,6 +140,8 @@ func TestCompletionStopStrings(t *testing.T) {
 			c := m["choices"].([]any)[0].(map[string]any)
 			assert.Equal(t, tc.text, c["text"])
 			assert.Equal(t, tc.finish, c["finish_reason"])
+			answers = append(answers, answer{m["id"].(string) + "-0",
+				int(m["usage"].(map[string]any)["completion_tokens"].(float64)), tc.finish})
 			body["stream"] = true
 			events, done := h.sse("/v1/completions", body)
 			require.True(t, done)
@@ -147,6 +161,17 @@ func TestCompletionStopStrings(t *testing.T) {
 	}
 	st := h.settle()
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree, "stopped requests freed their blocks")
+	// The engine (whose hooks feed the metrics) ended each request where the
+	// response did: same finish reason, same number of tokens.
+	require.NoError(t, h.eng.Shutdown(context.Background())) // every hook has run
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range answers {
+		end, ok := ends[a.id]
+		require.True(t, ok, a.id)
+		assert.Equal(t, a.finish, string(end.Reason), a.id)
+		assert.Equal(t, a.tokens, end.NumOutputTokens, a.id)
+	}
 }
 
 func TestCompletionStreamIncludeUsageAndEcho(t *testing.T) {

@@ -71,3 +71,26 @@ func (m *stopMatcher) flush() string {
 	m.held = ""
 	return h
 }
+
+// engineStopCheck returns the engine.Request.StopCheck that matches stops
+// on the engine goroutine with its own decoder and matcher, so that the
+// engine ends the request at the token where the handler's matcher, fed
+// the same tokens, finds the stop string: no token past it is generated or
+// counted, and the engine's finish reason is the response's. It is nil
+// without stop strings.
+func engineStopCheck(dec Decoder, stops []string) func(token int32, final bool) bool {
+	m := newStopMatcher(stops, false)
+	if len(m.stops) == 0 {
+		return nil
+	}
+	return func(token int32, final bool) bool {
+		if _, stopped := m.push(dec.Add(token)); stopped {
+			return true
+		}
+		if final {
+			_, stopped := m.push(dec.Flush())
+			return stopped
+		}
+		return false
+	}
+}
