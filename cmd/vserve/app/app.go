@@ -117,15 +117,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 }
 
 // metricsMaxModelLen is the max_model_len that tops the token-count
-// histogram buckets: the flag when given, else the model's own limit read
-// from its config.json (0, the tracing default, when that is not known
-// before loading, e.g. for the built-in model).
+// histogram buckets: the flag when given, else the model's own limit, from
+// its config.json or, for the built-in model, its spec (0, the tracing
+// default, when the config cannot be read: loading then fails too).
 func metricsMaxModelLen(cfg Config) int {
 	if cfg.MaxModelLen > 0 {
 		return cfg.MaxModelLen
 	}
 	if cfg.Model == "" {
-		return 0
+		return builtinSpec.MaxPos
 	}
 	mc, err := model.LoadConfig(cfg.Model)
 	if err != nil {

@@ -207,7 +207,7 @@ func TestMetricsMaxModelLen(t *testing.T) {
 	}{
 		{"flag wins", Config{MaxModelLen: 77, Model: dir}, 77},
 		{"model config", Config{Model: dir}, mc.MaxPositionEmbeddings},
-		{"built-in model: tracing default", Config{}, 0},
+		{"built-in model: its spec", Config{}, model.SpecTiny.MaxPos},
 		{"unreadable model: tracing default", Config{Model: filepath.Join(dir, "missing")}, 0},
 	}
 	for _, tc := range tests {

@@ -22,6 +22,9 @@ const (
 		"Serve a real Hugging Face model directory with --model <dir>."
 )
 
+// builtinSpec is the built-in model's shape.
+var builtinSpec = model.SpecTiny
+
 // builtinDir returns the directory of the built-in model under cacheDir,
 // generating it first when absent. Generation writes to a temporary
 // directory and renames it, so concurrent starts never see half a model.
@@ -33,7 +36,7 @@ func builtinDir(cacheDir string) (string, error) {
 		}
 		cacheDir = filepath.Join(base, "vserve")
 	}
-	dir := filepath.Join(cacheDir, "builtin-"+model.SpecTiny.Name+"-"+builtinVersion)
+	dir := filepath.Join(cacheDir, "builtin-"+builtinSpec.Name+"-"+builtinVersion)
 	if complete(dir) {
 		return dir, nil
 	}
@@ -45,7 +48,7 @@ func builtinDir(cacheDir string) (string, error) {
 		return "", fmt.Errorf("built-in model: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := model.Generate(tmp, model.SpecTiny, builtinSeed); err != nil {
+	if err := model.Generate(tmp, builtinSpec, builtinSeed); err != nil {
 		return "", fmt.Errorf("built-in model: generate: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
