@@ -366,6 +366,7 @@ func (s *stepTracer) addEventLocked(step uint64, at time.Time, summary *pendingS
 	if s.disabled {
 		return
 	}
+	s.closeIfDueLocked(step) // an untimed step may have kept it open past its interval
 	if s.win != nil && s.win.events >= s.eventLimit {
 		s.closeLocked(at)
 	}

@@ -128,6 +128,24 @@ func TestStepWindowsCloseByStepCount(t *testing.T) {
 	}
 }
 
+// TestStepWindowNeverSpansMoreThanItsInterval: steps whose timing never
+// comes (they scheduled nothing) hold a sampled step's events back until a
+// later step's timing arrives, but that later step's events do not join
+// the earlier window once its interval is over.
+func TestStepWindowNeverSpansMoreThanItsInterval(t *testing.T) {
+	sampled := stepSet(func(s uint64) bool { return s == 1 || s == 31 })
+	none := stepSet(func(uint64) bool { return false })
+	h := stepHarness(t, 10, sampled, none, 0)
+	runSteps(h, 1, 30, false) // no timing
+	runSteps(h, 31, 40, true)
+	require.NoError(t, h.tel.Shutdown(t.Context()))
+	for i, r := range [][2]int64{{1, 1}, {31, 31}} {
+		a := attrMap(h.one(fmt.Sprintf("%s%d", SpanStepPrefix, i+1)).Attributes())
+		assert.Equal(t, r[0], a[AttrStepRangeStart].AsInt64())
+		assert.Equal(t, r[1], a[AttrStepRangeEnd].AsInt64())
+	}
+}
+
 func TestStepWindowOnlyWithEvents(t *testing.T) {
 	odd := stepSet(func(s uint64) bool { return s == 25 })
 	h := stepHarness(t, 10, odd, odd, 0)
