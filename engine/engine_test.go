@@ -224,6 +224,30 @@ func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
 	}
 }
 
+// TestStopCheckPanicFailsItsRequestOnly: a StopCheck that panics ends its
+// request with an error; the engine goes on serving.
+func TestStopCheckPanicFailsItsRequestOnly(t *testing.T) {
+	e, s := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+	bad := req("bad", 5)
+	bad.StopCheck = func(int32, bool) bool { panic("stop matcher bug") }
+	st, err := e.Add(context.Background(), bad)
+	require.NoError(t, err)
+	out, err := st.Collect(context.Background())
+	require.NoError(t, err)
+	st.Close()
+	assert.Equal(t, scheduler.FinishError, out.Finish)
+	require.ErrorContains(t, out.Err, "stop matcher bug")
+	assert.Empty(t, out.TokenIDs)
+	good, err := e.Add(context.Background(), req("good", 3))
+	require.NoError(t, err)
+	out, err = good.Collect(context.Background())
+	require.NoError(t, err)
+	good.Close()
+	assert.Equal(t, scheduler.FinishLength, out.Finish)
+	require.NoError(t, e.Shutdown(context.Background()))
+	assert.False(t, s.HasUnfinished())
+}
+
 func TestDeadlineAborts(t *testing.T) {
 	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
 	r := req("a", 1<<30)

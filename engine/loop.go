@@ -243,7 +243,10 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 			continue
 		}
 		if en.req.StopCheck != nil {
-			e.checkStop(en, o, rec)
+			if err := e.checkStop(en, o, rec); err != nil {
+				e.failRequest(en, o, err, rec)
+				continue
+			}
 		}
 		if len(o.NewTokenIDs) > 0 {
 			if en.times.FirstToken.IsZero() {
@@ -267,11 +270,16 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 // checkStop passes o's new tokens to the request's StopCheck. On a stop it
 // keeps the tokens up to the stopping one and finishes the request with
 // reason stop, ending it in the scheduler first if the scheduler had not
-// finished it (its blocks are freed before the next step).
-func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) {
+// finished it (its blocks are freed before the next step). A panic in
+// StopCheck is returned as an error.
+func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) error {
 	for i, tok := range o.NewTokenIDs {
 		final := i == len(o.NewTokenIDs)-1 && o.FinishReason != scheduler.FinishNone
-		if !en.req.StopCheck(tok, final) {
+		stop, err := callStopCheck(en.req.StopCheck, tok, final)
+		if err != nil {
+			return err
+		}
+		if !stop {
 			continue
 		}
 		o.NewTokenIDs = o.NewTokenIDs[:i+1]
@@ -284,8 +292,33 @@ func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecor
 			e.publishStats(rec.Stats)
 		}
 		o.FinishReason = scheduler.FinishStop
-		return
+		return nil
 	}
+	return nil
+}
+
+// callStopCheck calls check, turning a panic into an error: a faulty
+// StopCheck fails its request, not the engine.
+func callStopCheck(check func(int32, bool) bool, tok int32, final bool) (stop bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("engine: the request's StopCheck panicked: %v", p)
+		}
+	}()
+	return check(tok, final), nil
+}
+
+// failRequest ends one request of the step with finish reason error,
+// ending it in the scheduler first if the scheduler had not finished it.
+func (e *Engine) failRequest(en *entry, o *scheduler.RequestOutput, err error, rec *StepRecord) {
+	if o.FinishReason == scheduler.FinishNone {
+		e.sched.Abort(o.ID, scheduler.FinishError)
+		rec.Stats = e.sched.Stats()
+		e.publishStats(rec.Stats)
+	}
+	o.NewTokenIDs, o.Logprobs, o.FinishReason = nil, nil, scheduler.FinishError
+	e.finish(en, scheduler.FinishError, CauseError, err)
+	rec.NumFinished++
 }
 
 func (e *Engine) recordTiming(rec *StepRecord) {
