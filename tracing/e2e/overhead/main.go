@@ -42,6 +42,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
+
 	"github.com/vserve/vserve/bench"
 	"github.com/vserve/vserve/runtime/model"
 	"github.com/vserve/vserve/tokenizer"
@@ -71,6 +74,10 @@ type config struct {
 	log    string    // the server's log file
 	cpu    []float64 // µs of server CPU per request, per round
 	tput   []float64 // output tokens/s, per round
+	// lost is the spans the server's /metrics counted as dropped at a full
+	// export queue or in failed uploads, read after the last round; -1
+	// when it does not show them (an older build: its log is read then).
+	lost int
 }
 
 func main() {
@@ -169,6 +176,7 @@ func run(o options) error {
 		}
 	}
 	for _, c := range configs {
+		c.lost = lostSpans(c.url)
 		c.stop() // the last spans are flushed to the sink
 	}
 	report(configs, sink)
@@ -324,12 +332,55 @@ func report(configs []*config, s *otlpsink.Sink) {
 		fmt.Printf("%s, CPU µs/request per round: %s\n", c.name, formatAll(c.cpu))
 	}
 	for _, c := range configs {
+		if c.lost > 0 {
+			fmt.Printf("%s: LOST %d spans (dropped at its full export queue or in failed uploads, by its /metrics): their export is not in its figures\n", c.name, c.lost)
+		}
+		if c.lost >= 0 {
+			continue
+		}
 		if n, err := droppedSpans(c.log); err != nil {
 			fmt.Printf("%s: reading its log: %v\n", c.name, err)
 		} else if n > 0 {
 			fmt.Printf("%s: DROPPED spans, %d or more (its export queue was full; the log is rate-limited): their export is not in its figures\n", c.name, n)
 		}
 	}
+}
+
+// lostSpans reads from the server's /metrics the spans it dropped at a full
+// export queue or lost in failed uploads: the samples of the OpenTelemetry
+// SDK's span-processor and span-exporter counters that carry an
+// error_type. It returns -1 when the server does not show those counters
+// (tracing off, or a build from before them) or cannot be read.
+func lostSpans(baseURL string) int {
+	res, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer res.Body.Close()
+	parser := expfmt.NewTextParser(prommodel.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return -1
+	}
+	lost, found := 0, false
+	for _, name := range []string{"otel_sdk_processor_span_processed_total", "otel_sdk_exporter_span_exported_total"} {
+		f, ok := fams[name]
+		if !ok {
+			continue
+		}
+		found = true
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "error_type" {
+					lost += int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	if !found {
+		return -1
+	}
+	return lost
 }
 
 // droppedRE matches the export processor's report of dropped spans.
