@@ -14,7 +14,8 @@
 // load lasts (the upload goroutine waits for the network poller) and sends
 // most of its spans after the round, which still counts. Settling also
 // keeps one round's spans from piling onto the next's in the export queue.
-// Spans a server dropped (its queue was full) are reported: their export
+// Spans a server lost (dropped at its full queue, or in failed uploads,
+// as its /metrics counts them) are reported: their export
 // was not paid for.
 //
 //	go build -o /tmp/vserve ./cmd/vserve
