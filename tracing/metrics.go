@@ -453,21 +453,13 @@ func (m *metrics) live() int {
 // component type; protocol names the exporter's.
 func (m *metrics) observeExport(state func() exportState, protocol string) error {
 	meter := m.provider.Meter(meterName)
-	processed, err := meter.Int64ObservableCounter(semconvOptions(otelconv.SDKProcessorSpanProcessed{}))
-	if err != nil {
-		return err
-	}
-	queueSize, err := meter.Int64ObservableUpDownCounter(semconvOptions(otelconv.SDKProcessorSpanQueueSize{}))
-	if err != nil {
-		return err
-	}
-	queueCap, err := meter.Int64ObservableUpDownCounter(semconvOptions(otelconv.SDKProcessorSpanQueueCapacity{}))
-	if err != nil {
-		return err
-	}
-	exported, err := meter.Int64ObservableCounter(semconvOptions(otelconv.SDKExporterSpanExported{}))
-	if err != nil {
-		return err
+	b := &instrumentBuilder{meter: meter}
+	processed := b.semconvCounter(otelconv.SDKProcessorSpanProcessed{})
+	queueSize := b.semconvUpDown(otelconv.SDKProcessorSpanQueueSize{})
+	queueCap := b.semconvUpDown(otelconv.SDKProcessorSpanQueueCapacity{})
+	exported := b.semconvCounter(otelconv.SDKExporterSpanExported{})
+	if b.err != nil {
+		return b.err
 	}
 	proc := []attribute.KeyValue{
 		semconv.OTelComponentTypeBatchingSpanProcessor,
@@ -481,7 +473,7 @@ func (m *metrics) observeExport(state func() exportState, protocol string) error
 	procOK := metric.WithAttributeSet(attribute.NewSet(proc...))
 	procFull := metric.WithAttributeSet(attribute.NewSet(append(proc, semconv.ErrorTypeKey.String("queue_full"))...))
 	expOK := metric.WithAttributeSet(attribute.NewSet(exp...))
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+	_, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := state()
 		o.ObserveInt64(processed, s.queued, procOK)
 		o.ObserveInt64(processed, s.dropped, procFull)
@@ -496,15 +488,24 @@ func (m *metrics) observeExport(state func() exportState, protocol string) error
 	return err
 }
 
+// semconvCounter and semconvUpDown register observable instruments of a
+// metric of the semantic conventions (otelconv), with its name, unit and
+// description; the callback is registered separately.
+func (b *instrumentBuilder) semconvCounter(m semconvMetric) metric.Int64ObservableCounter {
+	c, err := b.meter.Int64ObservableCounter(m.Name(), metric.WithUnit(m.Unit()), metric.WithDescription(m.Description()))
+	b.keep(err)
+	return c
+}
+
+func (b *instrumentBuilder) semconvUpDown(m semconvMetric) metric.Int64ObservableUpDownCounter {
+	c, err := b.meter.Int64ObservableUpDownCounter(m.Name(), metric.WithUnit(m.Unit()), metric.WithDescription(m.Description()))
+	b.keep(err)
+	return c
+}
+
 // semconvMetric is a metric of the semantic conventions (otelconv).
 type semconvMetric interface {
 	Name() string
 	Unit() string
 	Description() string
-}
-
-// semconvOptions returns the name, unit and description of m, as the
-// arguments of an observable instrument's constructor.
-func semconvOptions(m semconvMetric) (string, metric.Int64ObservableOption, metric.Int64ObservableOption) {
-	return m.Name(), metric.WithUnit(m.Unit()), metric.WithDescription(m.Description())
 }
