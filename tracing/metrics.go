@@ -447,7 +447,7 @@ func (m *metrics) live() int {
 //     and with error.type queue_full those dropped because it was full;
 //   - otel.sdk.processor.span.queue.size and .capacity, in spans;
 //   - otel.sdk.exporter.span.exported: spans the collector took, and with
-//     error.type (the error's type) those whose upload failed.
+//     error.type (exportErrorType) those whose upload failed.
 //
 // The processor takes the batch span processor's place, hence its
 // component type; protocol names the exporter's.
