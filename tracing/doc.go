@@ -44,7 +44,10 @@
 // they were most of tracing's cost. The tests decode both encodings of the
 // same spans and require them equal. Its memory is bounded: the queue holds
 // at most 48 MiB of encoded spans, uploaded batches are kept for reuse up to
-// as much and released after a minute unused.
+// as much and released after a minute unused. Its counts (spans queued,
+// dropped at the full queue, sent, and lost in failed uploads) and its
+// queue are on /metrics under the OpenTelemetry SDK's own metric names
+// (observeExport).
 //
 // Span events skip the SDK too when the export processor is the provider's
 // only processor (every running server) and the span limits cannot trim
