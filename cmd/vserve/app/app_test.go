@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -151,6 +152,49 @@ func TestStories260KGreedy(t *testing.T) {
 	status, m = postJSON(t, base+"/v1/chat/completions", `{"model":"stories","messages":[{"role":"user","content":"Tell a story"}],"max_tokens":16,"stop":["."]}`)
 	require.Equal(t, 200, status, "%v", m)
 	assert.NotContains(t, m["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"], ".")
+}
+
+// TestStopStringsCountedAsAnswered: with stop strings on a real model, the
+// metrics count the tokens and finish reasons the responses report (the
+// engine ends a request at its stop string, not a step or more later).
+func TestStopStringsCountedAsAnswered(t *testing.T) {
+	dir := sharedtest.Path(t, "models", "stories260K", "hf")
+	a, base := startApp(t, "--model", dir, "--served-model-name", "stories")
+	require.NoError(t, a.LoadErr())
+	defer func() { require.NoError(t, a.Shutdown(context.Background())) }()
+	tokens, stops := 0, 0
+	for _, stop := range []string{".", "e", "the", "zzz"} {
+		status, m := postJSON(t, base+"/v1/completions",
+			`{"model":"stories","prompt":"Once upon a time","max_tokens":60,"n":2,"seed":7,"stop":"`+stop+`"}`)
+		require.Equal(t, 200, status, "%v", m)
+		tokens += int(m["usage"].(map[string]any)["completion_tokens"].(float64))
+		for _, c := range m["choices"].([]any) {
+			if c.(map[string]any)["finish_reason"] == "stop" {
+				stops++
+			}
+		}
+	}
+	require.Positive(t, stops)
+	metric := func(prefix string) string { // the value of the first sample whose line starts with prefix
+		resp, err := http.Get(base + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, prefix) {
+				return line[strings.LastIndexByte(line, ' ')+1:]
+			}
+		}
+		return ""
+	}
+	// The engine reports a request's end just after its stream's.
+	require.Eventually(t, func() bool { return a.Engine().Snapshot().NumActive == 0 }, 60e9, 1e6)
+	require.Eventually(t, func() bool {
+		return metric(`vllm:request_success_total{engine="0",finished_reason="length",model_name="stories"}`) == fmt.Sprint(8-stops)
+	}, 60e9, 1e6)
+	assert.Equal(t, fmt.Sprint(tokens), metric("vllm:generation_tokens_total{"))
+	assert.Equal(t, fmt.Sprint(stops), metric(`vllm:request_success_total{engine="0",finished_reason="stop",model_name="stories"}`))
 }
 
 func TestKVCacheTooSmall(t *testing.T) {
