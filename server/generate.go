@@ -86,9 +86,9 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 			cp.Logprobs = g.numLogprobs
 			cp.PromptLogprobs = g.enginePromptLogprobs
 			c := &choice{index: pi*g.n + i, prompt: pi, params: cp,
-				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop)}
+				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop, cp.MinTokens)}
 			if len(g.stops) > 0 {
-				c.engineStop = engineStopCheck(m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), g.stops)
+				c.engineStop = engineStopCheck(m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), g.stops, cp.MinTokens)
 			}
 			j.choices = append(j.choices, c)
 		}
@@ -264,7 +264,7 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 		if i < len(o.Logprobs) {
 			d.logprobs = append(d.logprobs, o.Logprobs[i])
 		}
-		emit, stopped := c.stop.push(piece)
+		emit, stopped := c.stop.pushToken(piece)
 		sb.WriteString(emit)
 		if stopped {
 			c.stream.Stop()

@@ -129,6 +129,11 @@ func TestCompletionStopStrings(t *testing.T) {
 		{"no match flushes held text", map[string]any{"stop": "zz", "max_tokens": 3}, "abc", "length"},
 		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "abc", "stop"},
 		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyza", "stop"},
+		// As in vLLM, a stop string counts once more than min_tokens tokens
+		// were generated: it must end in a later token's text.
+		{"min tokens defers a stop string", map[string]any{"stop": "c", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyzab", "stop"},
+		{"min tokens passes over a stop string", map[string]any{"stop": "bc", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyza", "stop"},
+		{"stop string across the min tokens boundary", map[string]any{"stop": "cd", "min_tokens": 3}, "ab", "stop"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

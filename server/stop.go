@@ -4,38 +4,52 @@ import "strings"
 
 // stopMatcher finds stop strings in streamed text. It holds back the tail of
 // the text that could still be the start of a stop string, so nothing past a
-// stop string is ever emitted.
+// stop string is ever emitted. As in vLLM, a stop string counts only once
+// more than minTokens tokens were generated: it must end in the text of a
+// later token (it may begin earlier).
 type stopMatcher struct {
-	stops   []string
-	include bool // keep the stop string in the output
-	held    string
-	maxLen  int
+	stops     []string
+	include   bool // keep the stop string in the output
+	held      string
+	minTokens int
+	tokens    int // pushed with pushToken
 }
 
-func newStopMatcher(stops []string, include bool) *stopMatcher {
-	m := &stopMatcher{include: include}
+func newStopMatcher(stops []string, include bool, minTokens int) *stopMatcher {
+	m := &stopMatcher{include: include, minTokens: minTokens}
 	for _, s := range stops {
 		if s == "" {
 			continue
 		}
 		m.stops = append(m.stops, s)
-		m.maxLen = max(m.maxLen, len(s))
 	}
 	return m
 }
 
-// push adds text and returns the text that can be emitted; stopped reports
-// that a stop string matched (emit then ends at, or after when include is
-// set, the stop string).
+// pushToken adds the text of one more generated token; see push.
+func (m *stopMatcher) pushToken(text string) (emit string, stopped bool) {
+	m.tokens++
+	return m.push(text)
+}
+
+// push adds text (the decoder's remainder at the end, or, through
+// pushToken, a token's) and returns the text that can be emitted; stopped
+// reports that a stop string matched (emit then ends at, or after when
+// include is set, the stop string).
 func (m *stopMatcher) push(text string) (emit string, stopped bool) {
 	if len(m.stops) == 0 {
 		return text, false
 	}
 	buf := m.held + text
 	at, which := -1, ""
-	for _, s := range m.stops {
-		if i := strings.Index(buf, s); i >= 0 && (at < 0 || i < at) {
-			at, which = i, s
+	if m.tokens > m.minTokens {
+		for _, s := range m.stops {
+			// Only occurrences that end in text: one within the held
+			// tail was passed over (it ended before minTokens).
+			from := max(len(m.held)-len(s)+1, 0)
+			if i := strings.Index(buf[from:], s); i >= 0 && (at < 0 || from+i < at) {
+				at, which = from+i, s
+			}
 		}
 	}
 	if at >= 0 {
@@ -78,13 +92,13 @@ func (m *stopMatcher) flush() string {
 // the same tokens, finds the stop string: no token past it is generated or
 // counted, and the engine's finish reason is the response's. It is nil
 // without stop strings.
-func engineStopCheck(dec Decoder, stops []string) func(token int32, final bool) bool {
-	m := newStopMatcher(stops, false)
+func engineStopCheck(dec Decoder, stops []string, minTokens int) func(token int32, final bool) bool {
+	m := newStopMatcher(stops, false, minTokens)
 	if len(m.stops) == 0 {
 		return nil
 	}
 	return func(token int32, final bool) bool {
-		if _, stopped := m.push(dec.Add(token)); stopped {
+		if _, stopped := m.pushToken(dec.Add(token)); stopped {
 			return true
 		}
 		if final {
