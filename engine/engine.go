@@ -76,14 +76,17 @@ type Request struct {
 	// channel so that a caller can wait on them together (see TryNext).
 	Notify chan struct{}
 	// StopCheck, when set, sees every output token of the request in order,
-	// on the engine goroutine as the step's outputs are published; final
-	// marks the request's last token. Returning true ends the request with
-	// finish reason stop after that token, before the next step is
-	// scheduled: no token past it is generated, delivered or counted, and
-	// a stop on the last token also wins over length. Stop strings, which
-	// need detokenising, are matched this way, as vLLM's output processor
-	// matches them. It must be quick and must not block.
-	StopCheck func(token int32, final bool) bool
+	// on the engine goroutine as the step's outputs are published; end is
+	// the finish reason the scheduler gave the request with this token
+	// (FinishNone while it goes on; FinishStop: the token is EOS or one of
+	// the stop token ids). Returning true ends the request with finish
+	// reason stop and cause CauseStopString after that token, before the
+	// next step is scheduled: no token past it is generated, delivered or
+	// counted, and a stop on the last token also wins over length. (On a
+	// token the scheduler stopped at, the cause stays empty.) Stop strings,
+	// which need detokenising, are matched this way, as vLLM's output
+	// processor matches them. It must be quick and must not block.
+	StopCheck func(token int32, end scheduler.FinishReason) bool
 }
 
 // Engine owns the scheduler and the executor and runs the loop on one

@@ -168,20 +168,25 @@ func TestStopRequestFinishesWithStop(t *testing.T) {
 // RequestEnd and in the steps' outputs alike; a stop on the last token
 // wins over length.
 func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
+	none := scheduler.FinishNone
 	tests := []struct {
-		name      string
-		maxTokens int
-		stopAt    func(tok int32, final bool) bool
-		want      []int32
-		finish    scheduler.FinishReason
-		finals    []bool // the final argument of each call
+		name       string
+		maxTokens  int
+		stopTokens []int32 // the scheduler's stop_token_ids
+		stopAt     func(tok int32, end scheduler.FinishReason) bool
+		want       []int32
+		finish     scheduler.FinishReason
+		cause      string
+		ends       []scheduler.FinishReason // the end argument of each call
 	}{
-		{"mid-generation", 8, func(tok int32, _ bool) bool { return tok == 102 },
-			[]int32{100, 101, 102}, scheduler.FinishStop, []bool{false, false, false}},
-		{"on the last token", 3, func(_ int32, final bool) bool { return final },
-			[]int32{100, 101, 102}, scheduler.FinishStop, []bool{false, false, true}},
-		{"never", 3, func(int32, bool) bool { return false },
-			[]int32{100, 101, 102}, scheduler.FinishLength, []bool{false, false, true}},
+		{"mid-generation", 8, nil, func(tok int32, _ scheduler.FinishReason) bool { return tok == 102 },
+			[]int32{100, 101, 102}, scheduler.FinishStop, engine.CauseStopString, []scheduler.FinishReason{none, none, none}},
+		{"on the last token", 3, nil, func(_ int32, end scheduler.FinishReason) bool { return end != none },
+			[]int32{100, 101, 102}, scheduler.FinishStop, engine.CauseStopString, []scheduler.FinishReason{none, none, scheduler.FinishLength}},
+		{"never", 3, nil, func(int32, scheduler.FinishReason) bool { return false },
+			[]int32{100, 101, 102}, scheduler.FinishLength, "", []scheduler.FinishReason{none, none, scheduler.FinishLength}},
+		{"on a stop token: the scheduler's stop", 8, []int32{101}, func(_ int32, end scheduler.FinishReason) bool { return end != none },
+			[]int32{100, 101}, scheduler.FinishStop, "", []scheduler.FinishReason{none, scheduler.FinishStop}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,11 +204,12 @@ func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
 				OnRequestEnd: func(r engine.RequestEnd) { mu.Lock(); end = r; mu.Unlock() },
 			}}
 			e, s := newEngine(t, cfg, &enginetest.FakeExecutor{})
-			var finals []bool // written on the engine goroutine only
+			var ends []scheduler.FinishReason // written on the engine goroutine only
 			r := req("a", tc.maxTokens)
-			r.StopCheck = func(tok int32, final bool) bool {
-				finals = append(finals, final)
-				return tc.stopAt(tok, final)
+			r.Params.StopTokenIDs = tc.stopTokens
+			r.StopCheck = func(tok int32, end scheduler.FinishReason) bool {
+				ends = append(ends, end)
+				return tc.stopAt(tok, end)
 			}
 			st, err := e.Add(context.Background(), r)
 			require.NoError(t, err)
@@ -213,7 +219,8 @@ func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
 			require.NoError(t, e.Shutdown(context.Background()))
 			assert.Equal(t, tc.want, out.TokenIDs)
 			assert.Equal(t, tc.finish, out.Finish)
-			assert.Equal(t, tc.finals, finals)
+			assert.Equal(t, tc.cause, out.AbortCause)
+			assert.Equal(t, tc.ends, ends)
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Equal(t, tc.finish, end.Reason)
@@ -229,7 +236,7 @@ func TestStopCheckEndsAtTheStoppingToken(t *testing.T) {
 func TestStopCheckPanicFailsItsRequestOnly(t *testing.T) {
 	e, s := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
 	bad := req("bad", 5)
-	bad.StopCheck = func(int32, bool) bool { panic("stop matcher bug") }
+	bad.StopCheck = func(int32, scheduler.FinishReason) bool { panic("stop matcher bug") }
 	st, err := e.Add(context.Background(), bad)
 	require.NoError(t, err)
 	out, err := st.Collect(context.Background())

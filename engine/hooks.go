@@ -95,7 +95,7 @@ type RequestEnd struct {
 	ID              string
 	TraceHeaders    map[string]string
 	Reason          scheduler.FinishReason
-	AbortCause      string // for FinishAbort: client_disconnect, stop_string, timeout, shutdown, ...
+	AbortCause      string // for FinishAbort: client_disconnect, timeout, shutdown, ...; stop_string for a stop string
 	NumPromptTokens int
 	NumOutputTokens int
 	NumCachedTokens int

@@ -242,10 +242,15 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 		if !ok {
 			continue
 		}
+		cause := ""
 		if en.req.StopCheck != nil {
-			if err := e.checkStop(en, o, rec); err != nil {
+			stopped, err := e.checkStop(en, o, rec)
+			if err != nil {
 				e.failRequest(en, o, err, rec)
 				continue
+			}
+			if stopped {
+				cause = CauseStopString
 			}
 		}
 		if len(o.NewTokenIDs) > 0 {
@@ -260,7 +265,7 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 		}
 		en.stream.push(o.NewTokenIDs, o.Logprobs, o.PromptLogprobs, en.numCached, en.times.FirstToken)
 		if o.FinishReason != scheduler.FinishNone {
-			e.finish(en, o.FinishReason, "", nil)
+			e.finish(en, o.FinishReason, cause, nil)
 			rec.NumFinished++
 		}
 	}
@@ -270,14 +275,18 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 // checkStop passes o's new tokens to the request's StopCheck. On a stop it
 // keeps the tokens up to the stopping one and finishes the request with
 // reason stop, ending it in the scheduler first if the scheduler had not
-// finished it (its blocks are freed before the next step). A panic in
-// StopCheck is returned as an error.
-func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) error {
+// finished it (its blocks are freed before the next step); stopped reports
+// a stop on a token the scheduler had not stopped at. A panic in StopCheck
+// is returned as an error.
+func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) (stopped bool, err error) {
 	for i, tok := range o.NewTokenIDs {
-		final := i == len(o.NewTokenIDs)-1 && o.FinishReason != scheduler.FinishNone
-		stop, err := callStopCheck(en.req.StopCheck, tok, final)
+		end := scheduler.FinishNone
+		if i == len(o.NewTokenIDs)-1 {
+			end = o.FinishReason
+		}
+		stop, err := callStopCheck(en.req.StopCheck, tok, end)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !stop {
 			continue
@@ -291,21 +300,22 @@ func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecor
 			rec.Stats = e.sched.Stats()
 			e.publishStats(rec.Stats)
 		}
+		stopped = end != scheduler.FinishStop
 		o.FinishReason = scheduler.FinishStop
-		return nil
+		return stopped, nil
 	}
-	return nil
+	return false, nil
 }
 
 // callStopCheck calls check, turning a panic into an error: a faulty
 // StopCheck fails its request, not the engine.
-func callStopCheck(check func(int32, bool) bool, tok int32, final bool) (stop bool, err error) {
+func callStopCheck(check func(int32, scheduler.FinishReason) bool, tok int32, end scheduler.FinishReason) (stop bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("engine: the request's StopCheck panicked: %v", p)
 		}
 	}()
-	return check(tok, final), nil
+	return check(tok, end), nil
 }
 
 // failRequest ends one request of the step with finish reason error,

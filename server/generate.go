@@ -29,7 +29,7 @@ type choice struct {
 	stop   *stopMatcher
 	// engineStop matches the stop strings in the engine (engine.Request's
 	// StopCheck); nil without stop strings.
-	engineStop func(token int32, final bool) bool
+	engineStop func(token int32, end scheduler.FinishReason) bool
 
 	text     strings.Builder // non-streaming: the accumulated text
 	tokens   []int32         // tokens whose text was emitted (for logprobs)
@@ -88,7 +88,7 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 			c := &choice{index: pi*g.n + i, prompt: pi, params: cp,
 				dec: m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), stop: newStopMatcher(g.stops, g.includeStop, cp.MinTokens)}
 			if len(g.stops) > 0 {
-				c.engineStop = engineStopCheck(m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), g.stops, cp.MinTokens)
+				c.engineStop = engineStopCheck(m.Tokenizer.NewDecoder(pr.ids, g.skipSpecial), g.stops, cp.MinTokens, g.includeStop)
 			}
 			j.choices = append(j.choices, c)
 		}
@@ -259,12 +259,14 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 	var sb strings.Builder
 	for i, tok := range o.TokenIDs {
 		c.numTokens++
-		piece := c.dec.Add(tok)
 		d.tokens = append(d.tokens, tok)
 		if i < len(o.Logprobs) {
 			d.logprobs = append(d.logprobs, o.Logprobs[i])
 		}
-		emit, stopped := c.stop.pushToken(piece)
+		if i == len(o.TokenIDs)-1 && o.Finished() && !textOfStopToken(o, j.g.includeStop) {
+			break
+		}
+		emit, stopped := c.stop.pushToken(c.dec.Add(tok))
 		sb.WriteString(emit)
 		if stopped {
 			c.stream.Stop()

@@ -127,8 +127,14 @@ func TestCompletionStopStrings(t *testing.T) {
 		{"stop list earliest wins", map[string]any{"stop": []string{"fg", "d"}}, "abc", "stop"},
 		{"include stop", map[string]any{"stop": "cd", "include_stop_str_in_output": true}, "abcd", "stop"},
 		{"no match flushes held text", map[string]any{"stop": "zz", "max_tokens": 3}, "abc", "length"},
-		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "abc", "stop"},
-		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyza", "stop"},
+		// As in vLLM, the text of the token the request stopped at (EOS or
+		// one of stop_token_ids) is left out unless
+		// include_stop_str_in_output; the token still counts.
+		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "ab", "stop"},
+		{"include stop token", map[string]any{"stop_token_ids": []int{102}, "include_stop_str_in_output": true}, "abc", "stop"},
+		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyz", "stop"},
+		// "d" is a stop token: its text is left out, so "cd" never forms.
+		{"stop token inside a stop string", map[string]any{"stop": "cd", "stop_token_ids": []int{103}}, "abc", "stop"},
 		// As in vLLM, a stop string counts once more than min_tokens tokens
 		// were generated: it must end in a later token's text.
 		{"min tokens defers a stop string", map[string]any{"stop": "c", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyzab", "stop"},

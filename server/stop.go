@@ -1,6 +1,11 @@
 package server
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/scheduler"
+)
 
 // stopMatcher finds stop strings in streamed text. It holds back the tail of
 // the text that could still be the start of a stop string, so nothing past a
@@ -89,22 +94,34 @@ func (m *stopMatcher) flush() string {
 // engineStopCheck returns the engine.Request.StopCheck that matches stops
 // on the engine goroutine with its own decoder and matcher, so that the
 // engine ends the request at the token where the handler's matcher, fed
-// the same tokens, finds the stop string: no token past it is generated or
-// counted, and the engine's finish reason is the response's. It is nil
-// without stop strings.
-func engineStopCheck(dec Decoder, stops []string, minTokens int) func(token int32, final bool) bool {
+// the same tokens (consume), finds the stop string: no token past it is
+// generated or counted, and the engine's finish reason is the response's.
+// Like the handler, it leaves out the text of a stop token unless
+// includeStop (textOfStopToken). It is nil without stop strings.
+func engineStopCheck(dec Decoder, stops []string, minTokens int, includeStop bool) func(token int32, end scheduler.FinishReason) bool {
 	m := newStopMatcher(stops, false, minTokens)
 	if len(m.stops) == 0 {
 		return nil
 	}
-	return func(token int32, final bool) bool {
-		if _, stopped := m.pushToken(dec.Add(token)); stopped {
-			return true
+	return func(token int32, end scheduler.FinishReason) bool {
+		if end != scheduler.FinishStop || includeStop {
+			if _, stopped := m.pushToken(dec.Add(token)); stopped {
+				return true
+			}
 		}
-		if final {
+		if end != scheduler.FinishNone {
 			_, stopped := m.push(dec.Flush())
 			return stopped
 		}
 		return false
 	}
+}
+
+// textOfStopToken reports whether the text of a request's last token is
+// part of the output when the scheduler stopped at it (EOS or one of
+// stop_token_ids: finish reason stop without a stop string). As in vLLM,
+// it is left out unless include_stop_str_in_output is set; the token is
+// still counted and has its logprobs.
+func textOfStopToken(o engine.Output, includeStop bool) bool {
+	return includeStop || o.Finish != scheduler.FinishStop || o.AbortCause == engine.CauseStopString
 }
