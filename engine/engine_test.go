@@ -450,7 +450,11 @@ func TestSnapshotAtRequestEndShowsItsResourcesFreed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var e *engine.Engine
 			atEnd := make(chan engine.Snapshot, 1)
-			cfg := engine.Config{Hooks: engine.Hooks{OnRequestEnd: func(engine.RequestEnd) { atEnd <- e.Snapshot() }}}
+			endStats := make(chan scheduler.Stats, 1)
+			cfg := engine.Config{Hooks: engine.Hooks{OnRequestEnd: func(re engine.RequestEnd) {
+				atEnd <- e.Snapshot()
+				endStats <- re.Stats
+			}}}
 			e = engine.New(cfg, &enginetest.SimpleScheduler{}, &enginetest.FakeExecutor{Fail: tc.fail})
 			defer e.Shutdown(context.Background())
 			maxTokens := 5
@@ -466,6 +470,7 @@ func TestSnapshotAtRequestEndShowsItsResourcesFreed(t *testing.T) {
 			snap := <-atEnd
 			assert.Zero(t, snap.NumActive)
 			assert.Zero(t, snap.Stats.NumRunning+snap.Stats.NumWaiting, "stats published before the request stopped being active")
+			assert.Equal(t, snap.Stats, <-endStats, "RequestEnd carries the same statistics")
 		})
 	}
 }

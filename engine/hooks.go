@@ -102,6 +102,10 @@ type RequestEnd struct {
 	MaxTokens       int
 	NumPreemptions  int
 	Times           RequestTimes
+	// Stats are the scheduler statistics once the request's resources were
+	// freed (as Snapshot shows them), so that gauges follow requests that
+	// end between steps (aborts, timeouts), not only at the next step.
+	Stats scheduler.Stats
 }
 
 // Abort causes passed to Abort and reported in RequestEnd.AbortCause.

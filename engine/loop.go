@@ -119,6 +119,14 @@ func (e *Engine) intakeAbort(a abortMsg) {
 // also shows its blocks freed.
 func (e *Engine) refreshStats() { e.publishStats(e.sched.Stats()) }
 
+// publishedStats returns the statistics last published (what Snapshot
+// shows).
+func (e *Engine) publishedStats() scheduler.Stats {
+	e.admitMu.Lock()
+	defer e.admitMu.Unlock()
+	return e.lastStats
+}
+
 // publishStats makes st the statistics Snapshot reports.
 func (e *Engine) publishStats(st scheduler.Stats) {
 	e.admitMu.Lock()
@@ -366,7 +374,7 @@ func (e *Engine) finish(en *entry, reason scheduler.FinishReason, cause string, 
 			ID: id, TraceHeaders: en.req.TraceHeaders, Reason: reason, AbortCause: cause,
 			NumPromptTokens: len(en.req.PromptTokenIDs), NumOutputTokens: en.numOutput,
 			NumCachedTokens: en.numCached, MaxTokens: en.req.Params.MaxTokens,
-			NumPreemptions: en.preempted, Times: en.times,
+			NumPreemptions: en.preempted, Times: en.times, Stats: e.publishedStats(),
 		})
 	}
 }

@@ -365,6 +365,8 @@ func (m *metrics) tokensLocked(ctx context.Context, r *requestMetrics, n int, at
 // accounted here from the engine's timestamps.
 func (m *metrics) requestEnded(re engine.RequestEnd) {
 	ctx := context.Background()
+	st := re.Stats // the request's blocks freed: an abort between steps shows at once
+	m.gauges.set(st.NumRunning, st.NumWaiting, st.KVUsage)
 	m.mu.Lock()
 	r := m.reqs[re.ID]
 	delete(m.reqs, re.ID)

@@ -153,7 +153,8 @@ func TestMetricsExposition(t *testing.T) {
 	assert.Equal(t, uint64(4), hist("vllm:time_to_first_token_seconds").GetSampleCount())
 	assert.Equal(t, uint64(8), hist("vllm:inter_token_latency_seconds").GetSampleCount(), "two per request")
 	assert.Equal(t, uint64(4), hist("vllm:request_params_n").GetSampleCount())
-	assert.Equal(t, 1.0, fams["vllm:kv_cache_usage_perc"].GetMetric()[0].GetGauge().GetValue()*2)
+	assert.Zero(t, fams["vllm:kv_cache_usage_perc"].GetMetric()[0].GetGauge().GetValue(), "the last request ended: its blocks are free")
+	assert.Zero(t, fams["vllm:num_requests_running"].GetMetric()[0].GetGauge().GetValue())
 
 	buckets := map[string][]float64{
 		"vllm:time_to_first_token_seconds":           ttftBuckets,
@@ -195,6 +196,9 @@ func TestQueueGaugesFollowTheEngine(t *testing.T) {
 
 	tel.OnStep(&engine.StepRecord{Step: 1, Stats: scheduler.Stats{NumRunning: 1, NumWaiting: 0, KVUsage: 0.125}})
 	require.Equal(t, [3]float64{1, 0, 0.125}, gauges(), "from the executed step")
+
+	tel.OnRequestEnd(engine.RequestEnd{ID: "a", Reason: scheduler.FinishAbort, Stats: scheduler.Stats{NumWaiting: 1, KVUsage: 0.0625}})
+	require.Equal(t, [3]float64{0, 1, 0.0625}, gauges(), "from a request that ended between steps")
 }
 
 func TestBuckets125(t *testing.T) {
