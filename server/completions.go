@@ -215,14 +215,13 @@ func (j *job) appendTokenLogprob(out *CompletionLogprobs, id int32, lp *schedule
 	out.Tokens = append(out.Tokens, text)
 	out.TokenLogprobs = append(out.TokenLogprobs, &v)
 	// The top logprobs shown are those asked with logprobs (prompt entries
-	// hold prompt_logprobs of them, which may be more).
+	// hold prompt_logprobs of them, which may be more) and, as in vLLM and
+	// OpenAI's legacy completions, the chosen token: up to logprobs+1.
 	alts := lp.Top[:min(len(lp.Top), max(j.g.numLogprobs, 0))]
 	top := make(map[string]float64, len(alts)+1)
+	top[text] = v
 	for _, t := range alts {
 		top[tok.TokenText(t.TokenID)] = clampLogprob(t.Logprob)
-	}
-	if len(alts) == 0 {
-		top[text] = v
 	}
 	out.TopLogprobs = append(out.TopLogprobs, top)
 	out.TextOffset = append(out.TextOffset, offset)

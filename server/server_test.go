@@ -220,6 +220,35 @@ func TestCompletionLogprobs(t *testing.T) {
 	assert.Equal(t, map[string]any{"a": -0.25, "b": -1.25}, top[0])
 }
 
+// sampledBelowTop reports every sampled token at rank 3, below two others.
+type sampledBelowTop struct{ enginetest.FakeExecutor }
+
+func (x *sampledBelowTop) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	ro, err := x.FakeExecutor.Execute(out)
+	if ro != nil {
+		for _, lps := range ro.Logprobs {
+			for i := range lps {
+				lps[i].Logprob, lps[i].Rank = -2, 3
+				lps[i].Top = []scheduler.TopLogprob{{TokenID: 120, Logprob: -0.5}, {TokenID: 121, Logprob: -1}}
+			}
+		}
+	}
+	return ro, err
+}
+
+// TestCompletionTopLogprobsHoldTheChosenToken: as in vLLM (and OpenAI's
+// legacy completions), top_logprobs holds the chosen token besides the
+// top logprobs, logprobs+1 entries when it is not among them.
+func TestCompletionTopLogprobsHoldTheChosenToken(t *testing.T) {
+	h := newHarness(t, harnessOpts{exec: &sampledBelowTop{enginetest.FakeExecutor{Next: letters}}})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 2, "logprobs": 2}, 200)
+	lp := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)
+	assert.Equal(t, []any{"a", "b"}, lp["tokens"])
+	top := lp["top_logprobs"].([]any)
+	assert.Equal(t, map[string]any{"u": -0.5, "v": -1.0, "a": -2.0}, top[0])
+	assert.Equal(t, map[string]any{"u": -0.5, "v": -1.0, "b": -2.0}, top[1])
+}
+
 func TestChat(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	body := map[string]any{"model": "alias", "messages": []map[string]any{
