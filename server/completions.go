@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vserve/vserve/scheduler"
 )
@@ -25,7 +26,7 @@ func (s *Server) respondCompletion(w http.ResponseWriter, span RequestSpan, j *j
 		}
 		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index], FinishReason: strPtr(c.finish)}
 		if j.g.numLogprobs >= 0 {
-			ch.Logprobs = j.choiceLogprobs(c, c.tokens, c.logprobs, c.promptLogprobs, len(prefix))
+			ch.Logprobs = j.choiceLogprobs(c, c.tokens, c.logprobs, c.promptLogprobs, textLen(prefix))
 		}
 		if j.g.enginePromptLogprobs >= 0 {
 			ch.PromptLogprobs = j.promptLogprobsEntries(c.promptLogprobs)
@@ -200,7 +201,7 @@ func (j *job) appendPromptTokens(out *CompletionLogprobs, ids []int32, promptLps
 			out.TokenLogprobs = append(out.TokenLogprobs, nil)
 			out.TopLogprobs = append(out.TopLogprobs, nil)
 			out.TextOffset = append(out.TextOffset, offset)
-			offset += len(text)
+			offset += textLen(text)
 			continue
 		}
 		offset = j.appendTokenLogprob(out, id, &promptLps[i-1], offset)
@@ -225,8 +226,12 @@ func (j *job) appendTokenLogprob(out *CompletionLogprobs, id int32, lp *schedule
 	}
 	out.TopLogprobs = append(out.TopLogprobs, top)
 	out.TextOffset = append(out.TextOffset, offset)
-	return offset + len(text)
+	return offset + textLen(text)
 }
+
+// textLen is a text's length as text_offset counts it: in characters
+// (Unicode code points, as Python's len in vLLM), not bytes.
+func textLen(s string) int { return utf8.RuneCountInString(s) }
 
 // clampLogprob bounds a logprob below at -9999, as vLLM does (-Inf is not
 // valid JSON).

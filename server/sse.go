@@ -79,7 +79,7 @@ func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job
 	if j.echo() && !echoWithFirst {
 		for _, c := range j.choices {
 			text := j.prompts[c.prompt].text
-			offsets[c.index] = len(text)
+			offsets[c.index] = textLen(text)
 			sse.event(chunk(c, text, nil))
 		}
 	}
@@ -99,12 +99,12 @@ func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job
 				}
 			}
 			ch := chunk(d.c, text, finish)
-			next := offsets[d.c.index] + len(d.text)
+			next := offsets[d.c.index] + textLen(d.text)
 			if j.g.numLogprobs >= 0 {
 				lps := j.choiceLogprobs(d.c, d.tokens, d.logprobs, promptLps, offsets[d.c.index])
 				ch.Choices[0].Logprobs = lps
 				if n := len(lps.TextOffset); promptLps != nil && n > 0 {
-					next = lps.TextOffset[n-1] + len(lps.Tokens[n-1]) // after the echo: from the token texts
+					next = lps.TextOffset[n-1] + textLen(lps.Tokens[n-1]) // after the echo: from the token texts
 				}
 			}
 			offsets[d.c.index] = next

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -195,6 +196,73 @@ func TestStopStringsCountedAsAnswered(t *testing.T) {
 	}, 60e9, 1e6)
 	assert.Equal(t, fmt.Sprint(tokens), metric("vllm:generation_tokens_total{"))
 	assert.Equal(t, fmt.Sprint(stops), metric(`vllm:request_success_total{engine="0",finished_reason="stop",model_name="stories"}`))
+}
+
+// TestTextOffsetCountsCharacters: completions' text_offset counts
+// characters, as Python's len does in vLLM, also for tokens whose text is
+// several bytes ("é", and U+FFFD for each byte of "☕").
+func TestTextOffsetCountsCharacters(t *testing.T) {
+	dir := sharedtest.Path(t, "models", "stories260K", "hf")
+	a, base := startApp(t, "--model", dir, "--served-model-name", "stories")
+	require.NoError(t, a.LoadErr())
+	defer func() { require.NoError(t, a.Shutdown(context.Background())) }()
+	for _, stream := range []bool{false, true} {
+		body := fmt.Sprintf(`{"model":"stories","prompt":"Café ☕ x","max_tokens":3,"temperature":0,"echo":true,"logprobs":0,"stream":%v}`, stream)
+		var tokens []string
+		var offsets []int
+		if !stream {
+			status, m := postJSON(t, base+"/v1/completions", body)
+			require.Equal(t, 200, status, "%v", m)
+			lp := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)
+			for i, tok := range lp["tokens"].([]any) {
+				tokens = append(tokens, tok.(string))
+				offsets = append(offsets, int(lp["text_offset"].([]any)[i].(float64)))
+			}
+		} else {
+			tokens, offsets = streamedOffsets(t, base+"/v1/completions", body)
+		}
+		multiByte := 0
+		for i := range len(tokens) - 1 {
+			assert.Equal(t, utf8.RuneCountInString(tokens[i]), offsets[i+1]-offsets[i], "stream %v, token %d %q", stream, i, tokens[i])
+			if len(tokens[i]) != utf8.RuneCountInString(tokens[i]) {
+				multiByte++
+			}
+		}
+		assert.Positive(t, multiByte, "the prompt has tokens of several bytes")
+	}
+}
+
+// streamedOffsets reads a streamed completion's logprobs tokens and text
+// offsets.
+func streamedOffsets(t *testing.T, url, body string) (tokens []string, offsets []int) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		payload, ok := strings.CutPrefix(line, "data: ")
+		if !ok || payload == "[DONE]" {
+			continue
+		}
+		var chunk struct {
+			Choices []struct {
+				Logprobs *struct {
+					Tokens     []string `json:"tokens"`
+					TextOffset []int    `json:"text_offset"`
+				} `json:"logprobs"`
+			} `json:"choices"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(payload), &chunk), payload)
+		for _, c := range chunk.Choices {
+			if c.Logprobs != nil {
+				tokens = append(tokens, c.Logprobs.Tokens...)
+				offsets = append(offsets, c.Logprobs.TextOffset...)
+			}
+		}
+	}
+	return tokens, offsets
 }
 
 func TestKVCacheTooSmall(t *testing.T) {
