@@ -43,6 +43,9 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	if req.MaxCompletionTokens != nil {
 		maxTokens = req.MaxCompletionTokens
 	}
+	if aerr := rejectUnsupportedTools(&req); aerr != nil {
+		return nil, aerr
+	}
 	g, aerr := s.parseSampling(&req.SamplingFields, maxTokens, m.Tokenizer.VocabSize(), now)
 	if aerr != nil {
 		return nil, aerr

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -39,6 +40,9 @@ type genParams struct {
 func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now time.Time) (genParams, *APIError) {
 	g := genParams{n: 1, numLogprobs: -1, promptLogprobs: -1, enginePromptLogprobs: -1, skipSpecial: true, stream: f.Stream,
 		priority: f.Priority, cacheSalt: f.CacheSalt, includeStop: f.IncludeStopStrInOutput}
+	if aerr := rejectUnsupported(&f.Unsupported); aerr != nil {
+		return g, aerr
+	}
 	p := scheduler.DefaultSamplingParams(0)
 	if f.N != nil {
 		if *f.N < 1 || *f.N > maxN {
@@ -200,4 +204,51 @@ func fitContext(p scheduler.SamplingParams, promptLen, maxModelLen int) (schedul
 			Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d output tokens and your prompt contains at least %d input tokens, for a total of at least %d tokens. Please reduce the length of the input prompt or the number of requested output tokens.", maxModelLen, p.MaxTokens, promptLen, total)}
 	}
 	return p, nil
+}
+
+// rejectUnsupported answers 400 for a feature vserve does not implement
+// (Unsupported), rather than serving the request without it.
+func rejectUnsupported(u *Unsupported) *APIError {
+	if rf := u.ResponseFormat; rf != nil && rf.Type != "" && rf.Type != "text" {
+		return badRequest("response_format", "response_format type %q is not supported: vserve has no structured output; use type \"text\".", rf.Type)
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{
+		{"guided_json", u.GuidedJSON}, {"guided_regex", u.GuidedRegex}, {"guided_choice", u.GuidedChoice},
+		{"guided_grammar", u.GuidedGrammar}, {"structured_outputs", u.StructuredOutputs},
+	} {
+		if present(f.raw) {
+			return badRequest(f.name, "%s is not supported: vserve has no structured output.", f.name)
+		}
+	}
+	return nil
+}
+
+// rejectUnsupportedTools answers 400 for tool or function calling, which
+// vserve does not implement; tool_choice "none" (or "auto" without tools)
+// asks for none and is served.
+func rejectUnsupportedTools(req *ChatRequest) *APIError {
+	if present(req.Tools) && string(req.Tools) != "[]" {
+		return badRequest("tools", "tools are not supported: vserve has no tool calling.")
+	}
+	if present(req.Functions) && string(req.Functions) != "[]" {
+		return badRequest("functions", "functions are not supported: vserve has no function calling.")
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"tool_choice", req.ToolChoice}, {"function_call", req.FunctionCall}} {
+		var choice string
+		if present(f.raw) && (json.Unmarshal(f.raw, &choice) != nil || (choice != "none" && choice != "auto")) {
+			return badRequest(f.name, "%s %s is not supported: vserve has no tool calling.", f.name, f.raw)
+		}
+	}
+	return nil
+}
+
+// present reports whether a raw JSON field was given and not null.
+func present(raw json.RawMessage) bool {
+	return len(raw) > 0 && string(raw) != "null"
 }

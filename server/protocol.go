@@ -43,6 +43,25 @@ type SamplingFields struct {
 	// PromptLogprobs asks for the logprobs of the prompt tokens plus the
 	// top k at each position (vLLM extension).
 	PromptLogprobs *int `json:"prompt_logprobs"`
+	Unsupported
+}
+
+// Unsupported are the request fields of features vserve does not
+// implement (structured output, vLLM's guided decoding): a request that
+// uses them gets a 400 (rejectUnsupported), not an answer that silently
+// ignores them.
+type Unsupported struct {
+	ResponseFormat    *ResponseFormat `json:"response_format"`
+	GuidedJSON        json.RawMessage `json:"guided_json"`
+	GuidedRegex       json.RawMessage `json:"guided_regex"`
+	GuidedChoice      json.RawMessage `json:"guided_choice"`
+	GuidedGrammar     json.RawMessage `json:"guided_grammar"`
+	StructuredOutputs json.RawMessage `json:"structured_outputs"`
+}
+
+// ResponseFormat is OpenAI's response_format; only type "text" is served.
+type ResponseFormat struct {
+	Type string `json:"type"`
 }
 
 // StreamOptions are the options of a streaming request.
@@ -95,6 +114,11 @@ type ChatRequest struct {
 	AddGenerationPrompt  *bool         `json:"add_generation_prompt"`
 	ContinueFinalMessage bool          `json:"continue_final_message"`
 	AddSpecialTokens     bool          `json:"add_special_tokens"`
+	// Tool calling is not implemented (rejectUnsupportedTools).
+	Tools        json.RawMessage `json:"tools"`
+	ToolChoice   json.RawMessage `json:"tool_choice"`
+	Functions    json.RawMessage `json:"functions"`
+	FunctionCall json.RawMessage `json:"function_call"`
 }
 
 // ChatMessage is one message; Content is a string or a list of text parts.

@@ -362,6 +362,14 @@ func TestErrors(t *testing.T) {
 		{"chat bad role", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "wizard", "content": "x"}}}, 400, "messages", "role"},
 		{"chat image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "", "not supported"},
 		{"chat top_logprobs without logprobs", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "top_logprobs": 2}, 400, "top_logprobs", "requires logprobs"},
+		// Features vserve lacks are refused, not silently ignored.
+		{"response_format json", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "response_format": map[string]any{"type": "json_object"}}, 400, "response_format", "not supported"},
+		{"completions response_format", "/v1/completions", map[string]any{"prompt": "x", "response_format": map[string]any{"type": "json_schema"}}, 400, "response_format", "not supported"},
+		{"guided_json", "/v1/completions", map[string]any{"prompt": "x", "guided_json": map[string]any{"type": "object"}}, 400, "guided_json", "not supported"},
+		{"guided_choice", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "guided_choice": []string{"a", "b"}}, 400, "guided_choice", "not supported"},
+		{"tools", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}}, 400, "tools", "not supported"},
+		{"tool_choice required", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "tool_choice": "required"}, 400, "tool_choice", "not supported"},
+		{"functions", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "functions": []any{map[string]any{"name": "f"}}}, 400, "functions", "not supported"},
 		{"body too large", "/v1/completions", map[string]any{"prompt": strings.Repeat("a", 2000)}, 413, "", "larger than"},
 		{"unknown route", "/v1/embeddings", map[string]any{}, 404, "", "no route"},
 		{"wrong method", "/v1/models", map[string]any{}, 405, "", "not allowed"},
@@ -384,6 +392,25 @@ func TestErrors(t *testing.T) {
 	snap := h.eng.Snapshot()
 	assert.Zero(t, snap.NumActive, "bad input leaves nothing behind")
 	assert.Zero(t, h.sched.NumWaiting()+h.sched.NumRunning())
+}
+
+// TestUnsupportedFieldsThatAskForNothing: the values of the unsupported
+// fields that ask for nothing are served.
+func TestUnsupportedFieldsThatAskForNothing(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	msgs := []map[string]any{{"role": "user", "content": "x"}}
+	for _, extra := range []map[string]any{
+		{"response_format": map[string]any{"type": "text"}},
+		{"tool_choice": "none"},
+		{"tools": []any{}, "tool_choice": "auto"},
+		{"guided_json": nil},
+	} {
+		body := map[string]any{"messages": msgs, "max_tokens": 2}
+		for k, v := range extra {
+			body[k] = v
+		}
+		h.post("/v1/chat/completions", body, 200)
+	}
 }
 
 func TestDefaultMaxTokensFillsContext(t *testing.T) {
