@@ -46,7 +46,7 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	if aerr := rejectUnsupportedTools(&req); aerr != nil {
 		return nil, aerr
 	}
-	g, aerr := s.parseSampling(&req.SamplingFields, maxTokens, m.Tokenizer.VocabSize(), now)
+	g, aerr := s.parseSampling(m, &req.SamplingFields, maxTokens, now)
 	if aerr != nil {
 		return nil, aerr
 	}

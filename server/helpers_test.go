@@ -104,12 +104,13 @@ func (byteTokenizer) VocabSize() int       { return 259 }
 var letters = enginetest.DefaultNext
 
 type harness struct {
-	t     testing.TB
-	srv   *server.Server
-	http  *httptest.Server
-	eng   *engine.Engine
-	sched *scheduler.Scheduler
-	exec  *enginetest.FakeExecutor
+	t        testing.TB
+	srv      *server.Server
+	http     *httptest.Server
+	eng      *engine.Engine
+	sched    *scheduler.Scheduler
+	exec     *enginetest.FakeExecutor
+	priority bool
 }
 
 type harnessOpts struct {
@@ -120,6 +121,7 @@ type harnessOpts struct {
 	maxNumSeqs  int
 	exec        engine.Executor
 	noModel     bool
+	priority    bool // the scheduler orders by priority
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -130,10 +132,14 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.numBlocks == 0 {
 		o.numBlocks = 1024
 	}
+	policy := scheduler.PolicyFCFS
+	if o.priority {
+		policy = scheduler.PolicyPriority
+	}
 	sched, err := scheduler.New(scheduler.Config{MaxModelLen: o.maxModelLen, NumBlocks: o.numBlocks, BlockSize: 16,
-		MaxNumSeqs: o.maxNumSeqs, EnablePrefixCaching: true, MaxNumBatchedTokens: 4096})
+		MaxNumSeqs: o.maxNumSeqs, EnablePrefixCaching: true, MaxNumBatchedTokens: 4096, Policy: policy})
 	require.NoError(t, err)
-	h := &harness{t: t, sched: sched, exec: &enginetest.FakeExecutor{Next: letters}}
+	h := &harness{t: t, sched: sched, exec: &enginetest.FakeExecutor{Next: letters}, priority: o.priority}
 	exec := o.exec
 	if exec == nil {
 		exec = h.exec
@@ -154,7 +160,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 
 func (h *harness) setModel(maxModelLen int) {
 	h.srv.SetModel(&server.Model{Engine: h.eng, Tokenizer: byteTokenizer{}, Names: []string{"test-model", "alias"},
-		Root: "/models/test", MaxModelLen: maxModelLen, Created: 1700000000, Description: "fake"})
+		Root: "/models/test", MaxModelLen: maxModelLen, Created: 1700000000, Description: "fake", PriorityScheduling: h.priority})
 }
 
 func (h *harness) do(method, path string, body any, hdr ...string) *http.Response {

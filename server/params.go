@@ -37,11 +37,15 @@ type genParams struct {
 
 // parseSampling validates the shared fields and converts them. maxTokens is
 // the request's max_tokens (or max_completion_tokens) as given.
-func (s *Server) parseSampling(f *SamplingFields, maxTokens *int, vocab int, now time.Time) (genParams, *APIError) {
+func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now time.Time) (genParams, *APIError) {
+	vocab := m.Tokenizer.VocabSize()
 	g := genParams{n: 1, numLogprobs: -1, promptLogprobs: -1, enginePromptLogprobs: -1, skipSpecial: true, stream: f.Stream,
 		priority: f.Priority, cacheSalt: f.CacheSalt, includeStop: f.IncludeStopStrInOutput}
 	if aerr := rejectUnsupported(&f.Unsupported); aerr != nil {
 		return g, aerr
+	}
+	if f.Priority != 0 && !m.PriorityScheduling {
+		return g, badRequest("priority", "Got priority %d but priority scheduling is not enabled (--scheduling-policy priority).", f.Priority)
 	}
 	p := scheduler.DefaultSamplingParams(0)
 	if f.N != nil {

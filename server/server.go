@@ -49,6 +49,10 @@ type Model struct {
 	Description string
 	MaxModelLen int
 	Created     int64
+	// PriorityScheduling: the engine schedules by the requests' priority
+	// (--scheduling-policy priority); otherwise a request that sets one is
+	// refused, as vLLM refuses it.
+	PriorityScheduling bool
 }
 
 // Server is the OpenAI-compatible API. It answers 503 on model routes until

@@ -358,6 +358,7 @@ func TestErrors(t *testing.T) {
 		{"stream options without stream", "/v1/completions", map[string]any{"prompt": "x", "stream_options": map[string]any{"include_usage": true}}, 400, "stream_options", "only allowed"},
 		{"timeout", "/v1/completions", map[string]any{"prompt": "x", "timeout": -1}, 400, "timeout", "positive"},
 		{"best_of", "/v1/completions", map[string]any{"prompt": "x", "best_of": 3}, 400, "best_of", "not supported"},
+		{"priority under fcfs", "/v1/completions", map[string]any{"prompt": "x", "priority": 5}, 400, "priority", "priority scheduling is not enabled"},
 		{"chat no messages", "/v1/chat/completions", map[string]any{"messages": []any{}}, 400, "messages", "empty"},
 		{"chat bad role", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "wizard", "content": "x"}}}, 400, "messages", "role"},
 		{"chat image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "", "not supported"},
@@ -392,6 +393,14 @@ func TestErrors(t *testing.T) {
 	snap := h.eng.Snapshot()
 	assert.Zero(t, snap.NumActive, "bad input leaves nothing behind")
 	assert.Zero(t, h.sched.NumWaiting()+h.sched.NumRunning())
+}
+
+// TestPriorityServedUnderPriorityScheduling: a request's priority is taken
+// when the engine schedules by priority (refused otherwise: TestErrors).
+func TestPriorityServedUnderPriorityScheduling(t *testing.T) {
+	h := newHarness(t, harnessOpts{priority: true})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 2, "priority": 5}, 200)
+	assert.Equal(t, "ab", m["choices"].([]any)[0].(map[string]any)["text"])
 }
 
 // TestUnsupportedFieldsThatAskForNothing: the values of the unsupported

@@ -239,7 +239,7 @@ func (a *App) load() error {
 		names = []string{a.modelName()}
 	}
 	a.srv.SetModel(&server.Model{Engine: eng, Tokenizer: adapter, Names: names, Root: dir, Description: desc,
-		MaxModelLen: maxLen, Created: time.Now().Unix()})
+		MaxModelLen: maxLen, Created: time.Now().Unix(), PriorityScheduling: policy == scheduler.PolicyPriority})
 	log.Info("model ready", "model", names[0], "params", m.Config.NumParams(), "max_model_len", maxLen,
 		"kv_blocks", numBlocks-1, "block_size", cfg.BlockSize, "chat_template", tmplDesc,
 		"prefix_caching", cfg.EnablePrefixCaching, "load_time", time.Since(t0).Round(time.Millisecond))
