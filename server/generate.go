@@ -74,7 +74,7 @@ type job struct {
 func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, prompts []prompt) (*job, *APIError) {
 	j := &job{s: s, m: m, span: span, id: id, g: g, prompts: prompts, notify: make(chan struct{}, 1)}
 	for pi, pr := range prompts {
-		p, aerr := fitContext(g.base, len(pr.ids), m.MaxModelLen)
+		p, aerr := fitContext(g.base, len(pr.ids), m.MaxModelLen, g.defaultMaxTokens)
 		if aerr != nil {
 			return nil, aerr
 		}

@@ -111,6 +111,7 @@ type harness struct {
 	sched    *scheduler.Scheduler
 	exec     *enginetest.FakeExecutor
 	priority bool
+	defaults server.SamplingDefaults
 }
 
 type harnessOpts struct {
@@ -122,6 +123,7 @@ type harnessOpts struct {
 	exec        engine.Executor
 	noModel     bool
 	priority    bool // the scheduler orders by priority
+	defaults    server.SamplingDefaults
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -139,7 +141,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	sched, err := scheduler.New(scheduler.Config{MaxModelLen: o.maxModelLen, NumBlocks: o.numBlocks, BlockSize: 16,
 		MaxNumSeqs: o.maxNumSeqs, EnablePrefixCaching: true, MaxNumBatchedTokens: 4096, Policy: policy})
 	require.NoError(t, err)
-	h := &harness{t: t, sched: sched, exec: &enginetest.FakeExecutor{Next: letters}, priority: o.priority}
+	h := &harness{t: t, sched: sched, exec: &enginetest.FakeExecutor{Next: letters}, priority: o.priority, defaults: o.defaults}
 	exec := o.exec
 	if exec == nil {
 		exec = h.exec
@@ -160,7 +162,8 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 
 func (h *harness) setModel(maxModelLen int) {
 	h.srv.SetModel(&server.Model{Engine: h.eng, Tokenizer: byteTokenizer{}, Names: []string{"test-model", "alias"},
-		Root: "/models/test", MaxModelLen: maxModelLen, Created: 1700000000, Description: "fake", PriorityScheduling: h.priority})
+		Root: "/models/test", MaxModelLen: maxModelLen, Created: 1700000000, Description: "fake", PriorityScheduling: h.priority,
+		Defaults: h.defaults})
 }
 
 func (h *harness) do(method, path string, body any, hdr ...string) *http.Response {

@@ -15,12 +15,15 @@ const maxN = 128
 
 // genParams are a request's validated generation settings.
 type genParams struct {
-	base        scheduler.SamplingParams // MaxTokens 0 = default per prompt
-	n           int
-	stops       []string
-	includeStop bool
-	skipSpecial bool
-	numLogprobs int // < 0: none
+	base scheduler.SamplingParams // MaxTokens 0 = default per prompt
+	// defaultMaxTokens caps the default max_tokens (the model's
+	// max_new_tokens); nil: the context's room.
+	defaultMaxTokens *int
+	n                int
+	stops            []string
+	includeStop      bool
+	skipSpecial      bool
+	numLogprobs      int // < 0: none
 	// promptLogprobs is the request's prompt_logprobs (< 0: not given; -1
 	// given is stored as the vocabulary size).
 	promptLogprobs int
@@ -63,13 +66,15 @@ func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now 
 		}
 		p.MaxTokens = *maxTokens
 	}
-	if err := setFloat(&p.Temperature, f.Temperature, "temperature", 0, math.MaxFloat32); err != nil {
+	d := &m.Defaults
+	g.defaultMaxTokens = d.MaxTokens
+	if err := setFloat(&p.Temperature, or(f.Temperature, d.Temperature), "temperature", 0, math.MaxFloat32); err != nil {
 		return g, err
 	}
-	if err := setFloat(&p.TopP, f.TopP, "top_p", math.SmallestNonzeroFloat32, 1); err != nil {
+	if err := setFloat(&p.TopP, or(f.TopP, d.TopP), "top_p", math.SmallestNonzeroFloat32, 1); err != nil {
 		return g, err
 	}
-	if err := setFloat(&p.MinP, f.MinP, "min_p", 0, 1); err != nil {
+	if err := setFloat(&p.MinP, or(f.MinP, d.MinP), "min_p", 0, 1); err != nil {
 		return g, err
 	}
 	if err := setFloat(&p.PresencePenalty, f.PresencePenalty, "presence_penalty", -2, 2); err != nil {
@@ -78,14 +83,14 @@ func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now 
 	if err := setFloat(&p.FrequencyPenalty, f.FrequencyPenalty, "frequency_penalty", -2, 2); err != nil {
 		return g, err
 	}
-	if err := setFloat(&p.RepetitionPenalty, f.RepetitionPenalty, "repetition_penalty", math.SmallestNonzeroFloat32, math.MaxFloat32); err != nil {
+	if err := setFloat(&p.RepetitionPenalty, or(f.RepetitionPenalty, d.RepetitionPenalty), "repetition_penalty", math.SmallestNonzeroFloat32, math.MaxFloat32); err != nil {
 		return g, err
 	}
-	if f.TopK != nil {
-		if *f.TopK < -1 {
-			return g, badRequest("top_k", "top_k must be -1 or 0 (off) or at least 1, got %d.", *f.TopK)
+	if topK := or(f.TopK, d.TopK); topK != nil {
+		if *topK < -1 {
+			return g, badRequest("top_k", "top_k must be -1 or 0 (off) or at least 1, got %d.", *topK)
 		}
-		p.TopK = max(*f.TopK, 0)
+		p.TopK = max(*topK, 0)
 	}
 	if f.Seed != nil {
 		p.Seed, p.HasSeed = *f.Seed, true
@@ -189,15 +194,27 @@ func setFloat(dst *float32, v *float64, name string, lo, hi float64) *APIError {
 	return nil
 }
 
-// fitContext applies the default max_tokens and checks the context length
-// of one prompt, with vLLM's message.
-func fitContext(p scheduler.SamplingParams, promptLen, maxModelLen int) (scheduler.SamplingParams, *APIError) {
+// or returns v when it is set, else the default d.
+func or[T any](v, d *T) *T {
+	if v != nil {
+		return v
+	}
+	return d
+}
+
+// fitContext applies the default max_tokens (what the context leaves, at
+// most defaultCap when that is set) and checks the context length of one
+// prompt, with vLLM's message.
+func fitContext(p scheduler.SamplingParams, promptLen, maxModelLen int, defaultCap *int) (scheduler.SamplingParams, *APIError) {
 	if p.MaxTokens == 0 {
 		if promptLen >= maxModelLen {
 			return p, &APIError{Status: 400, Type: "invalid_request_error", Param: "input_tokens", Reason: ReasonValidation,
 				Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, your prompt contains at least %d input tokens, which leaves no room for output tokens. Please reduce the length of the input prompt.", maxModelLen, promptLen)}
 		}
 		p.MaxTokens = maxModelLen - promptLen
+		if defaultCap != nil {
+			p.MaxTokens = min(p.MaxTokens, *defaultCap)
+		}
 		if p.MinTokens > p.MaxTokens {
 			return p, badRequest("min_tokens", "min_tokens (%d) is larger than the %d output tokens left by the context length.", p.MinTokens, p.MaxTokens)
 		}

@@ -53,6 +53,18 @@ type Model struct {
 	// (--scheduling-policy priority); otherwise a request that sets one is
 	// refused, as vLLM refuses it.
 	PriorityScheduling bool
+	// Defaults are the model's own sampling defaults (see SamplingDefaults).
+	Defaults SamplingDefaults
+}
+
+// SamplingDefaults are the sampling parameters a model recommends, from
+// its generation_config.json as vLLM's --generation-config auto takes them:
+// they apply to requests that leave the parameter unset. Nil fields: the
+// API's defaults. MaxTokens (max_new_tokens) caps the default max_tokens,
+// which otherwise fills the context.
+type SamplingDefaults struct {
+	Temperature, TopP, MinP, RepetitionPenalty *float64
+	TopK, MaxTokens                            *int
 }
 
 // Server is the OpenAI-compatible API. It answers 503 on model routes until

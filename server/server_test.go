@@ -403,6 +403,46 @@ func TestPriorityServedUnderPriorityScheduling(t *testing.T) {
 	assert.Equal(t, "ab", m["choices"].([]any)[0].(map[string]any)["text"])
 }
 
+// paramsRecorder records the sampling parameters of every request the
+// engine hands the executor.
+type paramsRecorder struct {
+	enginetest.FakeExecutor
+	mu     sync.Mutex
+	params []scheduler.SamplingParams
+}
+
+func (x *paramsRecorder) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	x.mu.Lock()
+	for _, r := range out.NewRequests {
+		x.params = append(x.params, *r.Params)
+	}
+	x.mu.Unlock()
+	return x.FakeExecutor.Execute(out)
+}
+
+// TestModelSamplingDefaults: the model's sampling defaults (its
+// generation_config.json) apply to the parameters a request leaves unset,
+// and max_new_tokens caps the default max_tokens; a request's own values
+// win.
+func TestModelSamplingDefaults(t *testing.T) {
+	f, i := func(v float64) *float64 { return &v }, func(v int) *int { return &v }
+	rec := &paramsRecorder{FakeExecutor: enginetest.FakeExecutor{Next: letters}}
+	h := newHarness(t, harnessOpts{exec: rec, defaults: server.SamplingDefaults{Temperature: f(0.6), TopP: f(0.9),
+		MinP: f(0.05), RepetitionPenalty: f(1.1), TopK: i(20), MaxTokens: i(5)}})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x"}, 200)
+	assert.Equal(t, "abcde", m["choices"].([]any)[0].(map[string]any)["text"], "max_new_tokens caps the default max_tokens")
+	h.post("/v1/completions", map[string]any{"prompt": "x", "temperature": 0, "top_p": 1, "top_k": -1, "min_p": 0,
+		"repetition_penalty": 1, "max_tokens": 7}, 200)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Len(t, rec.params, 2)
+	got := func(p scheduler.SamplingParams) []any {
+		return []any{p.Temperature, p.TopP, p.TopK, p.MinP, p.RepetitionPenalty, p.MaxTokens}
+	}
+	assert.Equal(t, []any{float32(0.6), float32(0.9), 20, float32(0.05), float32(1.1), 5}, got(rec.params[0]), "the model's defaults")
+	assert.Equal(t, []any{float32(0), float32(1), 0, float32(0), float32(1), 7}, got(rec.params[1]), "the request's values")
+}
+
 // TestUnsupportedFieldsThatAskForNothing: the values of the unsupported
 // fields that ask for nothing are served.
 func TestUnsupportedFieldsThatAskForNothing(t *testing.T) {

@@ -52,6 +52,19 @@ type Config struct {
 	SlidingWindow int
 	BOSTokenIDs   []int32
 	EOSTokenIDs   []int32
+	// GenerationDefaults are the sampling defaults of generation_config.json.
+	GenerationDefaults GenerationDefaults
+}
+
+// GenerationDefaults are the sampling parameters a model's
+// generation_config.json sets to other values than Hugging Face's defaults
+// (temperature 1, top_p 1, top_k 50, repetition_penalty 1, no min_p, no
+// max_new_tokens): what vLLM's --generation-config auto takes as the
+// defaults of requests that leave them unset. Nil: not set.
+type GenerationDefaults struct {
+	Temperature, TopP, MinP, RepetitionPenalty *float64
+	TopK                                       *int
+	MaxNewTokens                               *int
 }
 
 // rawConfig mirrors config.json; pointers tell absent fields from zero.
@@ -271,11 +284,22 @@ func (c *Config) setArchitecture(archs []string, fe func(string, string, ...any)
 
 func (c *Config) mergeGenerationConfig(file string, data []byte) error {
 	var raw struct {
-		EOSTokenID json.RawMessage `json:"eos_token_id"`
+		EOSTokenID        json.RawMessage `json:"eos_token_id"`
+		Temperature       *float64        `json:"temperature"`
+		TopP              *float64        `json:"top_p"`
+		TopK              *int            `json:"top_k"`
+		MinP              *float64        `json:"min_p"`
+		RepetitionPenalty *float64        `json:"repetition_penalty"`
+		MaxNewTokens      *int            `json:"max_new_tokens"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("model: %s: bad JSON: %w", file, err)
 	}
+	d, err := generationDefaults(file, raw.Temperature, raw.TopP, raw.MinP, raw.RepetitionPenalty, raw.TopK, raw.MaxNewTokens)
+	if err != nil {
+		return err
+	}
+	c.GenerationDefaults = d
 	ids, err := tokenIDs(raw.EOSTokenID)
 	if err != nil {
 		return &FieldError{File: file, Field: "eos_token_id", Err: err}
@@ -289,6 +313,48 @@ func (c *Config) mergeGenerationConfig(file string, data []byte) error {
 		c.EOSTokenIDs = ids
 	}
 	return nil
+}
+
+// generationDefaults validates the sampling fields of generation_config.json
+// and keeps those that differ from Hugging Face's defaults.
+func generationDefaults(file string, temperature, topP, minP, repetition *float64, topK, maxNew *int) (GenerationDefaults, error) {
+	var d GenerationDefaults
+	for _, f := range []struct {
+		name       string
+		v          *float64
+		lo, hi, hf float64 // valid range; Hugging Face's default (NaN: none)
+		dst        **float64
+	}{
+		{"temperature", temperature, 0, math.MaxFloat32, 1, &d.Temperature},
+		{"top_p", topP, math.SmallestNonzeroFloat32, 1, 1, &d.TopP},
+		{"min_p", minP, 0, 1, math.NaN(), &d.MinP},
+		{"repetition_penalty", repetition, math.SmallestNonzeroFloat32, math.MaxFloat32, 1, &d.RepetitionPenalty},
+	} {
+		if f.v == nil {
+			continue
+		}
+		if math.IsNaN(*f.v) || *f.v < f.lo || *f.v > f.hi {
+			return d, &FieldError{File: file, Field: f.name, Err: fmt.Errorf("%v is outside [%v, %v]", *f.v, f.lo, f.hi)}
+		}
+		if *f.v != f.hf {
+			*f.dst = f.v
+		}
+	}
+	if topK != nil {
+		if *topK < -1 {
+			return d, &FieldError{File: file, Field: "top_k", Err: fmt.Errorf("%d: want -1, 0 (off) or a positive count", *topK)}
+		}
+		if *topK != 50 {
+			d.TopK = topK
+		}
+	}
+	if maxNew != nil {
+		if *maxNew < 1 {
+			return d, &FieldError{File: file, Field: "max_new_tokens", Err: fmt.Errorf("%d: want at least 1", *maxNew)}
+		}
+		d.MaxNewTokens = maxNew
+	}
+	return d, nil
 }
 
 // tokenIDs reads null, an integer or a list of integers.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -190,4 +191,47 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("InvFreq len %d", len(inv))
 		}
 	})
+}
+
+// TestGenerationConfigDefaults: the sampling fields of generation_config.json
+// that differ from Hugging Face's defaults become the model's request
+// defaults; bad values are errors naming the file and field.
+func TestGenerationConfigDefaults(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	i := func(v int) *int { return &v }
+	tests := []struct {
+		name, json string
+		want       GenerationDefaults
+		err        string
+	}{
+		{"none", `{"eos_token_id": 2, "do_sample": false, "max_length": 512}`, GenerationDefaults{}, ""},
+		{"set", `{"temperature": 0.6, "top_p": 0.9, "top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "max_new_tokens": 128}`,
+			GenerationDefaults{Temperature: f(0.6), TopP: f(0.9), MinP: f(0.05), RepetitionPenalty: f(1.1), TopK: i(20), MaxNewTokens: i(128)}, ""},
+		{"Hugging Face's defaults are not defaults of ours", `{"temperature": 1.0, "top_p": 1.0, "top_k": 50, "repetition_penalty": 1.0}`,
+			GenerationDefaults{}, ""},
+		{"greedy", `{"temperature": 0}`, GenerationDefaults{Temperature: f(0)}, ""},
+		{"negative temperature", `{"temperature": -1}`, GenerationDefaults{}, "generation_config.json: field temperature"},
+		{"top_p zero", `{"top_p": 0}`, GenerationDefaults{}, "field top_p"},
+		{"top_k", `{"top_k": -2}`, GenerationDefaults{}, "field top_k"},
+		{"max_new_tokens", `{"max_new_tokens": 0}`, GenerationDefaults{}, "field max_new_tokens"},
+		{"bad type", `{"temperature": "hot"}`, GenerationDefaults{}, "bad JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Config{VocabSize: 10}
+			err := c.mergeGenerationConfig("generation_config.json", []byte(tc.json))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(tc.want, c.GenerationDefaults) {
+				t.Errorf("defaults = %+v, want %+v", c.GenerationDefaults, tc.want)
+			}
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,6 +115,38 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 		}
 	}()
 	return a, nil
+}
+
+// samplingDefaults are the request defaults --generation-config selects:
+// the model's (auto) or none (vllm).
+func samplingDefaults(mode string, d model.GenerationDefaults) server.SamplingDefaults {
+	if mode != "auto" {
+		return server.SamplingDefaults{}
+	}
+	return server.SamplingDefaults{Temperature: d.Temperature, TopP: d.TopP, MinP: d.MinP,
+		RepetitionPenalty: d.RepetitionPenalty, TopK: d.TopK, MaxTokens: d.MaxNewTokens}
+}
+
+// describeDefaults lists the set defaults for the log, as name=value.
+func describeDefaults(d server.SamplingDefaults) string {
+	var parts []string
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"temperature", d.Temperature}, {"top_p", d.TopP}, {"min_p", d.MinP}, {"repetition_penalty", d.RepetitionPenalty}} {
+		if f.v != nil {
+			parts = append(parts, fmt.Sprintf("%s=%v", f.name, *f.v))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *int
+	}{{"top_k", d.TopK}, {"max_tokens", d.MaxTokens}} {
+		if f.v != nil {
+			parts = append(parts, fmt.Sprintf("%s=%d", f.name, *f.v))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // metricsMaxModelLen is the max_model_len that tops the token-count
@@ -238,8 +271,14 @@ func (a *App) load() error {
 	if len(names) == 0 {
 		names = []string{a.modelName()}
 	}
+	defaults := samplingDefaults(cfg.GenerationConfig, m.Config.GenerationDefaults)
+	if defaults != (server.SamplingDefaults{}) {
+		log.Info("sampling defaults from the model's generation_config.json (--generation-config vllm ignores them)",
+			"defaults", describeDefaults(defaults))
+	}
 	a.srv.SetModel(&server.Model{Engine: eng, Tokenizer: adapter, Names: names, Root: dir, Description: desc,
-		MaxModelLen: maxLen, Created: time.Now().Unix(), PriorityScheduling: policy == scheduler.PolicyPriority})
+		MaxModelLen: maxLen, Created: time.Now().Unix(), PriorityScheduling: policy == scheduler.PolicyPriority,
+		Defaults: defaults})
 	log.Info("model ready", "model", names[0], "params", m.Config.NumParams(), "max_model_len", maxLen,
 		"kv_blocks", numBlocks-1, "block_size", cfg.BlockSize, "chat_template", tmplDesc,
 		"prefix_caching", cfg.EnablePrefixCaching, "load_time", time.Since(t0).Round(time.Millisecond))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -263,6 +264,31 @@ func streamedOffsets(t *testing.T, url, body string) (tokens []string, offsets [
 		}
 	}
 	return tokens, offsets
+}
+
+// TestGenerationConfigDefaults: with --generation-config auto (the
+// default) a model's generation_config.json sets the sampling defaults of
+// requests that leave them unset, as in vLLM: top_k 1 makes them greedy.
+func TestGenerationConfigDefaults(t *testing.T) {
+	src := sharedtest.Path(t, "models", "stories260K", "hf")
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS(src)))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "generation_config.json"),
+		[]byte(`{"bos_token_id": 1, "eos_token_id": 2, "top_k": 1, "max_new_tokens": 12}`), 0o644))
+	a, base := startApp(t, "--model", dir, "--served-model-name", "stories")
+	require.NoError(t, a.LoadErr())
+	defer func() { require.NoError(t, a.Shutdown(context.Background())) }()
+	var texts []string
+	for range 3 {
+		status, m := postJSON(t, base+"/v1/completions", `{"model":"stories","prompt":"Once upon a time","ignore_eos":true}`)
+		require.Equal(t, 200, status, "%v", m)
+		assert.Equal(t, 12.0, m["usage"].(map[string]any)["completion_tokens"], "max_new_tokens caps the default max_tokens")
+		texts = append(texts, m["choices"].([]any)[0].(map[string]any)["text"].(string))
+	}
+	assert.Equal(t, texts[0], texts[1], "top_k 1 from generation_config.json: greedy")
+	assert.Equal(t, texts[0], texts[2])
+	_, err := ParseFlags([]string{"--generation-config", "folder"}, io.Discard)
+	require.ErrorContains(t, err, "--generation-config must be auto or vllm")
 }
 
 func TestKVCacheTooSmall(t *testing.T) {

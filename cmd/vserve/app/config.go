@@ -31,6 +31,7 @@ type Config struct {
 	KVCacheMemory       int64 // bytes; 0 = automatic
 	APIKey              string
 	ChatTemplate        string // file overriding the model's template
+	GenerationConfig    string // auto: the model's generation_config.json sampling defaults; vllm: none
 	Device              string // cpu | cuda | auto
 	Threads             int
 	MaxNumQueuedReqs    int
@@ -69,6 +70,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&kvMem, "kv-cache-memory", "", "KV cache size in bytes for the CPU (suffixes KiB MiB GiB, K M G); default: enough for max-num-seqs full-length requests, at most 2GiB")
 	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer <key>' (health, version and metrics stay public)")
 	fs.StringVar(&c.ChatTemplate, "chat-template", "", "Jinja chat template file overriding the model's")
+	fs.StringVar(&c.GenerationConfig, "generation-config", "auto", "auto: sampling defaults (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens) from the model's generation_config.json for requests that leave them unset; vllm: the API's defaults")
 	fs.StringVar(&c.Device, "device", "auto", "cpu, cuda or auto (cuda when this binary has it)")
 	fs.IntVar(&c.Threads, "threads", 0, "CPU worker threads (default GOMAXPROCS)")
 	fs.IntVar(&c.MaxNumQueuedReqs, "max-num-queued-reqs", 4096, "requests waiting to be scheduled at most; past it 429 (0: unbounded)")
@@ -144,6 +146,9 @@ func (c *Config) validate(timeout, grace, statsEvery float64) error {
 	}
 	if c.SchedulingPolicy != "fcfs" && c.SchedulingPolicy != "priority" {
 		bad("--scheduling-policy must be fcfs or priority, got %q", c.SchedulingPolicy)
+	}
+	if c.GenerationConfig != "auto" && c.GenerationConfig != "vllm" {
+		bad("--generation-config must be auto or vllm, got %q", c.GenerationConfig)
 	}
 	if !(c.GPUMemoryUtil > 0 && c.GPUMemoryUtil <= 1) {
 		bad("--gpu-memory-utilization must be in (0, 1], got %v", c.GPUMemoryUtil)
