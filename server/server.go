@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/vserve/vserve/engine"
 )
@@ -273,9 +275,50 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIE
 			Message: "Could not read the request body: " + err.Error(), Reason: ReasonClientDisconnect}
 	}
 	if err := json.Unmarshal(data, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			field := jsonFieldPath(te.Field)
+			return badRequest(field, "%s: expected %s, got a JSON %s.", field, jsonTypeName(te.Type), te.Value)
+		}
 		return badRequest("", "Malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return nil
+}
+
+// jsonFieldPath is the JSON path of a field of a request type without the
+// Go names of embedded structs (SamplingFields.temperature: temperature).
+func jsonFieldPath(path string) string {
+	parts := strings.Split(path, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" && !unicode.IsUpper(rune(p[0])) {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ".")
+}
+
+// jsonTypeName names a request field's Go type as the JSON a client sends.
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }
 
 // idGen makes unique request ids.

@@ -333,7 +333,7 @@ func TestErrors(t *testing.T) {
 		msg    string
 	}{
 		{"malformed json", "/v1/completions", `{"prompt":`, 400, "", "Malformed JSON"},
-		{"wrong type", "/v1/completions", `{"prompt":"x","max_tokens":"many"}`, 400, "", "Malformed JSON"},
+		{"wrong type", "/v1/completions", `{"prompt":"x","max_tokens":"many"}`, 400, "max_tokens", "max_tokens: expected an integer, got a JSON string"},
 		{"unknown model", "/v1/completions", map[string]any{"model": "gpt-9", "prompt": "x"}, 404, "model", "does not exist"},
 		{"missing prompt", "/v1/completions", map[string]any{"max_tokens": 1}, 400, "prompt", "required"},
 		{"empty prompt list", "/v1/completions", map[string]any{"prompt": []string{}}, 400, "prompt", "empty"},
@@ -371,6 +371,9 @@ func TestErrors(t *testing.T) {
 		{"tools", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "tools": []any{map[string]any{"type": "function", "function": map[string]any{"name": "f"}}}}, 400, "tools", "not supported"},
 		{"tool_choice required", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "tool_choice": "required"}, 400, "tool_choice", "not supported"},
 		{"functions", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "functions": []any{map[string]any{"name": "f"}}}, 400, "functions", "not supported"},
+		{"wrong type for a number", "/v1/completions", map[string]any{"prompt": "x", "temperature": "hot"}, 400, "temperature", "temperature: expected a number, got a JSON string"},
+		{"wrong type in chat", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "logprobs": "yes"}, 400, "logprobs", "expected a boolean"},
+		{"fraction for an integer", "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1.5}, 400, "max_tokens", "expected an integer, got a JSON number 1.5"},
 		{"body too large", "/v1/completions", map[string]any{"prompt": strings.Repeat("a", 2000)}, 413, "", "larger than"},
 		{"unknown route", "/v1/embeddings", map[string]any{}, 404, "", "no route"},
 		{"wrong method", "/v1/models", map[string]any{}, 405, "", "not allowed"},
