@@ -51,7 +51,7 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 		return nil, aerr
 	}
 	if req.TopLogprobs != nil {
-		if !req.Logprobs {
+		if !req.Logprobs && *req.TopLogprobs != 0 { // as in vLLM, 0 asks for nothing
 			return nil, badRequest("top_logprobs", "top_logprobs requires logprobs to be true.")
 		}
 		if *req.TopLogprobs < 0 || *req.TopLogprobs > s.opts.MaxLogprobs {

@@ -113,10 +113,10 @@ func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now 
 			if err != nil || id < 0 || id >= vocab {
 				return g, badRequest("logit_bias", "logit_bias: key %q is not a token id in [0, %d).", k, vocab)
 			}
-			if v < -100 || v > 100 || math.IsNaN(v) {
-				return g, badRequest("logit_bias", "logit_bias: value %v for token %d is outside [-100, 100].", v, id)
+			if math.IsNaN(v) {
+				return g, badRequest("logit_bias", "logit_bias: value for token %d is not a number.", id)
 			}
-			p.LogitBias[int32(id)] = float32(v)
+			p.LogitBias[int32(id)] = float32(min(max(v, -100), 100)) // clamped, as in vLLM
 		}
 	}
 	for _, st := range f.Stop {

@@ -446,6 +446,19 @@ func TestModelSamplingDefaults(t *testing.T) {
 	assert.Equal(t, []any{float32(0), float32(1), 0, float32(0), float32(1), 7}, got(rec.params[1]), "the request's values")
 }
 
+// TestLenientAsVLLM: values vLLM accepts are accepted: chat top_logprobs 0
+// without logprobs, and logit_bias beyond ±100 (clamped).
+func TestLenientAsVLLM(t *testing.T) {
+	rec := &paramsRecorder{FakeExecutor: enginetest.FakeExecutor{Next: letters}}
+	h := newHarness(t, harnessOpts{exec: rec})
+	h.post("/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "top_logprobs": 0, "max_tokens": 1}, 200)
+	h.post("/v1/completions", map[string]any{"prompt": "x", "logit_bias": map[string]any{"100": 250, "101": -1e6}, "max_tokens": 1}, 200)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Len(t, rec.params, 2)
+	assert.Equal(t, map[int32]float32{100: 100, 101: -100}, rec.params[1].LogitBias)
+}
+
 // TestUnsupportedFieldsThatAskForNothing: the values of the unsupported
 // fields that ask for nothing are served.
 func TestUnsupportedFieldsThatAskForNothing(t *testing.T) {
