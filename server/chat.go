@@ -39,9 +39,9 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	if aerr != nil {
 		return nil, aerr
 	}
-	maxTokens := req.MaxTokens
+	maxTokens := maxTokensField{"max_tokens", req.MaxTokens}
 	if req.MaxCompletionTokens != nil {
-		maxTokens = req.MaxCompletionTokens
+		maxTokens = maxTokensField{"max_completion_tokens", req.MaxCompletionTokens}
 	}
 	if aerr := rejectUnsupportedTools(&req); aerr != nil {
 		return nil, aerr
@@ -73,7 +73,7 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	}
 	prompts := []prompt{{ids: ids}}
 	id := s.ids.next("chatcmpl")
-	span.Parsed(requestInfo(id, m, &req.SamplingFields, maxTokens, prompts))
+	span.Parsed(requestInfo(id, m, &req.SamplingFields, maxTokens.value, prompts))
 	return newJob(s, m, span, id, g, prompts)
 }
 

@@ -49,7 +49,7 @@ func (s *Server) prepareCompletion(w http.ResponseWriter, r *http.Request, span 
 	if req.Suffix != nil && *req.Suffix != "" {
 		return nil, badRequest("suffix", "suffix is not supported.")
 	}
-	g, aerr := s.parseSampling(m, &req.SamplingFields, req.MaxTokens, now)
+	g, aerr := s.parseSampling(m, &req.SamplingFields, maxTokensField{"max_tokens", req.MaxTokens}, now)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -38,9 +38,16 @@ type genParams struct {
 	cacheSalt            string
 }
 
+// maxTokensField is the request field that gave max_tokens.
+type maxTokensField struct {
+	name  string // max_tokens or max_completion_tokens
+	value *int   // nil: not given
+}
+
 // parseSampling validates the shared fields and converts them. maxTokens is
 // the request's max_tokens (or max_completion_tokens) as given.
-func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now time.Time) (genParams, *APIError) {
+func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokensAs maxTokensField, now time.Time) (genParams, *APIError) {
+	maxTokens := maxTokensAs.value
 	vocab := m.Tokenizer.VocabSize()
 	g := genParams{n: 1, numLogprobs: -1, promptLogprobs: -1, enginePromptLogprobs: -1, skipSpecial: true, stream: f.Stream,
 		priority: f.Priority, cacheSalt: f.CacheSalt, includeStop: f.IncludeStopStrInOutput}
@@ -62,7 +69,7 @@ func (s *Server) parseSampling(m *Model, f *SamplingFields, maxTokens *int, now 
 	}
 	if maxTokens != nil {
 		if *maxTokens < 1 {
-			return g, badRequest("max_tokens", "max_tokens must be at least 1, got %d.", *maxTokens)
+			return g, badRequest(maxTokensAs.name, "%s must be at least 1, got %d.", maxTokensAs.name, *maxTokens)
 		}
 		p.MaxTokens = *maxTokens
 	}

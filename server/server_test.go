@@ -345,6 +345,7 @@ func TestErrors(t *testing.T) {
 		{"temperature", "/v1/completions", map[string]any{"prompt": "x", "temperature": -1}, 400, "temperature", "temperature"},
 		{"top_p", "/v1/completions", map[string]any{"prompt": "x", "top_p": 0}, 400, "top_p", "top_p"},
 		{"max_tokens zero", "/v1/completions", map[string]any{"prompt": "x", "max_tokens": 0}, 400, "max_tokens", "at least 1"},
+		{"max_completion_tokens zero", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "max_completion_tokens": 0}, 400, "max_completion_tokens", "max_completion_tokens must be at least 1"},
 		{"n", "/v1/completions", map[string]any{"prompt": "x", "n": 0}, 400, "n", "n must be"},
 		{"logprobs", "/v1/completions", map[string]any{"prompt": "x", "logprobs": 21}, 400, "logprobs", "between 0 and 20"},
 		{"prompt_logprobs negative", "/v1/completions", map[string]any{"prompt": "x", "prompt_logprobs": -2}, 400, "prompt_logprobs", "must be a positive value or -1"},
