@@ -271,7 +271,7 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 		if o.NumCachedTokens > en.numCached {
 			en.numCached = o.NumCachedTokens
 		}
-		en.stream.push(o.NewTokenIDs, o.Logprobs, o.PromptLogprobs, en.numCached, en.times.FirstToken)
+		en.stream.push(o.NewTokenIDs, o.Logprobs, o.PromptLogprobs, en.numCached, en.times.FirstToken, o.FinishReason != scheduler.FinishNone)
 		if o.FinishReason != scheduler.FinishNone {
 			e.finish(en, o.FinishReason, cause, nil)
 			rec.NumFinished++

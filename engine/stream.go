@@ -43,6 +43,7 @@ type Stream struct {
 
 	mu      sync.Mutex
 	pending Output
+	holding bool // pending holds a request's last tokens, shown with its end (finish)
 	final   bool // the final output is in pending or was delivered
 	drained bool // the final output was delivered
 	notify  chan struct{}
@@ -59,11 +60,15 @@ func newStream(e *Engine, id string, notify chan struct{}) *Stream {
 // ID is the request id.
 func (s *Stream) ID() string { return s.id }
 
-func (s *Stream) push(tokens []int32, lps, promptLps []scheduler.TokenLogprobs, cached int, first time.Time) {
+// push publishes new tokens; with last set they are the request's last,
+// and readers see them only with the end that finish publishes next, so
+// that the final output carries both (a reader tells a stop token by it).
+func (s *Stream) push(tokens []int32, lps, promptLps []scheduler.TokenLogprobs, cached int, first time.Time, last bool) {
 	if len(tokens) == 0 && len(lps) == 0 && promptLps == nil && cached == s.pendingCached() {
 		return
 	}
 	s.mu.Lock()
+	s.holding = last
 	s.pending.TokenIDs = append(s.pending.TokenIDs, tokens...)
 	s.pending.Logprobs = append(s.pending.Logprobs, lps...)
 	if promptLps != nil {
@@ -72,7 +77,9 @@ func (s *Stream) push(tokens []int32, lps, promptLps []scheduler.TokenLogprobs, 
 	s.pending.NumCachedTokens = cached
 	s.pending.FirstTokenTime = first
 	s.mu.Unlock()
-	s.signal()
+	if !last {
+		s.signal()
+	}
 }
 
 func (s *Stream) pendingCached() int {
@@ -91,6 +98,7 @@ func (s *Stream) finish(reason scheduler.FinishReason, cause string, err error, 
 		s.pending.FirstTokenTime = times.FirstToken
 	}
 	s.final = true
+	s.holding = false
 	s.mu.Unlock()
 	s.signal()
 }
@@ -111,7 +119,7 @@ func (s *Stream) TryNext() (o Output, ok bool, err error) {
 	if s.drained {
 		return Output{}, false, io.EOF
 	}
-	if !s.final && len(s.pending.TokenIDs) == 0 {
+	if !s.final && (len(s.pending.TokenIDs) == 0 || s.holding) {
 		return Output{}, false, nil
 	}
 	o = s.pending
