@@ -255,6 +255,38 @@ func TestStopCheckPanicFailsItsRequestOnly(t *testing.T) {
 	assert.False(t, s.HasUnfinished())
 }
 
+// TestLastTokenComesWithTheEnd: however the reader interleaves with the
+// loop, the output that holds a request's last token also holds its finish
+// reason (a server tells a stop token by it).
+func TestLastTokenComesWithTheEnd(t *testing.T) {
+	for range 50 {
+		e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
+		r := req("a", 4)
+		r.Params.StopTokenIDs = []int32{103}
+		st, err := e.Add(context.Background(), r)
+		require.NoError(t, err)
+		var tokens int
+		for {
+			o, err := st.Next(context.Background())
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			tokens += len(o.TokenIDs)
+			if tokens == 4 {
+				require.True(t, o.Finished(), "the last token arrives with the end")
+				assert.Equal(t, scheduler.FinishStop, o.Finish)
+			}
+			if o.Finished() {
+				require.NotEmpty(t, o.TokenIDs, "the end arrives with the last token")
+			}
+		}
+		assert.Equal(t, 4, tokens)
+		st.Close()
+		require.NoError(t, e.Shutdown(context.Background()))
+	}
+}
+
 func TestDeadlineAborts(t *testing.T) {
 	e, _ := newEngine(t, engine.Config{}, &enginetest.FakeExecutor{})
 	r := req("a", 1<<30)
@@ -310,7 +342,14 @@ func TestAdmission(t *testing.T) {
 	s := &enginetest.SimpleScheduler{MaxSeqs: 1}
 	e := engine.New(engine.Config{MaxQueuedRequests: 2, MaxQueuedTokens: 5}, s, ex)
 	ctx := context.Background()
-	_, err := e.Add(ctx, &engine.Request{ID: "bad"})
+	// A first request holds the loop in its first step (the executor waits
+	// at the gate), so that the requests added next stay queued: otherwise
+	// the loop could schedule one of them, which leaves the queue, before
+	// the next is added.
+	blocker, err := e.Add(ctx, req("blocker", 1))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.Snapshot().NumQueued == 0 }, time.Minute, time.Millisecond, "the blocker was scheduled")
+	_, err = e.Add(ctx, &engine.Request{ID: "bad"})
 	assert.ErrorIs(t, err, engine.ErrInvalid)
 	a, err := e.Add(ctx, req("a", 3)) // 3 tokens queued
 	require.NoError(t, err)
@@ -325,7 +364,7 @@ func TestAdmission(t *testing.T) {
 	_, err = e.Add(ctx, &engine.Request{ID: "d", PromptTokenIDs: []int32{1}, Params: scheduler.DefaultSamplingParams(1)})
 	assert.ErrorIs(t, err, engine.ErrQueueFull, "request bound")
 	close(ex.gate)
-	for _, st := range []*engine.Stream{a, c} {
+	for _, st := range []*engine.Stream{blocker, a, c} {
 		_, err := st.Collect(ctx)
 		require.NoError(t, err)
 		st.Close()
