@@ -67,6 +67,9 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	if !g.stream {
 		g.enginePromptLogprobs = g.promptLogprobs // a stream has no field for them
 	}
+	if req.ContinueFinalMessage && req.AddGenerationPrompt != nil && *req.AddGenerationPrompt {
+		return nil, badRequest("continue_final_message", "Cannot set both `continue_final_message` and `add_generation_prompt` to True.")
+	}
 	ids, aerr := renderMessages(m.Tokenizer, req.Messages, chatOptions(req.AddGenerationPrompt, req.ContinueFinalMessage), req.AddSpecialTokens)
 	if aerr != nil {
 		return nil, aerr
@@ -77,6 +80,9 @@ func (s *Server) prepareChat(w http.ResponseWriter, r *http.Request, span Reques
 	return newJob(s, m, span, id, g, prompts)
 }
 
+// chatOptions are the template options: add_generation_prompt (default
+// true) unless continue_final_message, which may not be set with an
+// explicit add_generation_prompt true (refused before).
 func chatOptions(addGen *bool, cont bool) ChatOptions {
 	o := ChatOptions{AddGenerationPrompt: true, ContinueFinalMessage: cont}
 	if addGen != nil {

@@ -363,6 +363,7 @@ func TestErrors(t *testing.T) {
 		{"chat no messages", "/v1/chat/completions", map[string]any{"messages": []any{}}, 400, "messages", "empty"},
 		{"chat bad role", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "wizard", "content": "x"}}}, 400, "messages", "role"},
 		{"chat image part", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "", "not supported"},
+		{"continue_final_message with add_generation_prompt", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "assistant", "content": "x"}}, "continue_final_message": true, "add_generation_prompt": true}, 400, "continue_final_message", "Cannot set both"},
 		{"chat top_logprobs without logprobs", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "top_logprobs": 2}, 400, "top_logprobs", "requires logprobs"},
 		// Features vserve lacks are refused, not silently ignored.
 		{"response_format json", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "response_format": map[string]any{"type": "json_object"}}, 400, "response_format", "not supported"},
