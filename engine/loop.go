@@ -282,8 +282,8 @@ func (e *Engine) publish(outs []scheduler.RequestOutput, rec *StepRecord) {
 
 // checkStop passes o's new tokens to the request's StopCheck. On a stop it
 // keeps the tokens up to the stopping one and finishes the request with
-// reason stop, ending it in the scheduler first if the scheduler had not
-// finished it (its blocks are freed before the next step); stopped reports
+// reason stop, ending it in the scheduler (endInScheduler: its blocks are
+// freed before the next step); stopped reports
 // a stop on a token the scheduler had not stopped at. A panic in StopCheck
 // is returned as an error.
 func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecord) (stopped bool, err error) {
@@ -303,11 +303,7 @@ func (e *Engine) checkStop(en *entry, o *scheduler.RequestOutput, rec *StepRecor
 		if len(o.Logprobs) > i+1 {
 			o.Logprobs = o.Logprobs[:i+1]
 		}
-		if o.FinishReason == scheduler.FinishNone {
-			e.sched.Abort(o.ID, scheduler.FinishStop)
-			rec.Stats = e.sched.Stats()
-			e.publishStats(rec.Stats)
-		}
+		e.endInScheduler(o, scheduler.FinishStop, rec)
 		stopped = end != scheduler.FinishStop
 		o.FinishReason = scheduler.FinishStop
 		return stopped, nil
@@ -327,16 +323,24 @@ func callStopCheck(check func(int32, scheduler.FinishReason) bool, tok int32, en
 }
 
 // failRequest ends one request of the step with finish reason error,
-// ending it in the scheduler first if the scheduler had not finished it.
+// ending it in the scheduler first (endInScheduler).
 func (e *Engine) failRequest(en *entry, o *scheduler.RequestOutput, err error, rec *StepRecord) {
-	if o.FinishReason == scheduler.FinishNone {
-		e.sched.Abort(o.ID, scheduler.FinishError)
-		rec.Stats = e.sched.Stats()
-		e.publishStats(rec.Stats)
-	}
+	e.endInScheduler(o, scheduler.FinishError, rec)
 	o.NewTokenIDs, o.Logprobs, o.FinishReason = nil, nil, scheduler.FinishError
 	e.finish(en, scheduler.FinishError, CauseError, err)
 	rec.NumFinished++
+}
+
+// endInScheduler ends o's request in the scheduler with reason, unless the
+// scheduler ended it in this step, and publishes the statistics with its
+// blocks freed (in rec too).
+func (e *Engine) endInScheduler(o *scheduler.RequestOutput, reason scheduler.FinishReason, rec *StepRecord) {
+	if o.FinishReason != scheduler.FinishNone {
+		return
+	}
+	e.sched.Abort(o.ID, reason)
+	rec.Stats = e.sched.Stats()
+	e.publishStats(rec.Stats)
 }
 
 func (e *Engine) recordTiming(rec *StepRecord) {
