@@ -268,8 +268,7 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 		}
 		emit, stopped := c.stop.pushToken(c.dec.Add(tok))
 		sb.WriteString(emit)
-		if stopped {
-			c.stream.Stop()
+		if stopped { // the engine ended the request at this token (engineStop)
 			j.end(c, &d, "stop", o.Times)
 			d.text = sb.String()
 			return d
