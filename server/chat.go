@@ -20,7 +20,7 @@ func (s *Server) respondChat(w http.ResponseWriter, span RequestSpan, j *job, te
 	resp := ChatResponse{ID: j.id, Object: "chat.completion", Created: now.Unix(), Model: j.m.Names[0], Usage: j.usage()}
 	for _, c := range j.choices {
 		ch := ChatChoice{Index: c.index, Message: ChatResponseMessage{Role: "assistant", Content: texts[c.index]},
-			FinishReason: strPtr(c.finish)}
+			FinishReason: strPtr(c.finish), StopReason: c.stopReason}
 		if j.g.numLogprobs >= 0 {
 			ch.Logprobs = j.chatLogprobs(c.tokens, c.logprobs)
 		}

@@ -24,7 +24,8 @@ func (s *Server) respondCompletion(w http.ResponseWriter, span RequestSpan, j *j
 		if j.echo() {
 			prefix = j.prompts[c.prompt].text
 		}
-		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index], FinishReason: strPtr(c.finish)}
+		ch := CompletionChoice{Index: c.index, Text: prefix + texts[c.index], FinishReason: strPtr(c.finish),
+			StopReason: c.stopReason}
 		if j.g.numLogprobs >= 0 {
 			ch.Logprobs = j.choiceLogprobs(c, c.tokens, c.logprobs, c.promptLogprobs, textLen(prefix))
 		}

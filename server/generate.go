@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,7 @@ type choice struct {
 	numTokens      int
 	cached         int
 	finish         string
+	stopReason     any // vLLM's stop_reason: the stop string or stop token id, else nil
 	done           bool
 	times          engine.RequestTimes
 	err            *APIError
@@ -54,6 +56,7 @@ type delta struct {
 	// computed.
 	promptLogprobs []scheduler.TokenLogprobs
 	finish         string // set when the choice ended
+	stopReason     any    // with finish: the choice's stopReason
 }
 
 // job runs the choices of one API request through the engine.
@@ -269,6 +272,7 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 		emit, stopped := c.stop.pushToken(c.dec.Add(tok))
 		sb.WriteString(emit)
 		if stopped { // the engine ended the request at this token (engineStop)
+			c.stopReason = c.stop.matched
 			j.end(c, &d, "stop", o.Times)
 			d.text = sb.String()
 			return d
@@ -279,12 +283,16 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 		case scheduler.FinishStop, scheduler.FinishLength:
 			if emit, stopped := c.stop.push(c.dec.Flush()); stopped {
 				sb.WriteString(emit)
+				c.stopReason = c.stop.matched
 				j.end(c, &d, "stop", o.Times)
 				break
 			} else {
 				sb.WriteString(emit)
 			}
 			sb.WriteString(c.stop.flush())
+			if o.Finish == scheduler.FinishStop && len(o.TokenIDs) > 0 {
+				c.stopReason = j.stopTokenReason(c, o.TokenIDs[len(o.TokenIDs)-1])
+			}
 			j.end(c, &d, string(o.Finish), o.Times)
 		case scheduler.FinishAbort:
 			j.end(c, &d, "abort", o.Times)
@@ -298,8 +306,24 @@ func (j *job) consume(c *choice, o engine.Output) delta {
 	return d
 }
 
+// stopTokenReason is the stop_reason of a choice the scheduler stopped at
+// token tok, as in vLLM: nil for the tokenizer's EOS token (unless
+// ignore_eos), else the token id, which is one of stop_token_ids or an EOS
+// id that generation_config.json adds (vLLM makes those stop token ids).
+func (j *job) stopTokenReason(c *choice, tok int32) any {
+	eos := j.m.Tokenizer.EOSTokenIDs()
+	if len(eos) > 0 && tok == eos[0] && !c.params.IgnoreEOS {
+		return nil
+	}
+	if slices.Contains(c.params.StopTokenIDs, tok) || !c.params.IgnoreEOS && slices.Contains(eos, tok) {
+		return tok
+	}
+	return nil
+}
+
 func (j *job) end(c *choice, d *delta, finish string, times engine.RequestTimes) {
 	c.finish, d.finish, c.done, c.times = finish, finish, true, times
+	d.stopReason = c.stopReason
 	if c.times.Finished.IsZero() {
 		c.times.Finished = time.Now()
 	}

@@ -203,6 +203,9 @@ type CompletionChoice struct {
 	Text         string              `json:"text"`
 	Logprobs     *CompletionLogprobs `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	// StopReason is vLLM's: the stop string or stop token id that ended
+	// the choice; null when it ended otherwise, EOS included.
+	StopReason any `json:"stop_reason"`
 	// PromptLogprobs are set when prompt logprobs were computed (vLLM).
 	PromptLogprobs []PromptLogprobsEntry `json:"prompt_logprobs,omitempty"`
 }
@@ -290,6 +293,7 @@ type ChatChoice struct {
 	Message      ChatResponseMessage `json:"message"`
 	Logprobs     *ChatLogprobs       `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	StopReason   any                 `json:"stop_reason"` // as CompletionChoice's
 }
 
 // ChatResponse is the body of a chat completion.
@@ -316,6 +320,9 @@ type ChatChunkChoice struct {
 	Delta        ChatDelta     `json:"delta"`
 	Logprobs     *ChatLogprobs `json:"logprobs"`
 	FinishReason *string       `json:"finish_reason"`
+	// StopReason is CompletionChoice's, on the chunk with the finish
+	// reason only (as in vLLM): a JSON value, or empty.
+	StopReason json.RawMessage `json:"stop_reason,omitempty"`
 }
 
 // ChatChunk is one SSE chunk of a streamed chat completion.

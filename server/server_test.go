@@ -122,24 +122,25 @@ func TestCompletionStopStrings(t *testing.T) {
 		body   map[string]any
 		text   string
 		finish string
+		reason any // stop_reason, as JSON decodes it
 	}{
-		{"stop string", map[string]any{"stop": "cde"}, "ab", "stop"},
-		{"stop list earliest wins", map[string]any{"stop": []string{"fg", "d"}}, "abc", "stop"},
-		{"include stop", map[string]any{"stop": "cd", "include_stop_str_in_output": true}, "abcd", "stop"},
-		{"no match flushes held text", map[string]any{"stop": "zz", "max_tokens": 3}, "abc", "length"},
+		{"stop string", map[string]any{"stop": "cde"}, "ab", "stop", "cde"},
+		{"stop list earliest wins", map[string]any{"stop": []string{"fg", "d"}}, "abc", "stop", "d"},
+		{"include stop", map[string]any{"stop": "cd", "include_stop_str_in_output": true}, "abcd", "stop", "cd"},
+		{"no match flushes held text", map[string]any{"stop": "zz", "max_tokens": 3}, "abc", "length", nil},
 		// As in vLLM, the text of the token the request stopped at (EOS or
 		// one of stop_token_ids) is left out unless
 		// include_stop_str_in_output; the token still counts.
-		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "ab", "stop"},
-		{"include stop token", map[string]any{"stop_token_ids": []int{102}, "include_stop_str_in_output": true}, "abc", "stop"},
-		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyz", "stop"},
+		{"stop token id", map[string]any{"stop_token_ids": []int{102}}, "ab", "stop", 102.0},
+		{"include stop token", map[string]any{"stop_token_ids": []int{102}, "include_stop_str_in_output": true}, "abc", "stop", 102.0},
+		{"min tokens defers stop id", map[string]any{"stop_token_ids": []int{100}, "min_tokens": 2, "max_tokens": 30}, "abcdefghijklmnopqrstuvwxyz", "stop", 100.0},
 		// "d" is a stop token: its text is left out, so "cd" never forms.
-		{"stop token inside a stop string", map[string]any{"stop": "cd", "stop_token_ids": []int{103}}, "abc", "stop"},
+		{"stop token inside a stop string", map[string]any{"stop": "cd", "stop_token_ids": []int{103}}, "abc", "stop", 103.0},
 		// As in vLLM, a stop string counts once more than min_tokens tokens
 		// were generated: it must end in a later token's text.
-		{"min tokens defers a stop string", map[string]any{"stop": "c", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyzab", "stop"},
-		{"min tokens passes over a stop string", map[string]any{"stop": "bc", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyza", "stop"},
-		{"stop string across the min tokens boundary", map[string]any{"stop": "cd", "min_tokens": 3}, "ab", "stop"},
+		{"min tokens defers a stop string", map[string]any{"stop": "c", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyzab", "stop", "c"},
+		{"min tokens passes over a stop string", map[string]any{"stop": "bc", "min_tokens": 3, "max_tokens": 40}, "abcdefghijklmnopqrstuvwxyza", "stop", "bc"},
+		{"stop string across the min tokens boundary", map[string]any{"stop": "cd", "min_tokens": 3}, "ab", "stop", "cd"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,23 +152,25 @@ func TestCompletionStopStrings(t *testing.T) {
 			c := m["choices"].([]any)[0].(map[string]any)
 			assert.Equal(t, tc.text, c["text"])
 			assert.Equal(t, tc.finish, c["finish_reason"])
+			assert.Equal(t, tc.reason, c["stop_reason"])
 			answers = append(answers, answer{m["id"].(string) + "-0",
 				int(m["usage"].(map[string]any)["completion_tokens"].(float64)), tc.finish})
 			body["stream"] = true
 			events, done := h.sse("/v1/completions", body)
 			require.True(t, done)
 			var sb strings.Builder
-			var finish any
+			var finish, reason any
 			for _, e := range events {
 				for _, c := range e["choices"].([]any) {
 					sb.WriteString(c.(map[string]any)["text"].(string))
 					if f := c.(map[string]any)["finish_reason"]; f != nil {
-						finish = f
+						finish, reason = f, c.(map[string]any)["stop_reason"]
 					}
 				}
 			}
 			assert.Equal(t, tc.text, sb.String(), "streamed text")
 			assert.Equal(t, tc.finish, finish)
+			assert.Equal(t, tc.reason, reason, "streamed stop_reason")
 		})
 	}
 	st := h.settle()
@@ -596,4 +599,64 @@ func TestMethodNotAllowed(t *testing.T) {
 	resp := h.do("GET", "/nope", nil)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// TestChatStopReason checks vLLM's stop_reason on chat choices: the stop
+// string or stop token id that ended a choice, null for EOS and length. A
+// stream carries it on the chunk with the finish reason only.
+func TestChatStopReason(t *testing.T) {
+	eosAfterThree := func(id string, prompt, outputs []int32) int32 {
+		if len(outputs) == 3 {
+			return eosID
+		}
+		return letters(id, prompt, outputs)
+	}
+	h := newHarness(t, harnessOpts{exec: &enginetest.FakeExecutor{Next: eosAfterThree}})
+	tests := []struct {
+		name   string
+		body   map[string]any
+		text   string
+		finish string
+		reason any // as JSON decodes it
+	}{
+		{"eos", nil, "abc", "stop", nil},
+		{"stop string", map[string]any{"stop": []string{"zz", "b"}}, "a", "stop", "b"},
+		{"stop token id", map[string]any{"stop_token_ids": []int{101}}, "a", "stop", 101.0},
+		{"eos listed as a stop token id is still eos", map[string]any{"stop_token_ids": []int{eosID}}, "abc", "stop", nil},
+		{"ignore eos", map[string]any{"ignore_eos": true, "max_tokens": 5}, "abce", "length", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := map[string]any{"messages": []map[string]any{{"role": "user", "content": "hi"}}, "max_tokens": 10,
+				"skip_special_tokens": false}
+			for k, v := range tc.body {
+				body[k] = v
+			}
+			m := h.post("/v1/chat/completions", body, 200)
+			c := m["choices"].([]any)[0].(map[string]any)
+			assert.Equal(t, tc.text, c["message"].(map[string]any)["content"])
+			assert.Equal(t, tc.finish, c["finish_reason"])
+			reason, ok := c["stop_reason"]
+			assert.True(t, ok, "stop_reason is always present")
+			assert.Equal(t, tc.reason, reason)
+
+			body["stream"] = true
+			events, done := h.sse("/v1/chat/completions", body)
+			require.True(t, done)
+			finals := 0
+			for _, e := range events {
+				cm := e["choices"].([]any)[0].(map[string]any)
+				reason, ok := cm["stop_reason"]
+				if cm["finish_reason"] == nil {
+					assert.False(t, ok, "stop_reason only with the finish reason")
+					continue
+				}
+				finals++
+				assert.Equal(t, tc.finish, cm["finish_reason"])
+				assert.True(t, ok, "stop_reason comes with the finish reason")
+				assert.Equal(t, tc.reason, reason)
+			}
+			assert.Equal(t, 1, finals)
+		})
+	}
 }

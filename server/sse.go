@@ -99,6 +99,7 @@ func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job
 				}
 			}
 			ch := chunk(d.c, text, finish)
+			ch.Choices[0].StopReason = d.stopReason
 			next := offsets[d.c.index] + textLen(d.text)
 			if j.g.numLogprobs >= 0 {
 				lps := j.choiceLogprobs(d.c, d.tokens, d.logprobs, promptLps, offsets[d.c.index])
@@ -150,7 +151,13 @@ func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, j *job, now 
 				sse.event(ch)
 			}
 			if d.finish != "" {
-				sse.event(chunk(d.c, ChatDelta{}, strPtr(d.finish)))
+				ch := chunk(d.c, ChatDelta{}, strPtr(d.finish))
+				reason, err := json.Marshal(d.stopReason)
+				if err != nil {
+					return err
+				}
+				ch.Choices[0].StopReason = reason
+				sse.event(ch)
 			}
 		}
 		return sse.flush()

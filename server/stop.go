@@ -16,6 +16,7 @@ type stopMatcher struct {
 	stops     []string
 	include   bool // keep the stop string in the output
 	held      string
+	matched   string // the stop string that matched, once one did
 	minTokens int
 	tokens    int // pushed with pushToken
 }
@@ -58,7 +59,7 @@ func (m *stopMatcher) push(text string) (emit string, stopped bool) {
 		}
 	}
 	if at >= 0 {
-		m.held = ""
+		m.held, m.matched = "", which
 		if m.include {
 			return buf[:at+len(which)], true
 		}
