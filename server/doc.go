@@ -15,5 +15,9 @@
 // choices[].prompt_logprobs (completions) or a top-level prompt_logprobs
 // (chat): null for the first prompt token, then {token id: {logprob, rank,
 // decoded_token}} with the prompt token first and the top k after it.
+// Choices carry vLLM's stop_reason: the stop string or stop token id that
+// ended them, null for EOS, length and the rest (in a chat stream, on the
+// chunk with the finish reason only).
+//
 // Telemetry is the seam for journey tracing.
 package server
