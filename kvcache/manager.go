@@ -87,8 +87,9 @@ func (m *Manager) NumUsable() int { return len(m.blocks) - 1 }
 // NumFree returns the blocks not held by any live request, cached or not.
 func (m *Manager) NumFree() int { return m.numFree }
 
-// NumCachedFree returns the free blocks that still hold a prefix-cache entry
-// (they are reused, and their entry evicted, only after uncached ones).
+// NumCachedFree returns the free blocks that still hold a prefix-cache entry.
+// The free list is in LRU order, cached or not, as in vLLM: a cached block's
+// entry is evicted when the block is reused.
 func (m *Manager) NumCachedFree() int { return m.cachedFree }
 
 // NumHeld returns the blocks held by live requests.
@@ -278,32 +279,68 @@ func (m *Manager) allocate(seq *Seq, target int) bool {
 	return true
 }
 
+// CachedBlock is a block that Commit entered into the prefix cache, with
+// the hash it was entered under.
+type CachedBlock struct {
+	ID   int32
+	Hash BlockHash
+}
+
 // Commit caches the full blocks of seq among its first numComputed tokens,
 // once they are scheduled for computation. Call it after a step is built,
 // so that blocks of a request preempted while the step was built are never
-// cached. It is a no-op when prefix caching is off.
-func (m *Manager) Commit(seq *Seq, tokens []int32, numComputed int) {
+// cached. It appends the blocks it entered to added and returns it; should
+// the step fail, Uncache takes them out again. It is a no-op when prefix
+// caching is off.
+func (m *Manager) Commit(seq *Seq, tokens []int32, numComputed int, added []CachedBlock) []CachedBlock {
 	if m.table != nil && (seq.numCommitted+1)*m.cfg.BlockSize <= numComputed {
-		m.commit(seq, tokens, numComputed)
+		added = m.commit(seq, tokens, numComputed, added)
 	}
+	return added
 }
 
-func (m *Manager) commit(seq *Seq, tokens []int32, numComputed int) {
+func (m *Manager) commit(seq *Seq, tokens []int32, numComputed int, added []CachedBlock) []CachedBlock {
 	full := numComputed / m.cfg.BlockSize
 	if full > len(seq.blocks) {
 		full = len(seq.blocks)
 	}
 	if full <= seq.numCommitted {
-		return
+		return added
 	}
 	m.ensureHashes(seq, tokens, full)
 	for i := seq.numCommitted; i < full; i++ {
 		id := seq.blocks[i]
 		if !m.blocks[id].hashed {
 			m.insertCached(id, &seq.hashes[i])
+			added = append(added, CachedBlock{ID: id, Hash: seq.hashes[i]})
 		}
 	}
 	seq.numCommitted = full
+	return added
+}
+
+// Uncache takes blocks that Commit entered out of the prefix cache again,
+// when the step that was to compute their KV failed, so that no later
+// request hits KV that was never written. A block whose entry was evicted
+// since is left alone. The blocks stay held or free as they are.
+func (m *Manager) Uncache(blocks []CachedBlock) {
+	for _, cb := range blocks {
+		b := &m.blocks[cb.ID]
+		if !b.hashed || b.hash != cb.Hash {
+			continue
+		}
+		if b.ref == 0 { // in the free list: no longer a cached free block
+			m.cachedFree--
+		}
+		m.evict(cb.ID)
+	}
+}
+
+// Rollback makes seq forget the blocks it committed past its first
+// numComputed tokens (after Uncache, when the step that was to compute
+// them failed), so that Commit enters them again once they are computed.
+func (m *Manager) Rollback(seq *Seq, numComputed int) {
+	seq.numCommitted = max(min(seq.numCommitted, numComputed/m.cfg.BlockSize), seq.numHitBlocks)
 }
 
 // Free releases every block of seq, tail first, so that the tail of a chain

@@ -29,7 +29,7 @@ func admit(t testing.TB, m *Manager, s *Seq, tokens []int32) int {
 	t.Helper()
 	hit := m.Lookup(s, tokens)
 	require.True(t, m.Allocate(s, hit, len(tokens)-hit, 0), "allocate")
-	m.Commit(s, tokens, len(tokens))
+	m.Commit(s, tokens, len(tokens), nil)
 	return hit
 }
 
@@ -196,8 +196,8 @@ func TestDuplicateBlocksAreAllowed(t *testing.T) {
 	require.True(t, m.Allocate(a, 0, 9, 0))
 	require.Equal(t, 0, m.Lookup(b, tokens))
 	require.True(t, m.Allocate(b, 0, 9, 0))
-	m.Commit(a, tokens, 9)
-	m.Commit(b, tokens, 9)
+	m.Commit(a, tokens, 9, nil)
+	m.Commit(b, tokens, 9, nil)
 	require.NoError(t, m.Check([]*Seq{a, b}))
 	ha, _ := m.CachedHash(a.Blocks()[0])
 	hb, _ := m.CachedHash(b.Blocks()[0])
@@ -289,7 +289,7 @@ func ExampleManager() {
 	a := NewSeq("", 3)
 	hit := m.Lookup(a, prompt)
 	m.Allocate(a, hit, len(prompt)-hit, 0)
-	m.Commit(a, prompt, len(prompt)) // after the step is built
+	m.Commit(a, prompt, len(prompt), nil) // after the step is built
 	fmt.Println("a:", hit, "hit tokens, blocks", a.Blocks())
 
 	b := NewSeq("", 3)
@@ -338,4 +338,38 @@ func TestTableKeyCollision(t *testing.T) {
 	assert.False(t, ok)
 	assert.Empty(t, m.table)
 	require.NoError(t, m.Check([]*Seq{s}))
+}
+
+// TestUncacheAfterAFailedStep: the blocks a failed step entered into the
+// prefix cache leave it (their KV was never written), those of earlier
+// steps stay, and the sequence enters them again once they are computed.
+func TestUncacheAfterAFailedStep(t *testing.T) {
+	m := newTestManager(t, 4, 16, true)
+	tokens := seqTokens(13, 0)
+	a := NewSeq("", 0)
+	require.Equal(t, 0, m.Lookup(a, tokens))
+	require.True(t, m.Allocate(a, 0, 8, 0))
+	require.Len(t, m.Commit(a, tokens, 8, nil), 2, "step 1 caches two blocks")
+	require.True(t, m.Allocate(a, 8, 5, 0))
+	failed := m.Commit(a, tokens, 13, nil)
+	require.Equal(t, []CachedBlock{{ID: a.Blocks()[2], Hash: m.HashBlocks(tokens, "")[2]}}, failed)
+
+	m.Uncache(failed) // step 2 failed
+	m.Rollback(a, 8)
+	require.NoError(t, m.Check([]*Seq{a}))
+	assert.Equal(t, 8, m.Lookup(NewSeq("", 0), tokens), "only step 1's blocks are hits")
+	again := m.Commit(a, tokens, 13, nil) // step 2 computed on a retry
+	assert.Equal(t, failed, again, "the block is entered again")
+	assert.Equal(t, 12, m.Lookup(NewSeq("", 0), tokens))
+
+	// A failed step whose request was freed (preempted or aborted) before
+	// Uncache: its blocks are free and leave the cache; calling Uncache
+	// twice changes nothing more.
+	m.Free(a)
+	assert.Equal(t, 3, m.NumCachedFree())
+	m.Uncache(again)
+	m.Uncache(again)
+	require.NoError(t, m.Check(nil))
+	assert.Equal(t, 2, m.NumCachedFree())
+	assert.Equal(t, 8, m.Lookup(NewSeq("", 0), tokens))
 }

@@ -42,7 +42,8 @@ func scenarioConfig(in *byteStream) Config {
 	return cfg
 }
 
-// runScenario drives random add / schedule+execute+update / abort sequences
+// runScenario drives random add / schedule+execute+update / failed step /
+// abort sequences
 // and checks the invariants after every operation, then lets everything
 // finish and checks that nothing leaked.
 func runScenario(t *testing.T, data []byte) {
@@ -64,6 +65,18 @@ func runScenario(t *testing.T, data []byte) {
 	lastPreemptOutputs := map[string]int{}
 	var lastStep uint64
 	nextID := 0
+	// failStep is a step whose execution fails, handled as the engine
+	// does: Update with no runner output, then the step's requests are
+	// aborted with finish reason error.
+	failStep := func() {
+		out := s.Schedule()
+		lastStep = out.Step
+		f.executeFailed(out)
+		s.Update(out, nil)
+		for id := range out.NumScheduledTokens {
+			s.Abort(id, FinishError)
+		}
+	}
 	doStep := func() {
 		out := s.Schedule()
 		if out.Step != lastStep+1 {
@@ -104,7 +117,7 @@ func runScenario(t *testing.T, data []byte) {
 		}
 	}
 	for ops := 0; !in.done() && ops < 400; ops++ {
-		switch op := in.next() % 8; {
+		switch op := in.next() % 9; {
 		case op <= 2:
 			n := 1 + in.next()%cfg.MaxModelLen
 			if n >= cfg.MaxModelLen {
@@ -138,6 +151,8 @@ func runScenario(t *testing.T, data []byte) {
 			ids = append(ids, id)
 		case op <= 6:
 			doStep()
+		case op == 7:
+			failStep()
 		default:
 			if len(ids) > 0 {
 				s.Abort(ids[in.next()%len(ids)], FinishAbort)

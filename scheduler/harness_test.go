@@ -30,10 +30,24 @@ type runReq struct {
 	blocks []int32
 }
 
+// kvSlot is what a position's K/V depends on: its token, its position and
+// every token before it (prefix, a hash of tokens[:pos+1]).
 type kvSlot struct {
-	tok int32
-	pos int
-	set bool
+	tok    int32
+	pos    int
+	prefix uint64
+	set    bool
+}
+
+// prefixHashes returns the FNV-1a hash of toks[:i+1] for each i < n.
+func prefixHashes(toks []int32, n int) []uint64 {
+	out := make([]uint64, n)
+	h := uint64(14695981039346656037)
+	for i := 0; i < n; i++ {
+		h = (h ^ uint64(uint32(toks[i]))) * 1099511628211
+		out[i] = h
+	}
+	return out
 }
 
 func newFakeRunner(bs int) *fakeRunner {
@@ -61,6 +75,22 @@ type work struct {
 }
 
 func (f *fakeRunner) execute(out *Output) *RunnerOutput {
+	ws := f.apply(out)
+	if ws == nil && f.err != nil {
+		return &RunnerOutput{Step: out.Step}
+	}
+	return f.compute(out, ws)
+}
+
+// executeFailed is a step that fails on the device after the runner took
+// in the Output's table diffs: no K/V is written and nothing is sampled.
+func (f *fakeRunner) executeFailed(out *Output) {
+	f.apply(out)
+}
+
+// apply takes in the Output's diffs (finished, new and cached requests)
+// and returns the work of the step.
+func (f *fakeRunner) apply(out *Output) []work {
 	for _, id := range out.FinishedRequestIDs {
 		delete(f.reqs, id)
 	}
@@ -112,7 +142,12 @@ func (f *fakeRunner) execute(out *Output) *RunnerOutput {
 	if total != out.TotalNumScheduledTokens {
 		f.fail("step %d: total %d, sum %d", out.Step, out.TotalNumScheduledTokens, total)
 	}
-	// Write all K/V of the step first, then check what each request reads.
+	return ws
+}
+
+// compute writes all K/V of the step first, then checks what each request
+// reads, and samples.
+func (f *fakeRunner) compute(out *Output, ws []work) *RunnerOutput {
 	for _, w := range ws {
 		r := f.reqs[w.id]
 		if w.n <= 0 || w.start+w.n > len(r.tokens) {
@@ -123,8 +158,9 @@ func (f *fakeRunner) execute(out *Output) *RunnerOutput {
 			f.fail("step %d: %s: %d blocks cannot hold %d tokens", out.Step, w.id, len(r.blocks), w.start+w.n)
 			continue
 		}
+		prefix := prefixHashes(r.tokens, w.start+w.n)
 		for p := w.start; p < w.start+w.n; p++ {
-			f.slot(r.blocks[p/f.bs], p%f.bs, kvSlot{r.tokens[p], p, true})
+			f.slot(r.blocks[p/f.bs], p%f.bs, kvSlot{r.tokens[p], p, prefix[p], true})
 		}
 	}
 	ro := &RunnerOutput{Step: out.Step}
@@ -141,6 +177,7 @@ func (f *fakeRunner) execute(out *Output) *RunnerOutput {
 		if w.start+w.n > len(r.tokens) || len(r.blocks)*f.bs < w.start+w.n {
 			continue
 		}
+		prefix := prefixHashes(r.tokens, w.start+w.n)
 		for p := 0; p < w.start+w.n; p++ {
 			b := r.blocks[p/f.bs]
 			if b == 0 {
@@ -148,7 +185,7 @@ func (f *fakeRunner) execute(out *Output) *RunnerOutput {
 				break
 			}
 			got := f.kv[b][p%f.bs]
-			if !got.set || got.tok != r.tokens[p] || got.pos != p {
+			if !got.set || got.tok != r.tokens[p] || got.pos != p || got.prefix != prefix[p] {
 				f.fail("step %d: %s position %d reads %+v from block %d, want token %d", out.Step, w.id, p, got, b, r.tokens[p])
 				break
 			}

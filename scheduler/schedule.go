@@ -43,6 +43,7 @@ func (b *outBuf) reset(step uint64) {
 	o.TotalNumScheduledTokens = 0
 	o.FinishedRequestIDs = o.FinishedRequestIDs[:0]
 	o.PreemptedRequestIDs = o.PreemptedRequestIDs[:0]
+	b.committed = b.committed[:0]
 	clear(b.sched) // drop request pointers of two steps ago
 	b.sched = b.sched[:0]
 	b.arena = b.arena[:0]
@@ -316,6 +317,6 @@ func (s *Scheduler) advance(buf *outBuf) {
 		if hw := min(r.numComputed, r.numPrompt); hw > r.highWater {
 			r.highWater = hw
 		}
-		s.kv.Commit(&r.seq, r.tokens, r.numComputed)
+		buf.committed = s.kv.Commit(&r.seq, r.tokens, r.numComputed, buf.committed)
 	}
 }

@@ -56,6 +56,9 @@ type outBuf struct {
 	out   Output
 	sched []schedEntry
 	arena []int32 // backing store for the block id slices of out
+	// committed are the blocks this step entered into the prefix cache,
+	// which a failed step takes out again (Update with a nil RunnerOutput).
+	committed []kvcache.CachedBlock
 }
 
 // New validates cfg, applies defaults and builds the scheduler and its KV

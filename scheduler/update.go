@@ -16,13 +16,20 @@ import "fmt"
 // Every Output must be passed to Update exactly once, also when executing
 // it failed (pass a nil ro): computed tokens advanced when the step was
 // built, and Update is where requests that got no token are rolled back.
+// A nil ro rolls the whole step back: the blocks it entered into the
+// prefix cache leave it (their KV was never written) and its requests'
+// computed tokens return to where they were before it. The runner may have
+// applied part of a failed step, so the caller should then abort the
+// step's requests, as the engine does.
 //
 // The returned slice is reused by the next Update; NewTokenIDs alias the
 // request's token list and must not be modified.
 func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stats) {
 	buf := s.bufferOf(out)
 	s.outs = s.outs[:0]
-	if ro != nil {
+	if ro == nil {
+		s.rollBack(buf)
+	} else {
 		if ro.Step != out.Step {
 			panic(fmt.Sprintf("scheduler: Update of step %d with the runner output of step %d", out.Step, ro.Step))
 		}
@@ -43,6 +50,24 @@ func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stat
 		s.dropFinishedRunning()
 	}
 	return s.outs, s.Stats()
+}
+
+// rollBack undoes the bookkeeping of a step that failed to execute: the
+// blocks it entered into the prefix cache leave it, and the computed
+// tokens of its requests (those still running as they were then) return
+// to their values before the step.
+func (s *Scheduler) rollBack(buf *outBuf) {
+	s.kv.Uncache(buf.committed)
+	buf.committed = buf.committed[:0]
+	for i := range buf.sched {
+		e := &buf.sched[i]
+		r := e.r
+		if r.state != stateRunning || r.numComputed != e.computed+e.n {
+			continue // ended or preempted since: Free has dropped its commits
+		}
+		r.numComputed = e.computed
+		s.kv.Rollback(&r.seq, e.computed)
+	}
 }
 
 // bufferOf maps an Output back to its buffer.

@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vserve/vserve/kvcache"
 )
 
 // scripted returns a sampler that emits script[i] as the i-th output.
@@ -115,8 +117,9 @@ func TestNoTokenBackMeansRecomputeLastToken(t *testing.T) {
 	v, _ := s.Request("r")
 	assert.Equal(t, 5, v.NumComputedTokens())
 	f.reqs["r"] = &runReq{tokens: tokens(6, 10), blocks: append([]int32(nil), out.NewRequests[0].BlockIDs...)}
+	prefix := prefixHashes(tokens(6, 10), 6)
 	for p := 0; p < 6; p++ {
-		f.slot(out.NewRequests[0].BlockIDs[p/4], p%4, kvSlot{int32(10 + p), p, true})
+		f.slot(out.NewRequests[0].BlockIDs[p/4], p%4, kvSlot{int32(10 + p), p, prefix[p], true})
 	}
 	out2, deltas, _ := step(t, s, f)
 	assert.Equal(t, 1, out2.NumScheduledTokens["r"])
@@ -257,4 +260,29 @@ func TestOutputStaysValidUntilSecondFollowingSchedule(t *testing.T) {
 	assert.Equal(t, snapshot, out1.NewRequests[0].BlockIDs)
 	out3, _, _ := step(t, s, f)
 	assert.Same(t, out1, out3, "the buffer of step 1 is reused by step 3")
+}
+
+// TestFailedStepIsRolledBack: Update with no runner output undoes the
+// step: computed tokens (here a partial prefill chunk) return to where
+// they were, the step's blocks leave the prefix cache, and a request that
+// is not aborted continues from there and reads only K/V that was written.
+func TestFailedStepIsRolledBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxNumBatchedTokens, cfg.MaxNumSeqs = 4, 4
+	s, f := newTestScheduler(t, cfg)
+	prompt := tokens(12, 10)
+	add(t, s, "a", prompt, 2)
+	step(t, s, f) // positions 0..3
+	out := s.Schedule()
+	f.executeFailed(out) // positions 4..7 were never computed
+	s.Update(out, nil)
+	v, _ := s.Request("a")
+	assert.Equal(t, 4, v.NumComputedTokens())
+	lookup := kvcache.NewSeq("", 0)
+	assert.Equal(t, 4, s.kv.Lookup(lookup, prompt), "only the first block is a hit")
+	out, _, _ = step(t, s, f)
+	require.Len(t, out.CachedRequests, 1)
+	assert.Equal(t, 4, out.CachedRequests[0].NumComputedTokens, "the chunk is scheduled again")
+	drain(t, s, f)
+	f.check(t)
 }

@@ -85,8 +85,12 @@ func (s *SimpleScheduler) Schedule() *scheduler.Output {
 	return out
 }
 
-// Update applies a runner output.
+// Update applies a runner output (nil: the step failed and produced
+// nothing; the engine aborts its requests).
 func (s *SimpleScheduler) Update(out *scheduler.Output, ro *scheduler.RunnerOutput) ([]scheduler.RequestOutput, scheduler.Stats) {
+	if ro == nil {
+		return nil, s.Stats()
+	}
 	var outs []scheduler.RequestOutput
 	for i, id := range ro.ReqIDs {
 		q, ok := s.byID[id]
