@@ -55,10 +55,17 @@
 //     partial prefill chunk samples nothing). PreemptedRequestIDs are kept
 //     by the runner (they come back with Resumed).
 //
-// A request's prefix-cache hits may point at blocks filled by the previous
-// step. Blocks are entered into the prefix cache after the step that fills
-// them is built, so within one step no request reads a block that another
-// request of the same step writes.
+// A request's prefix-cache hits may point at blocks that an earlier step
+// filled or that another request of the same step fills: as in vLLM, the
+// full blocks an admitted request will compute enter the prefix cache when
+// it is admitted, so that requests admitted after it in the same step (n > 1
+// siblings, a shared system prompt) hit them instead of computing them
+// again. So the runner must write a step's K/V (of each layer) before any
+// attention of the step reads it, as the model's forward pass does
+// (ReshapeAndCache for the whole batch, then PagedAttention). Blocks of
+// running requests enter the cache after the step is built, because a
+// running request may still be preempted while it is built. When a step
+// fails (Update with a nil RunnerOutput), its blocks leave the cache again.
 //
 // The RunnerOutput lists the requests that sampled, with the Step of the
 // Output it executed. Update ignores outputs of requests aborted or finished

@@ -219,6 +219,12 @@ func (s *Scheduler) admit(r *request, buf *outBuf, budget *int) bool {
 	if !s.kv.Allocate(&r.seq, hit, n, reserve) {
 		return false
 	}
+	// As in vLLM, the full blocks this step will compute enter the prefix
+	// cache at once, so that a request admitted after r in this same step
+	// (an n > 1 sibling, the same system prompt) hits them instead of
+	// computing them again: the runner writes a step's K/V before any
+	// attention reads it. Nothing admitted can be preempted in this step.
+	buf.committed = s.kv.Commit(&r.seq, r.tokens, hit+n, buf.committed)
 	r.numComputed = hit
 	kind := kindResumed
 	if resumed {

@@ -299,3 +299,24 @@ func TestAddRequestReservesBoundedMemory(t *testing.T) {
 		t.Fatalf("AddRequest allocates %d bytes per request at max_tokens %d", perRequest, params.MaxTokens)
 	}
 }
+
+// TestSameStepAdmissionsShareBlocks: as in vLLM, requests admitted in one
+// step hit the full blocks that an earlier admission of the same step will
+// compute; the fake runner checks that every K/V read was written.
+func TestSameStepAdmissionsShareBlocks(t *testing.T) {
+	s, f := newTestScheduler(t, testConfig())
+	prompt := tokens(13, 10)
+	for _, id := range []string{"a", "b", "c"} {
+		add(t, s, id, prompt, 3)
+	}
+	out, _, st := step(t, s, f)
+	require.Len(t, out.NewRequests, 3)
+	assert.Equal(t, 0, out.NewRequests[0].NumComputedTokens)
+	for _, nr := range out.NewRequests[1:] {
+		assert.Equal(t, 12, nr.NumComputedTokens, "%s hits a's three full blocks", nr.ID)
+		assert.Equal(t, 1, out.NumScheduledTokens[nr.ID])
+	}
+	assert.Equal(t, 4+1+1, s.kv.NumHeld())
+	assert.Equal(t, uint64(24), st.PrefixCacheHits)
+	drain(t, s, f)
+}

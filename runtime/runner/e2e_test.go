@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/vserve/vserve/internal/sharedtest"
 	"github.com/vserve/vserve/runtime/kernel"
 	"github.com/vserve/vserve/runtime/kernel/cpu"
@@ -180,6 +183,47 @@ func TestSchedulerBatchInvariance(t *testing.T) {
 			}
 			t.Logf("preemptions %d, prefix-cache hit tokens %d", e.stats.NumPreemptions, e.stats.PrefixCacheHits)
 		})
+	}
+}
+
+// TestSameStepSiblingsShareBlocks: identical prompts admitted in one step
+// (n > 1 siblings) hit the blocks the first of them computes in that same
+// step, as in vLLM, and still generate what each generates alone: the
+// forward pass writes the step's K/V before attention reads it.
+func TestSameStepSiblingsShareBlocks(t *testing.T) {
+	dir := sharedtest.Path(t, "models", "stories260K", "hf")
+	cfg := scheduler.Config{MaxModelLen: 128, BlockSize: 16, NumBlocks: 32, EnablePrefixCaching: true}
+	prompt := []int32{1}
+	for i := 0; i < 40; i++ {
+		prompt = append(prompt, int32(300+3*i))
+	}
+	alone := newEngine(t, dir, cfg)
+	alone.add("alone", prompt, greedy(12))
+	want := tokens(alone.runAll()["alone"])
+
+	e := newEngine(t, dir, cfg)
+	for i := 0; i < 4; i++ {
+		e.add(fmt.Sprintf("s%d", i), prompt, greedy(12))
+	}
+	first := e.sched.Schedule()
+	require.Len(t, first.NewRequests, 4, "all four siblings are admitted in the first step")
+	for i, nr := range first.NewRequests {
+		wantHit := 32 // two full blocks; the last prompt token is always computed
+		if i == 0 {
+			wantHit = 0
+		}
+		assert.Equal(t, wantHit, nr.NumComputedTokens, nr.ID)
+		assert.Equal(t, len(prompt)-wantHit, first.NumScheduledTokens[nr.ID], nr.ID)
+	}
+	assert.Equal(t, 3+3*1, 32-1-e.sched.Stats().KVBlocksFree, "the first sibling holds 3 blocks, each other 1 of its own")
+	ro, err := e.run.Execute(first)
+	require.NoError(t, err)
+	e.sched.Update(first, ro)
+	outs := e.runAll()
+	for i := 0; i < 4; i++ {
+		id := fmt.Sprintf("s%d", i)
+		got := append([]int32{ro.SampledTokenIDs[slices.Index(ro.ReqIDs, id)][0]}, tokens(outs[id])...)
+		assert.Equal(t, want, got, id)
 	}
 }
 
