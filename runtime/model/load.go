@@ -158,8 +158,16 @@ func (l *loader) loadAll() error {
 	}
 	m := l.m
 	m.embed = get("model.embed_tokens.weight", matrix, c.VocabSize, d)
+	if last := fmt.Sprintf("model.layers.%d.input_layernorm.weight", c.NumLayers-1); err == nil && !m.weights.Has(last) {
+		// Before allocating per-layer state: a corrupt num_hidden_layers
+		// must not cost memory in proportion to itself.
+		return fmt.Errorf("model: %v: tensor %q missing (config.json: num_hidden_layers is %d)", m.weights.Files(), last, c.NumLayers)
+	}
 	m.layers = make([]layerWeights, c.NumLayers)
 	for i := range m.layers {
+		if err != nil {
+			break
+		}
 		p := fmt.Sprintf("model.layers.%d.", i)
 		lw := &m.layers[i]
 		lw.inputNorm = get(p+"input_layernorm.weight", vector, d)

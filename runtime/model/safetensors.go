@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // TensorInfo is one entry of a safetensors header.
@@ -81,7 +84,37 @@ func ParseHeader(file string, prefix []byte, fileSize int64) (*Header, error) {
 		}
 		h.Tensors[name] = t
 	}
+	if err := checkTiling(h.Tensors, dataSize); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", file, err)
+	}
 	return h, nil
+}
+
+// checkTiling requires what the safetensors format requires of the data
+// section: the tensors' byte ranges, in order, start at 0, follow each other
+// without gap or overlap, and end at the end of the file.
+func checkTiling(tensors map[string]TensorInfo, dataSize int64) error {
+	order := make([]TensorInfo, 0, len(tensors))
+	for _, t := range tensors {
+		order = append(order, t)
+	}
+	slices.SortFunc(order, func(a, b TensorInfo) int {
+		return cmp.Or(cmp.Compare(a.Begin, b.Begin), cmp.Compare(a.End, b.End), strings.Compare(a.Name, b.Name))
+	})
+	at, prev := int64(0), ""
+	for _, t := range order {
+		if t.Begin != at {
+			if prev == "" {
+				return fmt.Errorf("tensor %q: data_offsets start at %d, want 0 (the first tensor's data starts the data section)", t.Name, t.Begin)
+			}
+			return fmt.Errorf("tensor %q: data_offsets [%d, %d] overlap tensor %q or leave a gap after it: it ends at %d", t.Name, t.Begin, t.End, prev, at)
+		}
+		at, prev = t.End, t.Name
+	}
+	if at != dataSize {
+		return fmt.Errorf("%d bytes of data follow the last tensor's data (which ends at %d of %d)", dataSize-at, at, dataSize)
+	}
+	return nil
 }
 
 func parseTensorEntry(name string, v json.RawMessage, dataSize int64) (TensorInfo, error) {

@@ -75,6 +75,13 @@ func FuzzParseHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
+		var total int64
+		for _, ti := range h.Tensors {
+			total += ti.End - ti.Begin
+		}
+		if h.DataStart+total != int64(len(data)) {
+			t.Fatalf("tensors hold %d of the %d data bytes", total, int64(len(data))-h.DataStart)
+		}
 		for name, ti := range h.Tensors {
 			if ti.Begin < 0 || ti.End < ti.Begin || h.DataStart+ti.End > int64(len(data)) {
 				t.Fatalf("tensor %q range [%d,%d) escapes %d bytes", name, ti.Begin, ti.End, len(data))
@@ -123,8 +130,25 @@ func TestLoadErrors(t *testing.T) {
 		want   []string
 	}{
 		{"missing tensor", func(t *testing.T, dir string) {
-			rewriteHeader(t, dir, func(h map[string]json.RawMessage) { delete(h, q) })
+			rewriteHeader(t, dir, func(h map[string]json.RawMessage) { h[q+".renamed"] = h[q]; delete(h, q) })
 		}, []string{"model.safetensors", q, "missing tensor"}},
+		{"overlapping tensors", func(t *testing.T, dir string) {
+			rewriteHeader(t, dir, func(h map[string]json.RawMessage) {
+				var e map[string]any
+				json.Unmarshal(h["model.norm.weight"], &e)
+				e["data_offsets"] = []int{0, 256} // the first bytes of another tensor
+				h["model.norm.weight"], _ = json.Marshal(e)
+			})
+		}, []string{"model.safetensors", "model.norm.weight", "overlap"}},
+		{"bytes after the last tensor", func(t *testing.T, dir string) {
+			f, _ := os.OpenFile(filepath.Join(dir, "model.safetensors"), os.O_APPEND|os.O_WRONLY, 0)
+			f.Write(make([]byte, 4))
+			f.Close()
+		}, []string{"model.safetensors", "4 bytes of data follow the last tensor's data"}},
+		{"more layers in config.json than in the weights", func(t *testing.T, dir string) {
+			data, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+			os.WriteFile(filepath.Join(dir, "config.json"), []byte(strings.Replace(string(data), `"num_hidden_layers": 1`, `"num_hidden_layers": 16000000`, 1)), 0o644)
+		}, []string{"model.safetensors", "model.layers.15999999.input_layernorm.weight", "num_hidden_layers is 16000000"}},
 		{"wrong shape", func(t *testing.T, dir string) {
 			rewriteHeader(t, dir, func(h map[string]json.RawMessage) {
 				var e map[string]any
