@@ -51,11 +51,21 @@ type ChatTemplate struct {
 // LoadChatTemplate compiles a Jinja chat template.
 func LoadChatTemplate(source string) (c *ChatTemplate, err error) {
 	defer recoverEngine(&err)
-	t, err := jinja.Compile(rewriteFilters(source))
+	t, err := jinja.Compile(rewriteFilters(jinjaLines(source)))
 	if err != nil {
 		return nil, fmt.Errorf("chat template: %w", err)
 	}
 	return &ChatTemplate{source: source, tmpl: t}, nil
+}
+
+// jinjaLines does to the source what Jinja2 does with transformers'
+// settings (keep_trailing_newline off, newline_sequence "\n") before
+// lexing: every line break becomes "\n" and one line break at the end is
+// dropped, so a template file's final newline is not part of the prompt.
+func jinjaLines(source string) string {
+	source = strings.ReplaceAll(source, "\r\n", "\n")
+	source = strings.ReplaceAll(source, "\r", "\n")
+	return strings.TrimSuffix(source, "\n")
 }
 
 // LoadChatTemplateFile compiles the chat template in a .jinja file.

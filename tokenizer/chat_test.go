@@ -146,3 +146,19 @@ func TestEnginePanicBecomesError(t *testing.T) {
 	_, err = c.Render(nil, RenderOptions{Extra: map[string]any{"boom": boom}})
 	assert.ErrorContains(t, err, "kaput")
 }
+
+// TestTemplateLineBreaks: as Jinja2 with transformers' settings renders
+// them, one line break at the end of the source is dropped and "\r\n" and
+// "\r" become "\n" (expected values from Python jinja2 3.1).
+func TestTemplateLineBreaks(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"{{ 'x' }}\n", "x"},
+		{"a\n\n", "a\n"},
+		{"a\r\nb\r\n", "a\nb"},
+		{"a\rb", "a\nb"},
+		{"{% if true %}\nx\n{% endif %}\n", "x\n"},
+		{"{{ 'keep\\n' }}", "keep\n"},
+	} {
+		assert.Equal(t, tc.want, render(t, tc.src, nil, RenderOptions{}), "%q", tc.src)
+	}
+}
