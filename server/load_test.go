@@ -3,9 +3,11 @@ package server_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -139,4 +141,32 @@ func TestBurst(t *testing.T) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	t.Logf("burst of %d: %d accepted, %d refused (429); heap in use after: %d MiB", requests, accepted, full.Load(), ms.HeapInuse>>20)
+}
+
+// TestChatRoleChunkComesWithTheFirstToken: as in vLLM, a streamed chat's
+// first chunk (the role) goes out only with the request's first output, so
+// time to first chunk is time to first token. Here the step never runs and
+// the client goes away: the headers went out, no chunk did.
+func TestChatRoleChunkComesWithTheFirstToken(t *testing.T) {
+	exec := &holdExec{release: make(chan struct{}), FakeExecutor: enginetest.FakeExecutor{Next: letters}}
+	h := newHarness(t, harnessOpts{exec: exec})
+	defer close(exec.release) // after the handler returned: let the engine shut down
+	body, _ := json.Marshal(map[string]any{"messages": []map[string]any{{"role": "user", "content": "hi"}},
+		"max_tokens": 2, "stream": true})
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequestWithContext(ctx, "POST", "/v1/chat/completions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		h.srv.ServeHTTP(rec, req)
+	}()
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumActive == 1 }, 60e9, 1e6)
+	cancel() // the client hangs up before the first token
+	<-served
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, "text/event-stream", rec.Header().Get("Content-Type"))
+	assert.True(t, rec.Flushed, "the headers went out at once")
+	assert.Empty(t, rec.Body.String(), "no chunk before the first token")
 }

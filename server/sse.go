@@ -133,14 +133,21 @@ func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, j *job, now 
 		return ChatChunk{ID: j.id, Object: "chat.completion.chunk", Created: now.Unix(), Model: j.m.Names[0],
 			Choices: []ChatChunkChoice{{Index: c.index, Delta: d, FinishReason: finish}}}
 	}
-	for _, c := range j.choices {
-		sse.event(chunk(c, ChatDelta{Role: "assistant", Content: strPtr("")}, nil))
-	}
-	if err := sse.flush(); err != nil {
+	if err := sse.rc.Flush(); err != nil { // the headers, at once
 		s.streamError(sse, j.span, &APIError{Status: 499, Message: err.Error(), Reason: ReasonClientDisconnect})
 		return
 	}
+	roleSent := false
 	aerr := j.run(r.Context(), func(ds []delta) error {
+		if !roleSent {
+			// As in vLLM, each choice's role chunk goes out with the first
+			// output of the request, so that a client's time to first
+			// chunk is its time to first token.
+			roleSent = true
+			for _, c := range j.choices {
+				sse.event(chunk(c, ChatDelta{Role: "assistant", Content: strPtr("")}, nil))
+			}
+		}
 		for _, d := range ds {
 			if d.text != "" || len(d.tokens) > 0 && j.g.numLogprobs >= 0 {
 				text := d.text
