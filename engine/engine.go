@@ -52,12 +52,15 @@ type Config struct {
 	Hooks
 }
 
-// Errors returned by Add.
+// Errors returned by Add and AddAll.
 var (
 	ErrQueueFull    = errors.New("engine: waiting queue is full")
 	ErrShuttingDown = errors.New("engine: shutting down")
 	ErrDuplicateID  = errors.New("engine: duplicate request id")
 	ErrInvalid      = errors.New("engine: invalid request")
+	// ErrGroupTooLarge: AddAll was given more requests than the queue
+	// bound admits at once; retrying cannot help.
+	ErrGroupTooLarge = errors.New("engine: more requests than the waiting queue holds")
 )
 
 // Request is a generation request for the engine.
@@ -173,28 +176,55 @@ func New(cfg Config, sched Scheduler, exec Executor) *Engine {
 // the engine loop. The caller must Close the stream (Close after the final
 // output is a no-op; before it, Close aborts the request).
 func (e *Engine) Add(ctx context.Context, r *Request) (*Stream, error) {
+	streams, err := e.AddAll(ctx, []*Request{r})
+	if err != nil {
+		return nil, err
+	}
+	return streams[0], nil
+}
+
+// MaxQueuedRequests is the queue bound of the configuration (0: none): the
+// largest group AddAll can admit.
+func (e *Engine) MaxQueuedRequests() int { return e.cfg.MaxQueuedRequests }
+
+// AddAll submits requests that belong together, such as the choices of one
+// API request, and returns their streams in order: all are admitted or
+// none is, so a group that does not fit the queue bounds leaves nothing
+// behind (no request is started and aborted). A group larger than
+// MaxQueuedRequests can never be admitted: that is ErrGroupTooLarge. For
+// MaxQueuedTokens a group counts as one request.
+func (e *Engine) AddAll(ctx context.Context, rs []*Request) ([]*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := validate(r); err != nil {
+	now := time.Now()
+	for _, r := range rs {
+		if err := validate(r); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.admit(rs); err != nil {
 		return nil, err
 	}
-	en := &entry{req: r, times: RequestTimes{Arrival: time.Now()}}
-	en.stream = newStream(e, r.ID, r.Notify)
-	if err := e.admit(r); err != nil {
-		return nil, err
+	entries := make([]*entry, len(rs))
+	streams := make([]*Stream, len(rs))
+	for i, r := range rs {
+		en := &entry{req: r, times: RequestTimes{Arrival: now}, queued: true}
+		en.stream = newStream(e, r.ID, r.Notify)
+		entries[i], streams[i] = en, en.stream
 	}
-	en.queued = true
 	e.mu.Lock()
 	if e.closing {
 		e.mu.Unlock()
-		e.release(r.ID, true, len(r.PromptTokenIDs))
+		for _, r := range rs {
+			e.release(r.ID, true, len(r.PromptTokenIDs))
+		}
 		return nil, ErrShuttingDown
 	}
-	e.adds = append(e.adds, en)
+	e.adds = append(e.adds, entries...)
 	e.mu.Unlock()
 	e.signal()
-	return en.stream, nil
+	return streams, nil
 }
 
 func validate(r *Request) error {
@@ -211,22 +241,34 @@ func validate(r *Request) error {
 	return nil
 }
 
-// admit applies the queue bounds and reserves the request's id.
-func (e *Engine) admit(r *Request) error {
+// admit applies the queue bounds to a group of requests and reserves
+// their ids, for all of them or for none.
+func (e *Engine) admit(rs []*Request) error {
 	e.admitMu.Lock()
 	defer e.admitMu.Unlock()
-	if _, dup := e.active[r.ID]; dup {
-		return fmt.Errorf("%w %q", ErrDuplicateID, r.ID)
+	if bound := e.cfg.MaxQueuedRequests; bound > 0 && len(rs) > bound {
+		return fmt.Errorf("%w: %d requests, the queue holds %d", ErrGroupTooLarge, len(rs), bound)
 	}
-	n := len(r.PromptTokenIDs)
-	if e.cfg.MaxQueuedRequests > 0 && e.queuedReqs+1 > e.cfg.MaxQueuedRequests {
+	n := 0
+	for i, r := range rs {
+		if _, dup := e.active[r.ID]; dup {
+			for _, o := range rs[:i] {
+				delete(e.active, o.ID)
+			}
+			return fmt.Errorf("%w %q", ErrDuplicateID, r.ID)
+		}
+		e.active[r.ID] = struct{}{}
+		n += len(r.PromptTokenIDs)
+	}
+	full := e.cfg.MaxQueuedRequests > 0 && e.queuedReqs+len(rs) > e.cfg.MaxQueuedRequests ||
+		e.cfg.MaxQueuedTokens > 0 && e.queuedReqs > 0 && e.queuedTokens+n > e.cfg.MaxQueuedTokens
+	if full {
+		for _, r := range rs {
+			delete(e.active, r.ID)
+		}
 		return ErrQueueFull
 	}
-	if e.cfg.MaxQueuedTokens > 0 && e.queuedReqs > 0 && e.queuedTokens+n > e.cfg.MaxQueuedTokens {
-		return ErrQueueFull
-	}
-	e.active[r.ID] = struct{}{}
-	e.queuedReqs++
+	e.queuedReqs += len(rs)
 	e.queuedTokens += n
 	return nil
 }

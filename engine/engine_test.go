@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,6 +376,41 @@ func TestAdmission(t *testing.T) {
 	require.NoError(t, e.Shutdown(ctx))
 	_, err = e.Add(ctx, req("late", 1))
 	assert.ErrorIs(t, err, engine.ErrShuttingDown)
+}
+
+// TestAddAllAdmitsAllOrNone: a group of requests (one API request's
+// choices) is admitted whole or not at all; a refused group leaves no
+// request, id or queue room behind, and one larger than the queue bound is
+// refused as such.
+func TestAddAllAdmitsAllOrNone(t *testing.T) {
+	ex := &blockingExec{gate: make(chan struct{})}
+	var ends atomic.Int64
+	e := engine.New(engine.Config{MaxQueuedRequests: 3,
+		Hooks: engine.Hooks{OnRequestEnd: func(engine.RequestEnd) { ends.Add(1) }}}, &enginetest.SimpleScheduler{MaxSeqs: 1}, ex)
+	ctx := context.Background()
+	blocker, err := e.Add(ctx, req("blocker", 1)) // holds the loop in its first step
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return e.Snapshot().NumQueued == 0 }, time.Minute, time.Millisecond, "the blocker was scheduled")
+	two, err := e.AddAll(ctx, []*engine.Request{req("a0", 1), req("a1", 1)})
+	require.NoError(t, err)
+	require.Len(t, two, 2)
+	_, err = e.AddAll(ctx, []*engine.Request{req("b0", 1), req("b1", 1)})
+	assert.ErrorIs(t, err, engine.ErrQueueFull, "2 queued + 2 > 3")
+	_, err = e.AddAll(ctx, []*engine.Request{req("c0", 1), req("c1", 1), req("c2", 1), req("c3", 1)})
+	assert.ErrorIs(t, err, engine.ErrGroupTooLarge)
+	_, err = e.AddAll(ctx, []*engine.Request{req("d", 1), req("d", 1)})
+	assert.ErrorIs(t, err, engine.ErrDuplicateID)
+	assert.Equal(t, 2, e.Snapshot().NumQueued, "refused groups took no queue room")
+	one, err := e.AddAll(ctx, []*engine.Request{req("b0", 1)}) // its id was not kept by the refused group
+	require.NoError(t, err)
+	close(ex.gate)
+	for _, st := range append(append([]*engine.Stream{blocker}, two...), one...) {
+		_, err := st.Collect(ctx)
+		require.NoError(t, err)
+		st.Close()
+	}
+	require.NoError(t, e.Shutdown(ctx))
+	assert.Equal(t, int64(4), ends.Load(), "only admitted requests ever ended")
 }
 
 func TestShutdownGraceAbortsInFlight(t *testing.T) {

@@ -5,8 +5,10 @@
 // It owns request validation and conversion to engine requests, prompt
 // tokenisation and chat templates (through the Tokenizer interface),
 // incremental detokenisation and stop strings, admission (context length,
-// bounded queue -> 429, per-request deadline), body limits, API keys, CORS
-// and OpenAI error bodies. Generation itself happens in package engine.
+// bounded queue -> 429, per-request deadline; a request's generations,
+// prompts × n, enter the engine all at once or not at all, and more than
+// the queue bound, or 4096 when it is unbounded, is a 400), body limits,
+// API keys, CORS and OpenAI error bodies. Generation itself happens in package engine.
 //
 // Logprobs follow vLLM: logprobs (completions) and logprobs/top_logprobs
 // (chat) for generated tokens; echo with logprobs puts the prompt tokens

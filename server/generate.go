@@ -74,7 +74,21 @@ type job struct {
 	echoPrompt bool
 }
 
+// maxGenerations bounds prompts × n of one request when the engine's
+// queue is unbounded; otherwise the queue bound does, since the engine
+// admits a request's generations all at once.
+const maxGenerations = 4096
+
 func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, prompts []prompt) (*job, *APIError) {
+	// Before anything is allocated per generation.
+	limit := maxGenerations
+	if q := m.Engine.MaxQueuedRequests(); q > 0 {
+		limit = q
+	}
+	if total := len(prompts) * g.n; total > limit {
+		return nil, badRequest("n", "The request asks for %d generations (%d prompts × n=%d); the server takes at most %d at once.",
+			total, len(prompts), g.n, limit)
+	}
 	j := &job{s: s, m: m, span: span, id: id, g: g, prompts: prompts, notify: make(chan struct{}, 1)}
 	for pi, pr := range prompts {
 		p, aerr := fitContext(g.base, len(pr.ids), m.MaxModelLen, g.defaultMaxTokens)
@@ -99,24 +113,27 @@ func newJob(s *Server, m *Model, span RequestSpan, id string, g genParams, promp
 	return j, nil
 }
 
-// start hands every choice to the engine; on failure it aborts those
-// already added.
+// start hands every choice to the engine, all at once.
 func (j *job) start(ctx context.Context) *APIError {
 	headers := j.span.TraceHeaders()
 	eos := j.m.Tokenizer.EOSTokenIDs()
 	handoff := time.Now()
+	rs := make([]*engine.Request, len(j.choices))
 	for k, c := range j.choices {
-		r := &engine.Request{
+		rs[k] = &engine.Request{
 			ID: fmt.Sprintf("%s-%d", j.id, k), PromptTokenIDs: j.prompts[c.prompt].ids, Params: c.params,
 			EOSTokenIDs: eos, Priority: j.g.priority, CacheSalt: j.g.cacheSalt, Deadline: j.g.deadline,
 			TraceHeaders: headers, Notify: j.notify, StopCheck: c.engineStop,
 		}
-		st, err := j.m.Engine.Add(ctx, r)
-		if err != nil {
-			j.closeAll()
-			return engineError(err)
-		}
-		c.stream = st
+	}
+	// All choices are admitted or none: a job that does not fit the queue
+	// starts nothing that would then be aborted.
+	streams, err := j.m.Engine.AddAll(ctx, rs)
+	if err != nil {
+		return engineError(err)
+	}
+	for k, c := range j.choices {
+		c.stream = streams[k]
 	}
 	j.span.HandoffToCore(handoff)
 	return nil
@@ -127,6 +144,8 @@ func engineError(err error) *APIError {
 	case errors.Is(err, engine.ErrQueueFull):
 		return &APIError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "queue_full",
 			Message: "The server's waiting queue is full; retry later.", RetryAfter: 1, Reason: ReasonOverloaded}
+	case errors.Is(err, engine.ErrGroupTooLarge): // newJob checks this first
+		return badRequest("n", "%v", err)
 	case errors.Is(err, engine.ErrShuttingDown):
 		return unavailable(ReasonShutdown, "The server is shutting down.")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -657,6 +659,46 @@ func TestChatStopReason(t *testing.T) {
 				assert.Equal(t, tc.reason, reason)
 			}
 			assert.Equal(t, 1, finals)
+		})
+	}
+}
+
+// TestGenerationsPerRequestAreBounded: prompts × n beyond what the engine
+// can queue at once (or beyond maxGenerations when its queue is unbounded)
+// is refused with a 400 before anything is allocated per generation or
+// started in the engine.
+func TestGenerationsPerRequestAreBounded(t *testing.T) {
+	var ends atomic.Int64
+	for _, tc := range []struct {
+		name    string
+		queue   int
+		prompts int
+		n       int
+		status  int
+	}{
+		{"within the queue bound", 8, 4, 2, 200},
+		{"past the queue bound", 8, 3, 3, 400},
+		{"unbounded queue, within the cap", 0, 64, 64, 200},
+		{"unbounded queue, past the cap", 0, 4097, 1, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOpts{engine: engine.Config{MaxQueuedRequests: tc.queue,
+				Hooks: engine.Hooks{OnRequestEnd: func(engine.RequestEnd) { ends.Add(1) }}}, maxNumSeqs: 256})
+			prompts := make([][]int, tc.prompts)
+			for i := range prompts {
+				prompts[i] = []int{100 + i%20}
+			}
+			ends.Store(0)
+			m := h.post("/v1/completions", map[string]any{"prompt": prompts, "n": tc.n, "max_tokens": 1}, tc.status)
+			if tc.status == 400 {
+				e := m["error"].(map[string]any)
+				assert.Equal(t, "n", e["param"])
+				assert.Contains(t, e["message"], fmt.Sprintf("asks for %d generations", tc.prompts*tc.n))
+				h.settle()
+				assert.Zero(t, ends.Load(), "nothing was started in the engine")
+				return
+			}
+			assert.Len(t, m["choices"], tc.prompts*tc.n)
 		})
 	}
 }
