@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,8 +25,13 @@ type Options struct {
 	APIKey string
 	// MaxBodyBytes limits request bodies (default 8 MiB); past it: 413.
 	MaxBodyBytes int64
-	// AllowedOrigins for CORS (default "*"); AllowedHeaders likewise.
+	// AllowedOrigins, AllowedMethods and AllowedHeaders configure CORS
+	// (vLLM's --allowed-origins, --allowed-methods, --allowed-headers; each
+	// defaults to "*"). With "*" headers, a preflight's requested headers
+	// are allowed, as with vLLM's (Starlette's) CORS middleware.
 	AllowedOrigins []string
+	AllowedMethods []string
+	AllowedHeaders []string
 	// RequestTimeout is the default per-request deadline (0: none); the
 	// request's "timeout" field (seconds) overrides it.
 	RequestTimeout time.Duration
@@ -87,6 +93,12 @@ func New(opts Options) *Server {
 	}
 	if len(opts.AllowedOrigins) == 0 {
 		opts.AllowedOrigins = []string{"*"}
+	}
+	if len(opts.AllowedMethods) == 0 {
+		opts.AllowedMethods = []string{"*"}
+	}
+	if len(opts.AllowedHeaders) == 0 {
+		opts.AllowedHeaders = []string{"*"}
 	}
 	if opts.MaxLogprobs <= 0 {
 		opts.MaxLogprobs = 20
@@ -165,13 +177,27 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 		h.Add("Vary", "Origin")
 	}
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, traceparent, tracestate")
+		h.Set("Access-Control-Allow-Methods", allowList(s.opts.AllowedMethods, "GET, HEAD, POST, OPTIONS"))
+		if requested := r.Header.Get("Access-Control-Request-Headers"); requested != "" && slices.Contains(s.opts.AllowedHeaders, "*") {
+			h.Set("Access-Control-Allow-Headers", requested)
+			h.Add("Vary", "Access-Control-Request-Headers")
+		} else {
+			h.Set("Access-Control-Allow-Headers", allowList(s.opts.AllowedHeaders, "Authorization, Content-Type, traceparent, tracestate"))
+		}
 		h.Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 		return true
 	}
 	return false
+}
+
+// allowList is a CORS allow header's value: the configured list, or all
+// (what this server serves or reads) for "*".
+func allowList(list []string, all string) string {
+	if slices.Contains(list, "*") {
+		return all
+	}
+	return strings.Join(list, ", ")
 }
 
 // auth checks the API key when one is configured.

@@ -523,6 +523,23 @@ func TestCORS(t *testing.T) {
 	resp = h.do("GET", "/v1/models", nil, "Origin", "https://evil.example")
 	resp.Body.Close()
 	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+
+	// As with vLLM's default (--allowed-headers '*'), a preflight may ask
+	// for any header, such as the OpenAI SDK's X-Stainless-*.
+	resp = h.do("OPTIONS", "/v1/chat/completions", nil, "Origin", "https://app.example", "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "content-type,authorization,x-stainless-os")
+	resp.Body.Close()
+	assert.Equal(t, "content-type,authorization,x-stainless-os", resp.Header.Get("Access-Control-Allow-Headers"))
+	assert.Contains(t, resp.Header.Values("Vary"), "Access-Control-Request-Headers")
+
+	// Explicit lists are sent as they are.
+	h = newHarness(t, harnessOpts{server: server.Options{AllowedMethods: []string{"POST"}, AllowedHeaders: []string{"Authorization", "Content-Type"}}})
+	resp = h.do("OPTIONS", "/v1/completions", nil, "Origin", "https://any.example", "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "x-stainless-os")
+	resp.Body.Close()
+	assert.Equal(t, "*", resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "POST", resp.Header.Get("Access-Control-Allow-Methods"))
+	assert.Equal(t, "Authorization, Content-Type", resp.Header.Get("Access-Control-Allow-Headers"))
 }
 
 func TestRequestTimeout(t *testing.T) {

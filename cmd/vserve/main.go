@@ -27,6 +27,12 @@ func main() {
 	log := app.NewLogger(os.Stderr, cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal starts the graceful drain; with the handler
+		// gone, a second one ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := app.Run(ctx, cfg, log, os.Stderr); err != nil {
 		log.Error("vserve failed", "err", err)
 		os.Exit(1)

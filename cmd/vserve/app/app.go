@@ -86,6 +86,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 	a.tel = tel
 	a.srv = server.New(server.Options{
 		APIKey: cfg.APIKey, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.AllowedOrigins,
+		AllowedMethods: cfg.AllowedMethods, AllowedHeaders: cfg.AllowedHeaders,
 		RequestTimeout: cfg.RequestTimeout, Telemetry: tel.HTTP(), Metrics: tel.MetricsHandler(),
 		Version: Version, Logger: log,
 	})
@@ -105,7 +106,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, stderr io.Writer) 
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	log.Info("vserve listening", "addr", ln.Addr().String(), "version", Version)
+	log.Info("vserve listening", "addr", ln.Addr().String(), "version", Version, "api_key_required", cfg.APIKey != "")
 	go func() {
 		defer a.wg.Done()
 		defer close(a.ready)

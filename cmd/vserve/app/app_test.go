@@ -38,6 +38,19 @@ func TestParseFlagsDefaults(t *testing.T) {
 	assert.Equal(t, 0.01, c.Tracing.StepSampleRate)
 }
 
+// TestAPIKeyFromTheEnvironment: as in vLLM, VLLM_API_KEY is the key when
+// --api-key is not given, so a migrated deployment keeps its
+// authentication; the flag wins.
+func TestAPIKeyFromTheEnvironment(t *testing.T) {
+	t.Setenv("VLLM_API_KEY", "from-env")
+	c, err := ParseFlags(nil, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "from-env", c.APIKey)
+	c, err = ParseFlags([]string{"--api-key", "flag"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "flag", c.APIKey)
+}
+
 func TestParseFlags(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -47,8 +60,11 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "vllm names", args: []string{"--model", "m", "--served-model-name", "a,b", "--max-model-len", "128",
 			"--no-enable-prefix-caching", "--scheduling-policy", "priority", "--kv-cache-memory", "64MiB", "--request-timeout", "1.5",
-			"--api-key", "k", "--device", "cpu", "--enable-journey-tracing", "--otlp-traces-endpoint", "localhost:4317"},
+			"--api-key", "k", "--device", "cpu", "--enable-journey-tracing", "--otlp-traces-endpoint", "localhost:4317",
+			"--allowed-methods", "GET,POST", "--allowed-headers", "Authorization"},
 			check: func(t *testing.T, c Config) {
+				assert.Equal(t, []string{"GET", "POST"}, c.AllowedMethods)
+				assert.Equal(t, []string{"Authorization"}, c.AllowedHeaders)
 				assert.Equal(t, "m", c.Model)
 				assert.Equal(t, []string{"a", "b"}, c.ServedModelNames)
 				assert.Equal(t, 128, c.MaxModelLen)

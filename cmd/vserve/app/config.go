@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,8 @@ type Config struct {
 	RequestTimeout      time.Duration
 	ShutdownGrace       time.Duration
 	AllowedOrigins      []string
+	AllowedMethods      []string
+	AllowedHeaders      []string
 	MaxBodyBytes        int64
 	CacheDir            string // where the built-in model is generated
 	LogLevel            slog.Level
@@ -52,7 +55,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	c := Config{Tracing: tracing.DefaultConfig()}
 	fs := flag.NewFlagSet("vserve", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var served, origins, kvMem, logLevel, policy string
+	var served, origins, methods, headers, kvMem, logLevel, policy string
 	var timeout, grace, statsEvery float64
 	noPrefix := false
 	fs.StringVar(&c.Model, "model", "", "Hugging Face model directory (config.json, *.safetensors, tokenizer.json); empty serves the built-in random-weight model")
@@ -68,7 +71,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&policy, "scheduling-policy", "fcfs", "fcfs or priority (lower priority value first)")
 	fs.Float64Var(&c.GPUMemoryUtil, "gpu-memory-utilization", 0.9, "fraction of GPU memory for weights, activations and KV cache (cuda)")
 	fs.StringVar(&kvMem, "kv-cache-memory", "", "KV cache size in bytes for the CPU (suffixes KiB MiB GiB, K M G); default: enough for max-num-seqs full-length requests, at most 2GiB")
-	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer <key>' (health, version and metrics stay public)")
+	fs.StringVar(&c.APIKey, "api-key", "", "require 'Authorization: Bearer <key>' (health, version and metrics stay public; default: $VLLM_API_KEY)")
 	fs.StringVar(&c.ChatTemplate, "chat-template", "", "Jinja chat template file overriding the model's")
 	fs.StringVar(&c.GenerationConfig, "generation-config", "auto", "auto: sampling defaults (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens) from the model's generation_config.json for requests that leave them unset; vllm: the API's defaults")
 	fs.StringVar(&c.Device, "device", "auto", "cpu, cuda or auto (cuda when this binary has it)")
@@ -78,6 +81,8 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.Float64Var(&timeout, "request-timeout", 0, "default per-request deadline in seconds (0: none); the request's 'timeout' overrides it")
 	fs.Float64Var(&grace, "shutdown-grace", 30, "seconds in-flight requests get to finish on SIGTERM before they are aborted")
 	fs.StringVar(&origins, "allowed-origins", "*", "CORS allowed origins, comma-separated")
+	fs.StringVar(&methods, "allowed-methods", "*", "CORS allowed methods, comma-separated")
+	fs.StringVar(&headers, "allowed-headers", "*", "CORS allowed headers, comma-separated (*: whatever a preflight asks for)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 8<<20, "request body size limit (413 past it)")
 	fs.StringVar(&c.CacheDir, "cache-dir", "", "directory for the generated built-in model (default: the user cache dir)")
 	fs.StringVar(&logLevel, "log-level", "info", "step, debug, info, warn or error (step logs every engine step)")
@@ -97,7 +102,12 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 		c.EnablePrefixCaching = false
 	}
 	c.ServedModelNames = splitList(served)
+	if c.APIKey == "" {
+		c.APIKey = os.Getenv("VLLM_API_KEY") // as in vLLM
+	}
 	c.AllowedOrigins = splitList(origins)
+	c.AllowedMethods = splitList(methods)
+	c.AllowedHeaders = splitList(headers)
 	c.SchedulingPolicy = policy
 	c.RequestTimeout = seconds(timeout)
 	c.ShutdownGrace = seconds(grace)
