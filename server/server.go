@@ -143,8 +143,13 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /tokenize", s.auth(s.handleTokenize))
 	s.mux.HandleFunc("POST /detokenize", s.auth(s.handleDetokenize))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: r.URL, Host: r.Host}); pattern != "/" ||
-			r.URL.Path == "/health" || r.URL.Path == "/version" || r.URL.Path == "/v1/models" || r.URL.Path == "/metrics" {
+		getRoute := r.URL.Path == "/health" || r.URL.Path == "/version" || r.URL.Path == "/v1/models" || r.URL.Path == "/metrics"
+		if _, pattern := s.mux.Handler(&http.Request{Method: http.MethodPost, URL: r.URL, Host: r.Host}); pattern != "/" || getRoute {
+			if getRoute {
+				w.Header().Set("Allow", "GET, HEAD")
+			} else {
+				w.Header().Set("Allow", "POST")
+			}
 			writeError(w, &APIError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error",
 				Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 			return

@@ -613,9 +613,14 @@ func TestMethodNotAllowed(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, path)
+		assert.Equal(t, "POST", resp.Header.Get("Allow"), path)
 		assert.Contains(t, string(body), `"error"`)
 	}
-	resp := h.do("GET", "/nope", nil)
+	resp := h.do("POST", "/v1/models", nil)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
+	resp = h.do("GET", "/nope", nil)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
