@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/engine/enginetest"
 	"github.com/vserve/vserve/scheduler"
+	"github.com/vserve/vserve/server"
 )
 
 // holdExec blocks every step until release is closed.
@@ -169,4 +171,62 @@ func TestChatRoleChunkComesWithTheFirstToken(t *testing.T) {
 	assert.Equal(t, "text/event-stream", rec.Header().Get("Content-Type"))
 	assert.True(t, rec.Flushed, "the headers went out at once")
 	assert.Empty(t, rec.Body.String(), "no chunk before the first token")
+}
+
+// slowExec takes a millisecond per step, like a (very) small model.
+type slowExec struct{ enginetest.FakeExecutor }
+
+func (e *slowExec) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	time.Sleep(time.Millisecond)
+	return e.FakeExecutor.Execute(out)
+}
+
+// TestStalledBodyTimesOut: a client that sends its headers and part of the
+// body, then stalls, gets a 408 once BodyReadTimeout passed. A request
+// whose body arrived in time is not ended by that deadline, and it still
+// notices its client going away later and is aborted.
+func TestStalledBodyTimesOut(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	var mu sync.Mutex
+	causes := map[string]int{}
+	h := newHarness(t, harnessOpts{server: server.Options{BodyReadTimeout: timeout}, exec: &slowExec{enginetest.FakeExecutor{Next: letters}},
+		maxModelLen: 1 << 16, numBlocks: 1<<12 + 8, engine: engine.Config{Hooks: engine.Hooks{OnRequestEnd: func(e engine.RequestEnd) {
+			mu.Lock()
+			causes[string(e.Reason)+"/"+e.AbortCause]++
+			mu.Unlock()
+		}}}})
+
+	conn, err := net.Dial("tcp", h.http.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 100\r\n\r\n{\"prompt\": ")
+	require.NoError(t, err)
+	status, err := bufio.NewReader(conn).ReadString('\n') // blocks until the server answers
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 408 Request Timeout\r\n", status)
+
+	// A minute-long request; its client hangs up well after the deadline.
+	ctx, cancel := context.WithCancel(context.Background())
+	body, _ := json.Marshal(map[string]any{"prompt": "hi", "max_tokens": 60000, "ignore_eos": true})
+	req, _ := http.NewRequestWithContext(ctx, "POST", h.http.URL+"/v1/completions", bytes.NewReader(body))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumActive == 1 }, time.Minute, time.Millisecond)
+	time.Sleep(3 * timeout) // past the body deadline
+	mu.Lock()
+	assert.Empty(t, causes, "the deadline did not end the request")
+	mu.Unlock()
+	cancel()
+	<-done
+	require.Eventually(t, func() bool { return h.eng.Snapshot().NumActive == 0 }, 30*time.Second, time.Millisecond,
+		"the request was aborted when its client went away")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{"abort/" + engine.CauseClientDisconnect: 1}, causes)
 }

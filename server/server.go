@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -25,6 +26,9 @@ type Options struct {
 	APIKey string
 	// MaxBodyBytes limits request bodies (default 8 MiB); past it: 413.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the time to read a request body once its
+	// headers arrived (default 60 s); past it: 408.
+	BodyReadTimeout time.Duration
 	// AllowedOrigins, AllowedMethods and AllowedHeaders configure CORS
 	// (vLLM's --allowed-origins, --allowed-methods, --allowed-headers; each
 	// defaults to "*"). With "*" headers, a preflight's requested headers
@@ -90,6 +94,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 8 << 20
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = time.Minute
 	}
 	if len(opts.AllowedOrigins) == 0 {
 		opts.AllowedOrigins = []string{"*"}
@@ -294,13 +301,27 @@ func checkModel(m *Model, name string) *APIError {
 
 // decodeBody reads a JSON body under the size limit into v.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIError {
+	// A client that sends its headers and then trickles or stalls the body
+	// must not hold a connection and a goroutine forever. The deadline is
+	// lifted once the whole body is read (the rest of the exchange is the
+	// response's); after a failed read it stays, so that the server does
+	// not wait for the rest of the body when the handler returns either.
+	rc := http.NewResponseController(w)
+	deadline := rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout)) == nil
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	data, err := io.ReadAll(body)
+	if err == nil && deadline {
+		_ = rc.SetReadDeadline(time.Time{}) // cannot fail where setting it did not
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error",
 				Message: fmt.Sprintf("Request body is larger than %d bytes.", mbe.Limit), Reason: ReasonValidation}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return &APIError{Status: http.StatusRequestTimeout, Type: "invalid_request_error",
+				Message: fmt.Sprintf("The request body did not arrive within %v.", s.opts.BodyReadTimeout), Reason: ReasonClientDisconnect}
 		}
 		return &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 			Message: "Could not read the request body: " + err.Error(), Reason: ReasonClientDisconnect}

@@ -67,6 +67,10 @@ func (s *Server) streamError(sse *sseWriter, span RequestSpan, e *APIError) {
 
 func (s *Server) streamCompletion(w http.ResponseWriter, r *http.Request, j *job, now time.Time) {
 	sse := newSSE(w)
+	if err := sse.rc.Flush(); err != nil { // the headers, at once
+		s.streamError(sse, j.span, &APIError{Status: 499, Message: err.Error(), Reason: ReasonClientDisconnect})
+		return
+	}
 	chunk := func(c *choice, text string, finish *string) CompletionResponse {
 		return CompletionResponse{ID: j.id, Object: "text_completion", Created: now.Unix(), Model: j.m.Names[0],
 			Choices: []CompletionChoice{{Index: c.index, Text: text, FinishReason: finish}}}
