@@ -127,10 +127,10 @@ func (j *job) chatLogprobs(tokens []int32, lps []scheduler.TokenLogprobs) *ChatL
 			break
 		}
 		text := tok.TokenText(id)
-		e := ChatLogprob{Token: text, Logprob: float64(lps[i].Logprob), Bytes: textBytes(text), TopLogprobs: []ChatTopLogprob{}}
+		e := ChatLogprob{Token: text, Logprob: clampLogprob(lps[i].Logprob), Bytes: textBytes(text), TopLogprobs: []ChatTopLogprob{}}
 		for _, t := range lps[i].Top {
 			tt := tok.TokenText(t.TokenID)
-			e.TopLogprobs = append(e.TopLogprobs, ChatTopLogprob{Token: tt, Logprob: float64(t.Logprob), Bytes: textBytes(tt)})
+			e.TopLogprobs = append(e.TopLogprobs, ChatTopLogprob{Token: tt, Logprob: clampLogprob(t.Logprob), Bytes: textBytes(tt)})
 		}
 		out.Content = append(out.Content, e)
 	}

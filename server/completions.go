@@ -236,7 +236,12 @@ func textLen(s string) int { return utf8.RuneCountInString(s) }
 
 // clampLogprob bounds a logprob below at -9999, as vLLM does (-Inf is not
 // valid JSON).
-func clampLogprob(v float32) float64 { return max(float64(v), -9999) }
+func clampLogprob(v float32) float64 {
+	if !(v > -9999) { // -Inf, and NaN (which JSON cannot carry) from broken numerics
+		return -9999
+	}
+	return float64(v)
+}
 
 // promptLogprobsEntries converts prompt logprobs (entry i: prompt token
 // i+1) to vLLM's prompt_logprobs: null for the first prompt token, then per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -723,4 +724,48 @@ func TestGenerationsPerRequestAreBounded(t *testing.T) {
 			assert.Len(t, m["choices"], tc.prompts*tc.n)
 		})
 	}
+}
+
+// brokenLogprobs reports NaN and -Inf logprobs, as broken numerics would.
+type brokenLogprobs struct{ enginetest.FakeExecutor }
+
+func (x *brokenLogprobs) Execute(out *scheduler.Output) (*scheduler.RunnerOutput, error) {
+	ro, err := x.FakeExecutor.Execute(out)
+	if ro != nil {
+		for _, lps := range ro.Logprobs {
+			for i := range lps {
+				lps[i].Logprob = float32(math.NaN())
+				lps[i].Top = []scheduler.TopLogprob{{TokenID: 120, Logprob: float32(math.Inf(-1))}}
+			}
+		}
+	}
+	return ro, err
+}
+
+// TestLogprobsThatJSONCannotCarry: -Inf and NaN logprobs are sent as -9999
+// (vLLM's floor) in chat and completions, streaming and not, instead of
+// breaking the JSON encoding of the response.
+func TestLogprobsThatJSONCannotCarry(t *testing.T) {
+	h := newHarness(t, harnessOpts{exec: &brokenLogprobs{enginetest.FakeExecutor{Next: letters}}})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 1, "logprobs": 1}, 200)
+	lp := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)
+	assert.Equal(t, []any{-9999.0}, lp["token_logprobs"])
+	assert.Equal(t, map[string]any{"u": -9999.0, "a": -9999.0}, lp["top_logprobs"].([]any)[0])
+	chat := map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}}, "max_tokens": 1,
+		"logprobs": true, "top_logprobs": 1}
+	m = h.post("/v1/chat/completions", chat, 200)
+	content := m["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any)["content"].([]any)[0].(map[string]any)
+	assert.Equal(t, -9999.0, content["logprob"])
+	assert.Equal(t, -9999.0, content["top_logprobs"].([]any)[0].(map[string]any)["logprob"])
+	chat["stream"] = true
+	events, done := h.sse("/v1/chat/completions", chat)
+	require.True(t, done)
+	found := false
+	for _, e := range events {
+		if lps, ok := e["choices"].([]any)[0].(map[string]any)["logprobs"].(map[string]any); ok {
+			found = true
+			assert.Equal(t, -9999.0, lps["content"].([]any)[0].(map[string]any)["logprob"])
+		}
+	}
+	assert.True(t, found)
 }
