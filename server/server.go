@@ -328,11 +328,17 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIE
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
 			field := jsonFieldPath(te.Field)
 			return badRequest(field, "%s: expected %s, got a JSON %s.", field, jsonTypeName(te.Type), te.Value)
+		case errors.As(err, &te):
+			return badRequest("", "The request body must be a JSON object, got a JSON %s.", te.Value)
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("", "Malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}
-		return badRequest("", "Malformed JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return badRequest("", "Invalid request: %s", err) // a field's own check (UnmarshalJSON)
 	}
 	return nil
 }

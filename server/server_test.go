@@ -339,6 +339,10 @@ func TestErrors(t *testing.T) {
 		msg    string
 	}{
 		{"malformed json", "/v1/completions", `{"prompt":`, 400, "", "Malformed JSON"},
+		{"body not an object", "/v1/completions", `[1, 2]`, 400, "", "must be a JSON object, got a JSON array"},
+		{"unsupported content part", "/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user",
+			"content": []map[string]any{{"type": "image_url", "image_url": map[string]any{"url": "x"}}}}}}, 400, "",
+			`Invalid request: content part 0: type "image_url" is not supported`},
 		{"wrong type", "/v1/completions", `{"prompt":"x","max_tokens":"many"}`, 400, "max_tokens", "max_tokens: expected an integer, got a JSON string"},
 		{"unknown model", "/v1/completions", map[string]any{"model": "gpt-9", "prompt": "x"}, 404, "model", "does not exist"},
 		{"missing prompt", "/v1/completions", map[string]any{"max_tokens": 1}, 400, "prompt", "required"},
