@@ -261,6 +261,62 @@ func TestRandomPromptsTokenExact(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// LenRange's bounds are vLLM's: floor of the low end, ceil of the high
+// end, computed in float64 as Python does (so 100 with ratio 0.1 reaches
+// 111, as in vLLM), and a ratio outside [0, 1) is refused.
+func TestLenRangeBounds(t *testing.T) {
+	for _, tc := range []struct {
+		mean   int
+		ratio  float64
+		lo, hi int
+		fails  bool
+	}{
+		{10, 0, 10, 10, false},
+		{10, 0.25, 7, 13, false},
+		{100, 0.1, 90, 111, false},
+		{128, 0.5, 64, 192, false},
+		{1, 0.5, 0, 2, false},
+		{10, 1, 0, 0, true},
+		{10, 1.5, 0, 0, true},
+		{10, -0.1, 0, 0, true},
+		{10, math.NaN(), 0, 0, true},
+	} {
+		lo, hi, err := LenRange{Mean: tc.mean, Ratio: tc.ratio}.Bounds()
+		if tc.fails {
+			assert.Error(t, err, "mean %d ratio %v", tc.mean, tc.ratio)
+			continue
+		}
+		require.NoError(t, err)
+		assert.Equal(t, [2]int{tc.lo, tc.hi}, [2]int{lo, hi}, "mean %d ratio %v", tc.mean, tc.ratio)
+	}
+}
+
+// RandomPrompts draws over the whole of vLLM's range (both ends reached),
+// keeps outputs at one token or more, and refuses bad ratios and input
+// ranges that reach zero tokens.
+func TestRandomPromptsRanges(t *testing.T) {
+	ps, err := RandomPrompts(fakeTok{}, 400, LenRange{Mean: 10, Ratio: 0.25}, LenRange{Mean: 1, Ratio: 0.5}, 1)
+	require.NoError(t, err)
+	in, out := map[int]bool{}, map[int]bool{}
+	for _, p := range ps {
+		in[p.PromptLen] = true
+		out[p.OutputLen] = true
+	}
+	assert.Equal(t, map[int]bool{7: true, 8: true, 9: true, 10: true, 11: true, 12: true, 13: true}, in)
+	assert.Equal(t, map[int]bool{1: true, 2: true}, out, "output lengths [max(0, 1), 2]")
+	for _, tc := range []struct {
+		name    string
+		in, out LenRange
+	}{
+		{"input ratio 1.5", LenRange{Mean: 10, Ratio: 1.5}, LenRange{Mean: 4}},
+		{"output ratio 1", LenRange{Mean: 10}, LenRange{Mean: 4, Ratio: 1}},
+		{"input can be 0 tokens", LenRange{Mean: 1, Ratio: 0.5}, LenRange{Mean: 4}},
+	} {
+		_, err := RandomPrompts(fakeTok{}, 1, tc.in, tc.out, 1)
+		assert.Error(t, err, tc.name)
+	}
+}
+
 func TestParseShareGPT(t *testing.T) {
 	data := []byte(`[
 	 {"conversations": [{"from":"human","value":"abcdef"},{"from":"gpt","value":"ghijkl"}]},

@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -26,22 +27,27 @@ type Tokenizer interface {
 	IsSpecial(id int32) bool
 }
 
-// LenRange draws lengths uniformly from [Mean*(1-Ratio), Mean*(1+Ratio)],
-// at least 1 (vLLM's --random-range-ratio).
+// LenRange draws lengths uniformly from the integers in
+// [floor(Mean*(1-Ratio)), ceil(Mean*(1+Ratio))], as vLLM's
+// --random-range-ratio does. Ratio must be in [0, 1).
 type LenRange struct {
 	Mean  int
 	Ratio float64
 }
 
-func (l LenRange) draw(r *rand.Rand) int {
-	lo := int(float64(l.Mean) * (1 - l.Ratio))
-	hi := int(float64(l.Mean) * (1 + l.Ratio))
-	if lo < 1 {
-		lo = 1
+// Bounds returns the lowest and highest length drawn. It fails for a ratio
+// outside [0, 1) (NaN included).
+func (l LenRange) Bounds() (lo, hi int, err error) {
+	if !(l.Ratio >= 0 && l.Ratio < 1) {
+		return 0, 0, fmt.Errorf("bench: range ratio %v is not in [0, 1)", l.Ratio)
 	}
-	if hi < lo {
-		hi = lo
-	}
+	lo = int(math.Floor(float64(l.Mean) * (1 - l.Ratio)))
+	hi = int(math.Ceil(float64(l.Mean) * (1 + l.Ratio)))
+	return lo, hi, nil
+}
+
+// drawLen draws a length uniformly from [lo, hi].
+func drawLen(r *rand.Rand, lo, hi int) int {
 	return lo + r.IntN(hi-lo+1)
 }
 
@@ -49,20 +55,35 @@ func (l LenRange) draw(r *rand.Rand) int {
 // exactly the drawn input length (token-exact through tok), asking for the
 // drawn output length. Special tokens are never drawn. TokenIDs always has
 // exactly the drawn length; when no text re-encodes to it (rare: small
-// vocabularies), completions still send the exact ids.
+// vocabularies), completions still send the exact ids. It fails for a
+// range ratio outside [0, 1) and for an input range that reaches below one
+// token; output lengths are at least one.
 func RandomPrompts(tok Tokenizer, n int, in, out LenRange, seed uint64) ([]Prompt, error) {
 	if tok == nil {
 		return nil, fmt.Errorf("bench: random prompts need the target model's tokenizer")
 	}
+	inLo, inHi, err := in.Bounds()
+	if err != nil {
+		return nil, err
+	}
+	if inLo < 1 {
+		return nil, fmt.Errorf("bench: input length %d with range ratio %v can draw %d tokens", in.Mean, in.Ratio, inLo)
+	}
+	outLo, outHi, err := out.Bounds()
+	if err != nil {
+		return nil, err
+	}
+	// As in vLLM, output lengths are at least 1.
+	outLo, outHi = max(outLo, 1), max(outHi, 1)
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	prompts := make([]Prompt, n)
 	for i := range prompts {
-		want := in.draw(r)
+		want := drawLen(r, inLo, inHi)
 		text, ids, err := exactText(tok, r, want)
 		if err != nil {
 			return nil, err
 		}
-		prompts[i] = Prompt{Text: text, TokenIDs: ids, PromptLen: len(ids), OutputLen: out.draw(r)}
+		prompts[i] = Prompt{Text: text, TokenIDs: ids, PromptLen: len(ids), OutputLen: drawLen(r, outLo, outHi)}
 	}
 	return prompts, nil
 }

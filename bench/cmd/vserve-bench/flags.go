@@ -46,7 +46,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.numPrompts, "num-prompts", 100, "requests to send")
 	fs.IntVar(&c.inLen, "random-input-len", 128, "input tokens per request (random)")
 	fs.IntVar(&c.outLen, "random-output-len", 128, "output tokens per request (random, shared-prefix; sharegpt when > 0 overrides the reference length)")
-	fs.Float64Var(&c.rangeRatio, "random-range-ratio", 0, "lengths drawn uniformly in [len*(1-r), len*(1+r)]")
+	fs.Float64Var(&c.rangeRatio, "random-range-ratio", 0, "random: lengths drawn uniformly from the integers in [floor(len*(1-r)), ceil(len*(1+r))], r in [0, 1)")
 	fs.IntVar(&c.groups, "prefix-groups", 4, "shared-prefix: distinct system prompts")
 	fs.IntVar(&c.prefixLen, "prefix-len", 512, "shared-prefix: tokens of each system prompt")
 	fs.IntVar(&c.suffixLen, "suffix-len", 32, "shared-prefix: tokens of each question")
