@@ -122,7 +122,8 @@ func TestTPOTSingleToken(t *testing.T) {
 
 func TestArrivalsRate(t *testing.T) {
 	for _, b := range []float64{0.5, 1, 4} {
-		gaps := Arrivals(20000, 50, b, 7)
+		gaps, err := Arrivals(20000, 50, b, 7)
+		require.NoError(t, err)
 		var sum, sumSq float64
 		for _, g := range gaps {
 			s := g.Seconds()
@@ -136,10 +137,67 @@ func TestArrivalsRate(t *testing.T) {
 		// Gamma(shape k): squared coefficient of variation is 1/k.
 		assert.InDelta(t, 1/b, cv2, 0.15/b, "burstiness %v: variability", b)
 	}
-	assert.Equal(t, Arrivals(5, 10, 1, 3), Arrivals(5, 10, 1, 3), "seeded arrivals are reproducible")
-	for _, g := range Arrivals(3, 0, 1, 1) {
-		assert.Zero(t, g)
+	a1, _ := Arrivals(5, 10, 1, 3)
+	a2, _ := Arrivals(5, 10, 1, 3)
+	assert.Equal(t, a1, a2, "seeded arrivals are reproducible")
+}
+
+// The edge cases of vllm bench serve's arrival process: an infinite
+// burstiness is a constant 1/rate gap, an infinite (or, here, zero) rate
+// sends everything at once, a burstiness <= 0 or NaN is refused.
+func TestArrivalsEdges(t *testing.T) {
+	inf := math.Inf(1)
+	for _, tc := range []struct {
+		name             string
+		rate, burstiness float64
+		want             time.Duration // every gap
+		fails            bool
+	}{
+		{"infinite burstiness: constant gap", 4, inf, 250 * time.Millisecond, false},
+		{"infinite rate", inf, 1, 0, false},
+		{"zero rate", 0, 1, 0, false},
+		{"infinite rate and burstiness", inf, inf, 0, false},
+		{"zero burstiness", 4, 0, 0, true},
+		{"negative burstiness", 4, -1, 0, true},
+		{"NaN burstiness", 4, math.NaN(), 0, true},
+		{"NaN burstiness, infinite rate", inf, math.NaN(), 0, true},
+		{"negative rate", -1, 1, 0, true},
+		{"NaN rate", math.NaN(), 1, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gaps, err := Arrivals(6, tc.rate, tc.burstiness, 1)
+			if tc.fails {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, gaps, 6)
+			for _, g := range gaps {
+				assert.Equal(t, tc.want, g)
+			}
+		})
 	}
+}
+
+// Run and Compare refuse a configuration Arrivals would, before sending.
+func TestRunRefusesBadLoad(t *testing.T) {
+	var calls atomic.Int64
+	send := func(ctx context.Context, p Prompt) Result { calls.Add(1); return Result{} }
+	for _, cfg := range []LoadConfig{
+		{RequestRate: 10, Burstiness: -1, Warmup: 1},
+		{RequestRate: 10, Burstiness: math.NaN()},
+		{RequestRate: -5},
+		{RequestRate: math.NaN()},
+	} {
+		_, _, err := Run(context.Background(), send, make([]Prompt, 3), cfg)
+		assert.Error(t, err, "%+v", cfg)
+		_, _, _, _, err = Compare(context.Background(), send, send, make([]Prompt, 3), cfg, 2)
+		assert.Error(t, err, "%+v", cfg)
+	}
+	assert.Zero(t, calls.Load(), "nothing is sent")
+	// The zero value of Burstiness stands for a Poisson process.
+	_, _, err := Run(context.Background(), send, make([]Prompt, 2), LoadConfig{RequestRate: 1e6})
+	assert.NoError(t, err)
 }
 
 func TestRunRespectsConcurrency(t *testing.T) {
@@ -163,8 +221,9 @@ func TestRunRespectsConcurrency(t *testing.T) {
 	}
 	var progress []int
 	var mu sync.Mutex
-	res, _ := Run(context.Background(), send, prompts, LoadConfig{Concurrency: 3, Warmup: 2,
+	res, _, err := Run(context.Background(), send, prompts, LoadConfig{Concurrency: 3, Warmup: 2,
 		Progress: func(done, total int) { mu.Lock(); progress = append(progress, done); mu.Unlock() }})
+	require.NoError(t, err)
 	require.Len(t, res, 40)
 	for i, r := range res {
 		assert.Equal(t, i+1, r.OutputTokens, "result %d belongs to prompt %d", i, i)
@@ -183,7 +242,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		}
 		return Result{}
 	}
-	res, _ := Run(ctx, send, make([]Prompt, 100), LoadConfig{Concurrency: 1})
+	res, _, _ := Run(ctx, send, make([]Prompt, 100), LoadConfig{Concurrency: 1})
 	assert.Less(t, len(res), 100)
 }
 
@@ -199,12 +258,12 @@ func TestCompareInterleavesABBA(t *testing.T) {
 		}
 	}
 	prompts := []Prompt{{OutputLen: 1}, {OutputLen: 2}, {OutputLen: 3}, {OutputLen: 4}}
-	ra, rb, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1}, 2)
+	ra, rb, _, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1}, 2)
 	assert.Equal(t, []string{"a", "a", "b", "b", "b", "b", "a", "a"}, order)
 
 	// Warm-up prompts go to both targets first and are not measured.
 	order = nil
-	wa, wb, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1, Warmup: 1}, 1)
+	wa, wb, _, _, _ := Compare(context.Background(), mk("a"), mk("b"), prompts, LoadConfig{Concurrency: 1, Warmup: 1}, 1)
 	assert.Equal(t, []string{"a", "b", "a", "a", "a", "b", "b", "b"}, order)
 	assert.Len(t, wa, 3)
 	assert.Len(t, wb, 3)

@@ -8,8 +8,12 @@ import (
 // Compare runs the same prompts against two targets, interleaved so that
 // both see the same machine conditions: the prompts are cut into rounds and
 // the rounds alternate in ABBA order. It returns each target's results and
-// the summed wall time of its rounds.
-func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig, rounds int) (ra, rb []Result, da, db time.Duration) {
+// the summed wall time of its rounds. It fails, sending nothing, when cfg
+// does not Validate.
+func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig, rounds int) (ra, rb []Result, da, db time.Duration, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, 0, 0, err
+	}
 	if rounds < 1 {
 		rounds = 1
 	}
@@ -18,8 +22,11 @@ func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig,
 	prompts = prompts[len(warm):]
 	cfg.Warmup = 0
 	if len(warm) > 0 {
-		Run(ctx, a, warm, LoadConfig{Concurrency: 1})
-		Run(ctx, b, warm, LoadConfig{Concurrency: 1})
+		for _, send := range []Sender{a, b} {
+			if _, _, err := Run(ctx, send, warm, LoadConfig{Concurrency: 1}); err != nil {
+				return nil, nil, 0, 0, err
+			}
+		}
 	}
 	per := (len(prompts) + rounds - 1) / rounds
 	for r := 0; r < rounds && ctx.Err() == nil; r++ {
@@ -33,13 +40,19 @@ func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig,
 		if r%2 == 1 {
 			first, second = b, a
 		}
-		res1, d1 := Run(ctx, first, chunk, cfg)
-		res2, d2 := Run(ctx, second, chunk, cfg)
+		res1, d1, err := Run(ctx, first, chunk, cfg)
+		if err != nil {
+			return nil, nil, 0, 0, err
+		}
+		res2, d2, err := Run(ctx, second, chunk, cfg)
+		if err != nil {
+			return nil, nil, 0, 0, err
+		}
 		if r%2 == 1 {
 			res1, res2, d1, d2 = res2, res1, d2, d1
 		}
 		ra, rb = append(ra, res1...), append(rb, res2...)
 		da, db = da+d1, db+d2
 	}
-	return ra, rb, da, db
+	return ra, rb, da, db, nil
 }

@@ -23,7 +23,11 @@ func ExampleRun() {
 	for i := range prompts {
 		prompts[i] = bench.Prompt{Text: "hello", PromptLen: 4, OutputLen: 11}
 	}
-	results, elapsed := bench.Run(context.Background(), send, prompts, bench.LoadConfig{Concurrency: 4})
+	results, elapsed, err := bench.Run(context.Background(), send, prompts, bench.LoadConfig{Concurrency: 4})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	s := bench.Summarize("stand-in", results, elapsed, bench.SLO{TTFT: 50 * time.Millisecond})
 	fmt.Printf("completed %d, output tokens %d, TTFT p50 %.0f ms, TPOT p50 %.0f ms\n",
 		s.Completed, s.OutputTokens, s.TTFT.Median, s.TPOT.Median)

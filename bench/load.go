@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -16,7 +17,9 @@ type LoadConfig struct {
 	// once, limited only by Concurrency).
 	RequestRate float64
 	// Burstiness is the shape of the gamma-distributed inter-arrival times:
-	// 1 is a Poisson process, lower is burstier, higher is more regular.
+	// 1 is a Poisson process, lower is burstier, higher is more regular,
+	// +Inf a constant gap of 1/RequestRate. The zero value stands for 1;
+	// negative values and NaN are refused.
 	Burstiness float64
 	// Duration stops issuing new requests after this long (0: no limit).
 	Duration time.Duration
@@ -27,23 +30,45 @@ type LoadConfig struct {
 	Progress func(done, total int)
 }
 
-// Arrivals returns the n inter-arrival gaps for rate and burstiness:
-// gamma-distributed with shape burstiness and mean 1/rate (all zero when the
-// rate is 0 or infinite).
-func Arrivals(n int, rate, burstiness float64, seed uint64) []time.Duration {
-	gaps := make([]time.Duration, n)
-	if rate <= 0 || math.IsInf(rate, 1) {
-		return gaps
+// Validate reports a request rate or burstiness that Run refuses.
+func (c LoadConfig) Validate() error {
+	if math.IsNaN(c.RequestRate) || c.RequestRate < 0 {
+		return fmt.Errorf("bench: request rate %v: want a rate >= 0 (0 or +Inf: all at once)", c.RequestRate)
 	}
-	if burstiness <= 0 {
-		burstiness = 1
+	if math.IsNaN(c.Burstiness) || c.Burstiness < 0 {
+		return fmt.Errorf("bench: burstiness %v: want a positive gamma shape", c.Burstiness)
+	}
+	return nil
+}
+
+// Arrivals returns the n inter-arrival gaps for rate and burstiness, as
+// vllm bench serve draws them: gamma-distributed with shape burstiness and
+// mean 1/rate, a constant 1/rate when burstiness is +Inf, all zero when
+// the rate is 0 or +Inf. It fails for a burstiness <= 0 or NaN and for a
+// negative or NaN rate.
+func Arrivals(n int, rate, burstiness float64, seed uint64) ([]time.Duration, error) {
+	if !(burstiness > 0) {
+		return nil, fmt.Errorf("bench: burstiness %v: want a positive gamma shape", burstiness)
+	}
+	if !(rate >= 0) {
+		return nil, fmt.Errorf("bench: request rate %v: want a rate >= 0 (0 or +Inf: all at once)", rate)
+	}
+	gaps := make([]time.Duration, n)
+	if rate == 0 || math.IsInf(rate, 1) {
+		return gaps, nil
+	}
+	if math.IsInf(burstiness, 1) {
+		for i := range gaps {
+			gaps[i] = time.Duration(float64(time.Second) / rate)
+		}
+		return gaps, nil
 	}
 	r := rand.New(rand.NewPCG(seed, 0xa77))
 	scale := 1 / (rate * burstiness)
 	for i := range gaps {
 		gaps[i] = time.Duration(gammaSample(r, burstiness) * scale * float64(time.Second))
 	}
-	return gaps
+	return gaps, nil
 }
 
 // gammaSample draws from Gamma(shape, 1) by Marsaglia and Tsang's method
@@ -74,12 +99,22 @@ type Sender func(ctx context.Context, p Prompt) Result
 
 // Run sends the prompts with the given arrival process and returns one
 // Result per request issued (fewer than len(prompts) when Duration cut the
-// run short) and the wall time of the measured part.
-func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]Result, time.Duration) {
+// run short) and the wall time of the measured part. It fails, sending
+// nothing, when cfg does not Validate.
+func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]Result, time.Duration, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, 0, err
+	}
+	if cfg.Burstiness == 0 {
+		cfg.Burstiness = 1
+	}
+	gaps, err := Arrivals(len(prompts), cfg.RequestRate, cfg.Burstiness, cfg.Seed)
+	if err != nil {
+		return nil, 0, err
+	}
 	for i := 0; i < cfg.Warmup && i < len(prompts) && ctx.Err() == nil; i++ {
 		send(ctx, prompts[i])
 	}
-	gaps := Arrivals(len(prompts), cfg.RequestRate, cfg.Burstiness, cfg.Seed)
 	var sem chan struct{}
 	if cfg.Concurrency > 0 {
 		sem = make(chan struct{}, cfg.Concurrency)
@@ -127,7 +162,7 @@ func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]
 		}(i, p)
 	}
 	wg.Wait()
-	return results[:issued], time.Since(start)
+	return results[:issued], time.Since(start), nil
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {

@@ -17,6 +17,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := c.validate(); err != nil {
+		return err
+	}
 	t, err := c.target(c.baseURL, c.name)
 	if err != nil {
 		return err
@@ -29,7 +32,10 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
-	s, results := runOne(ctx, &c, client, prompts, c.load(c.measuredCount(prompts)))
+	s, results, err := runOne(ctx, &c, client, prompts, c.load(c.measuredCount(prompts)))
+	if err != nil {
+		return err
+	}
 	if err := bench.WriteTable(os.Stdout, s); err != nil {
 		return err
 	}
@@ -47,6 +53,9 @@ func cmdCompare(ctx context.Context, args []string) error {
 	fs.StringVar(&compareModel, "compare-model", "", "model name on the second server (default: its first)")
 	fs.IntVar(&rounds, "rounds", 4, "interleaved rounds (ABBA order)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
 		return err
 	}
 	if compareURL == "" {
@@ -71,7 +80,10 @@ func cmdCompare(ctx context.Context, args []string) error {
 	cfg := c.load(2 * c.measuredCount(prompts))
 	beforeA, errA := bench.ScrapeCounters(ctx, ca.HTTP, ta.BaseURL)
 	beforeB, errB := bench.ScrapeCounters(ctx, cb.HTTP, tb.BaseURL)
-	ra, rb, da, db := bench.Compare(ctx, ca.Do, cb.Do, prompts, cfg, rounds)
+	ra, rb, da, db, err := bench.Compare(ctx, ca.Do, cb.Do, prompts, cfg, rounds)
+	if err != nil {
+		return err
+	}
 	sa := bench.Summarize(ta.Name, ra, da, c.slo())
 	sb := bench.Summarize(tb.Name, rb, db, c.slo())
 	addServerCounters(ctx, ca, &sa, beforeA, errA)
@@ -89,6 +101,9 @@ func cmdSweep(ctx context.Context, args []string) error {
 	c.register(fs)
 	fs.StringVar(&levels, "concurrency", "1,4,16,64", "concurrency levels")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
 		return err
 	}
 	conc, err := parseInts(levels)
@@ -133,7 +148,10 @@ func sweep(ctx context.Context, c *common, client *bench.Client, prompts []bench
 			want := min(c.warmup+c.perLevel*n, len(prompts))
 			level = prompts[:want]
 		}
-		s, _ := runOne(ctx, c, client, level, c.load(c.measuredCount(level)))
+		s, _, err := runOne(ctx, c, client, level, c.load(c.measuredCount(level)))
+		if err != nil {
+			return pts, err
+		}
 		fmt.Fprintf(os.Stderr, "concurrency %d: %.1f output tok/s, TTFT p50 %.1f ms, TPOT p50 %.1f ms, %d failed\n",
 			n, s.OutputTokensPS, s.TTFT.Median, s.TPOT.Median, s.Failed)
 		pts = append(pts, bench.SweepPoint{Concurrency: n, Summary: s})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -51,8 +52,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.prefixLen, "prefix-len", 512, "shared-prefix: tokens of each system prompt")
 	fs.IntVar(&c.suffixLen, "suffix-len", 32, "shared-prefix: tokens of each question")
 	fs.IntVar(&c.concurrency, "max-concurrency", 16, "requests in flight at most (0: no cap)")
-	fs.Float64Var(&c.rate, "request-rate", 0, "mean request arrival rate per second (0: all at once)")
-	fs.Float64Var(&c.burstiness, "burstiness", 1, "gamma shape of inter-arrival times (1: Poisson)")
+	fs.Float64Var(&c.rate, "request-rate", math.Inf(1), "mean request arrival rate per second (inf: all at once)")
+	fs.Float64Var(&c.burstiness, "burstiness", 1, "gamma shape of inter-arrival times, > 0 (1: Poisson; inf: a constant 1/rate gap)")
 	fs.DurationVar(&c.duration, "duration", 0, "stop issuing requests after this long (0: send all prompts)")
 	fs.IntVar(&c.warmup, "warmup", 2, "unmeasured requests sent first")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of datasets and arrivals")
@@ -108,6 +109,17 @@ func (c *common) prompts() ([]bench.Prompt, error) {
 	return nil, fmt.Errorf("--dataset must be random, sharegpt or shared-prefix, not %q", c.dataset)
 }
 
+// validate refuses the flag values vllm bench serve refuses.
+func (c *common) validate() error {
+	if !(c.burstiness > 0) {
+		return fmt.Errorf("--burstiness %v: want a positive gamma shape (1: Poisson; inf: constant gaps)", c.burstiness)
+	}
+	if !(c.rate > 0) {
+		return fmt.Errorf("--request-rate %v: want a positive rate (inf: all at once)", c.rate)
+	}
+	return nil
+}
+
 func (c *common) load(total int) bench.LoadConfig {
 	cfg := bench.LoadConfig{Concurrency: c.concurrency, RequestRate: c.rate, Burstiness: c.burstiness,
 		Duration: c.duration, Warmup: c.warmup, Seed: c.seed}
@@ -126,7 +138,7 @@ func (c *common) measuredCount(prompts []bench.Prompt) int {
 
 // runOne runs the prompts against one target and summarises, reading the
 // server's counters before and after when it exposes /metrics.
-func runOne(ctx context.Context, c *common, client *bench.Client, prompts []bench.Prompt, cfg bench.LoadConfig) (bench.Summary, []bench.Result) {
+func runOne(ctx context.Context, c *common, client *bench.Client, prompts []bench.Prompt, cfg bench.LoadConfig) (bench.Summary, []bench.Result, error) {
 	before, errBefore := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL)
 	warm := prompts[:min(c.warmup, len(prompts))]
 	measured := prompts[len(warm):]
@@ -134,11 +146,14 @@ func runOne(ctx context.Context, c *common, client *bench.Client, prompts []benc
 		client.Do(ctx, p)
 	}
 	cfg.Warmup = 0
-	results, d := bench.Run(ctx, client.Do, measured, cfg)
+	results, d, err := bench.Run(ctx, client.Do, measured, cfg)
+	if err != nil {
+		return bench.Summary{}, nil, err
+	}
 	s := bench.Summarize(client.Target.Name, results, d, c.slo())
 	s.Concurrency = c.concurrency
 	addServerCounters(ctx, client, &s, before, errBefore)
-	return s, results
+	return s, results, nil
 }
 
 // addServerCounters fills s's server-side figures from the difference of

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"os"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // Every command must define its flags without clashes and answer -h.
@@ -27,18 +29,30 @@ func TestCommandsParseHelp(t *testing.T) {
 	}
 }
 
+// Bad flag values are refused, each for its own reason (checked by the
+// message, since a command without a server or tokenizer fails anyway).
 func TestBadFlagValues(t *testing.T) {
 	ctx := context.Background()
-	if err := cmdSweep(ctx, []string{"--concurrency", "1,x"}); err == nil {
-		t.Error("sweep accepted a bad concurrency list")
-	}
-	if err := cmdRun(ctx, []string{"--endpoint-type", "embeddings"}); err == nil {
-		t.Error("run accepted an unknown endpoint type")
-	}
-	if err := cmdRun(ctx, []string{"--dataset", "nope", "--tokenizer", ""}); err == nil {
-		t.Error("run accepted an unknown dataset")
-	}
-	if err := cmdCompare(ctx, nil); err == nil {
-		t.Error("compare ran without --compare-url")
+	for _, tc := range []struct {
+		cmd  func(context.Context, []string) error
+		args []string
+		want string
+	}{
+		{cmdSweep, []string{"--concurrency", "1,x"}, "concurrency list"},
+		{cmdRun, []string{"--endpoint-type", "embeddings"}, "--endpoint-type"},
+		{cmdRun, []string{"--dataset", "nope", "--tokenizer", ""}, "--dataset"},
+		{cmdCompare, nil, "--compare-url"},
+		{cmdRun, []string{"--burstiness", "0"}, "--burstiness"},
+		{cmdRun, []string{"--burstiness", "-1"}, "--burstiness"},
+		{cmdRun, []string{"--burstiness", "NaN"}, "--burstiness"},
+		{cmdSweep, []string{"--burstiness", "0"}, "--burstiness"},
+		{cmdCompare, []string{"--burstiness", "0", "--compare-url", "http://127.0.0.1:1"}, "--burstiness"},
+		{cmdRun, []string{"--request-rate", "0"}, "--request-rate"},
+		{cmdRun, []string{"--request-rate", "-2"}, "--request-rate"},
+	} {
+		err := tc.cmd(ctx, tc.args)
+		if assert.Error(t, err, "%v", tc.args) {
+			assert.Contains(t, err.Error(), tc.want, "%v", tc.args)
+		}
 	}
 }

@@ -36,6 +36,9 @@ func cmdReport(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := c.validate(); err != nil {
+		return err
+	}
 	conc, err := parseInts(levels)
 	if err != nil {
 		return err

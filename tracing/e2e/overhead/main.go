@@ -165,7 +165,9 @@ func run(o options) error {
 		if err := clients[i].ResolveModel(ctx); err != nil {
 			return err
 		}
-		bench.Run(ctx, clients[i].Do, prompts[:min(32, len(prompts))], bench.LoadConfig{Concurrency: o.concurrency}) // warm-up
+		if _, _, err := bench.Run(ctx, clients[i].Do, prompts[:min(32, len(prompts))], bench.LoadConfig{Concurrency: o.concurrency}); err != nil { // warm-up
+			return err
+		}
 	}
 	fmt.Printf("%d rounds x %d requests (prompt %d, output %d tokens, concurrency %d), servers with GOMAXPROCS %d, OTLP %s to a discarding sink\n",
 		o.rounds, o.perRound, o.inputLen, o.outputLen, o.concurrency, o.serverProcs, o.protocol)
@@ -244,7 +246,10 @@ func (c *config) round(ctx context.Context, client *bench.Client, prompts []benc
 	if err != nil {
 		return err
 	}
-	results, wall := bench.Run(ctx, client.Do, prompts, bench.LoadConfig{Concurrency: concurrency})
+	results, wall, err := bench.Run(ctx, client.Do, prompts, bench.LoadConfig{Concurrency: concurrency})
+	if err != nil {
+		return err
+	}
 	after, err := settledCPU(c.cmd.Process.Pid)
 	if err != nil {
 		return err
