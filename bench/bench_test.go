@@ -120,32 +120,63 @@ func TestTPOTSingleToken(t *testing.T) {
 	assert.Zero(t, r.TPOT())
 }
 
-func TestArrivalsRate(t *testing.T) {
+// gapsOf returns the differences between successive arrival times (the
+// first from the start of the run).
+func gapsOf(times []time.Duration) []time.Duration {
+	gaps := make([]time.Duration, len(times))
+	prev := time.Duration(0)
+	for i, t := range times {
+		gaps[i] = t - prev
+		prev = t
+	}
+	return gaps
+}
+
+func TestArrivalTimesRate(t *testing.T) {
 	for _, b := range []float64{0.5, 1, 4} {
-		gaps, err := Arrivals(20000, 50, b, 7)
+		times, err := ArrivalTimes(20000, 50, b, 7)
 		require.NoError(t, err)
 		var sum, sumSq float64
-		for _, g := range gaps {
+		for _, g := range gapsOf(times) {
+			require.GreaterOrEqual(t, g, time.Duration(0), "arrival times never go back")
 			s := g.Seconds()
 			sum += s
 			sumSq += s * s
 		}
-		n := float64(len(gaps))
+		n := float64(len(times))
 		mean := sum / n
 		cv2 := (sumSq/n - mean*mean) / (mean * mean)
 		assert.InDelta(t, 0.02, mean, 0.02*0.05, "burstiness %v: mean gap", b)
 		// Gamma(shape k): squared coefficient of variation is 1/k.
 		assert.InDelta(t, 1/b, cv2, 0.15/b, "burstiness %v: variability", b)
 	}
-	a1, _ := Arrivals(5, 10, 1, 3)
-	a2, _ := Arrivals(5, 10, 1, 3)
+	a1, _ := ArrivalTimes(5, 10, 1, 3)
+	a2, _ := ArrivalTimes(5, 10, 1, 3)
 	assert.Equal(t, a1, a2, "seeded arrivals are reproducible")
+}
+
+// As in vllm bench serve, the running sum of the gaps is rescaled so that
+// the last request goes out at n/rate whatever the seed: before, the last
+// arrival of a seed's run landed a few per cent off it.
+func TestArrivalTimesEndAtNOverRate(t *testing.T) {
+	for _, tc := range []struct {
+		n       int
+		rate, b float64
+		seed    uint64
+	}{
+		{100, 10, 1, 1}, {100, 10, 1, 2}, {37, 3, 0.25, 5}, {500, 40, 8, 9}, {1, 2, 1, 3}, {8, 4, math.Inf(1), 1},
+	} {
+		times, err := ArrivalTimes(tc.n, tc.rate, tc.b, tc.seed)
+		require.NoError(t, err)
+		want := time.Duration(float64(tc.n) / tc.rate * float64(time.Second))
+		assert.InDelta(t, float64(want), float64(times[len(times)-1]), 2, "%+v: last arrival at n/rate", tc)
+	}
 }
 
 // The edge cases of vllm bench serve's arrival process: an infinite
 // burstiness is a constant 1/rate gap, an infinite (or, here, zero) rate
 // sends everything at once, a burstiness <= 0 or NaN is refused.
-func TestArrivalsEdges(t *testing.T) {
+func TestArrivalTimesEdges(t *testing.T) {
 	inf := math.Inf(1)
 	for _, tc := range []struct {
 		name             string
@@ -165,15 +196,15 @@ func TestArrivalsEdges(t *testing.T) {
 		{"NaN rate", math.NaN(), 1, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gaps, err := Arrivals(6, tc.rate, tc.burstiness, 1)
+			times, err := ArrivalTimes(6, tc.rate, tc.burstiness, 1)
 			if tc.fails {
 				assert.Error(t, err)
 				return
 			}
 			require.NoError(t, err)
-			require.Len(t, gaps, 6)
-			for _, g := range gaps {
-				assert.Equal(t, tc.want, g)
+			require.Len(t, times, 6)
+			for _, g := range gapsOf(times) {
+				assert.InDelta(t, float64(tc.want), float64(g), 1)
 			}
 		})
 	}

@@ -41,34 +41,47 @@ func (c LoadConfig) Validate() error {
 	return nil
 }
 
-// Arrivals returns the n inter-arrival gaps for rate and burstiness, as
-// vllm bench serve draws them: gamma-distributed with shape burstiness and
-// mean 1/rate, a constant 1/rate when burstiness is +Inf, all zero when
-// the rate is 0 or +Inf. It fails for a burstiness <= 0 or NaN and for a
-// negative or NaN rate.
-func Arrivals(n int, rate, burstiness float64, seed uint64) ([]time.Duration, error) {
+// ArrivalTimes returns when each of n requests is sent, as offsets from the
+// start of the run, the way vllm bench serve schedules them: the gaps
+// between requests are gamma-distributed with shape burstiness and mean
+// 1/rate (a constant 1/rate when burstiness is +Inf), and their running
+// sum is rescaled so that the last request goes out at exactly n/rate,
+// which keeps the offered load of a run from depending on the seed. All
+// offsets are zero when the rate is 0 or +Inf. It fails for a burstiness
+// <= 0 or NaN and for a negative or NaN rate.
+func ArrivalTimes(n int, rate, burstiness float64, seed uint64) ([]time.Duration, error) {
 	if !(burstiness > 0) {
 		return nil, fmt.Errorf("bench: burstiness %v: want a positive gamma shape", burstiness)
 	}
 	if !(rate >= 0) {
 		return nil, fmt.Errorf("bench: request rate %v: want a rate >= 0 (0 or +Inf: all at once)", rate)
 	}
-	gaps := make([]time.Duration, n)
-	if rate == 0 || math.IsInf(rate, 1) {
-		return gaps, nil
+	times := make([]time.Duration, n)
+	if n == 0 || rate == 0 || math.IsInf(rate, 1) {
+		return times, nil
 	}
-	if math.IsInf(burstiness, 1) {
-		for i := range gaps {
-			gaps[i] = time.Duration(float64(time.Second) / rate)
-		}
-		return gaps, nil
-	}
+	cum := make([]float64, n) // seconds
 	r := rand.New(rand.NewPCG(seed, 0xa77))
 	scale := 1 / (rate * burstiness)
-	for i := range gaps {
-		gaps[i] = time.Duration(gammaSample(r, burstiness) * scale * float64(time.Second))
+	sum := 0.0
+	for i := range cum {
+		if math.IsInf(burstiness, 1) {
+			sum += 1 / rate
+		} else {
+			sum += gammaSample(r, burstiness) * scale
+		}
+		cum[i] = sum
 	}
-	return gaps, nil
+	if sum > 0 {
+		norm := float64(n) / rate / sum
+		for i := range cum {
+			cum[i] *= norm
+		}
+	}
+	for i, s := range cum {
+		times[i] = time.Duration(s * float64(time.Second))
+	}
+	return times, nil
 }
 
 // gammaSample draws from Gamma(shape, 1) by Marsaglia and Tsang's method
@@ -108,7 +121,7 @@ func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]
 	if cfg.Burstiness == 0 {
 		cfg.Burstiness = 1
 	}
-	gaps, err := Arrivals(len(prompts), cfg.RequestRate, cfg.Burstiness, cfg.Seed)
+	times, err := ArrivalTimes(len(prompts), cfg.RequestRate, cfg.Burstiness, cfg.Seed)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -126,14 +139,12 @@ func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]
 		done int
 	)
 	start := time.Now()
-	next := start
 	issued := 0
 	for i, p := range prompts {
 		if cfg.Duration > 0 && time.Since(start) >= cfg.Duration {
 			break
 		}
-		next = next.Add(gaps[i])
-		if !sleepUntil(ctx, next) {
+		if !sleepUntil(ctx, start.Add(times[i])) {
 			break
 		}
 		if sem != nil {
