@@ -23,7 +23,8 @@ type LoadConfig struct {
 	Burstiness float64
 	// Duration stops issuing new requests after this long (0: no limit).
 	Duration time.Duration
-	// Warmup requests are sent first, one at a time, and not measured.
+	// Warmup is how many of the prompts, the first ones, are sent first,
+	// one at a time, and not measured: Run measures prompts[Warmup:].
 	Warmup int
 	Seed   uint64
 	// Progress, when set, is called after each measured request completes.
@@ -110,10 +111,11 @@ func gammaSample(r *rand.Rand, shape float64) float64 {
 // Sender sends one prompt and measures it (Client.Do).
 type Sender func(ctx context.Context, p Prompt) Result
 
-// Run sends the prompts with the given arrival process and returns one
-// Result per request issued (fewer than len(prompts) when Duration cut the
-// run short) and the wall time of the measured part. It fails, sending
-// nothing, when cfg does not Validate.
+// Run sends the first cfg.Warmup prompts one at a time, unmeasured, then
+// the rest with the given arrival process, and returns one Result per
+// measured request issued (in the order of prompts[cfg.Warmup:]; fewer
+// when Duration cut the run short) and the wall time of the measured part.
+// It fails, sending nothing, when cfg does not Validate.
 func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]Result, time.Duration, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, 0, err
@@ -121,12 +123,17 @@ func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]
 	if cfg.Burstiness == 0 {
 		cfg.Burstiness = 1
 	}
+	warm := prompts[:min(max(cfg.Warmup, 0), len(prompts))]
+	prompts = prompts[len(warm):]
 	times, err := ArrivalTimes(len(prompts), cfg.RequestRate, cfg.Burstiness, cfg.Seed)
 	if err != nil {
 		return nil, 0, err
 	}
-	for i := 0; i < cfg.Warmup && i < len(prompts) && ctx.Err() == nil; i++ {
-		send(ctx, prompts[i])
+	for _, p := range warm {
+		if ctx.Err() != nil {
+			break
+		}
+		send(ctx, p)
 	}
 	var sem chan struct{}
 	if cfg.Concurrency > 0 {
