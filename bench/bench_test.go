@@ -599,3 +599,39 @@ func TestWriteTableAndPlots(t *testing.T) {
 	require.NoError(t, WriteJSON(filepath.Join(dir, "s.json"), []Summary{a}))
 	assert.Error(t, WriteJSON(filepath.Join(dir, "missing", "s.json"), a))
 }
+
+// A server that stalls mid-stream hung the run: Client.Timeout bounds a
+// request from its start to the end of its stream.
+func TestClientTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall string // what the server sends before it stalls
+	}{
+		{"before the headers", ""},
+		{"mid-stream", "data: {\"choices\":[{\"text\":\"a\"}]}\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				// Reading the body to its end lets the server notice the
+				// client closing the connection (and end the handler).
+				_, _ = io.Copy(io.Discard, r.Body)
+				if tc.stall != "" {
+					io.WriteString(w, tc.stall)
+					w.(http.Flusher).Flush()
+				}
+				<-r.Context().Done()
+			}))
+			t.Cleanup(srv.Close)
+			c := NewClient(Target{Name: "t", BaseURL: srv.URL, Model: "m", API: Completions}, 1)
+			t.Cleanup(c.HTTP.CloseIdleConnections)
+			c.Timeout = 50 * time.Millisecond
+			// Without the timeout the request would wait for this
+			// cancellation and fail as "canceled".
+			ctx, cancel := context.WithCancel(context.Background())
+			defer time.AfterFunc(10*time.Second, cancel).Stop()
+			r := c.Do(ctx, Prompt{Text: "hi", OutputLen: 4})
+			assert.Equal(t, "timeout", r.ErrKind, r.Err)
+		})
+	}
+	assert.Equal(t, 6*time.Hour, NewClient(Target{}, 1).Timeout, "vllm bench serve's default")
+}

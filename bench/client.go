@@ -45,15 +45,22 @@ type Result struct {
 // OK reports whether the request succeeded.
 func (r *Result) OK() bool { return r.Err == "" }
 
+// DefaultRequestTimeout is the time a request may take from start to end
+// of its stream, vllm bench serve's total timeout per request.
+const DefaultRequestTimeout = 6 * time.Hour
+
 // Client sends benchmark requests to one target.
 type Client struct {
 	Target    Target
 	HTTP      *http.Client
 	IgnoreEOS bool
+	// Timeout bounds each request, from its start to the end of its stream
+	// (0: no bound); a request past it fails with ErrKind "timeout".
+	Timeout time.Duration
 }
 
 // NewClient returns a client with a transport sized for many concurrent
-// streams.
+// streams and the DefaultRequestTimeout.
 func NewClient(t Target, maxConns int) *Client {
 	if maxConns < 16 {
 		maxConns = 16
@@ -65,7 +72,7 @@ func NewClient(t Target, maxConns int) *Client {
 		MaxIdleConnsPerHost: maxConns,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{Target: t, HTTP: &http.Client{Transport: tr}, IgnoreEOS: true}
+	return &Client{Target: t, HTTP: &http.Client{Transport: tr}, IgnoreEOS: true, Timeout: DefaultRequestTimeout}
 }
 
 // ResolveModel fills Target.Model from /v1/models when it is empty.
@@ -152,6 +159,11 @@ type streamChunk struct {
 // Do sends p and measures it. It never returns an error: failures are in
 // the Result.
 func (c *Client) Do(ctx context.Context, p Prompt) Result {
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
 	body, path := c.body(p)
 	res := Result{Start: time.Now(), PromptTokens: p.PromptLen}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.Target.BaseURL, "/")+path, bytes.NewReader(body))

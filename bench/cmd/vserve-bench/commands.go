@@ -28,7 +28,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := bench.NewClient(t, c.concurrency)
+	client := c.client(t, c.concurrency)
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func cmdCompare(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ca, cb := bench.NewClient(ta, c.concurrency), bench.NewClient(tb, c.concurrency)
+	ca, cb := c.client(ta, c.concurrency), c.client(tb, c.concurrency)
 	for _, cl := range []*bench.Client{ca, cb} {
 		if err := cl.ResolveModel(ctx); err != nil {
 			return err
@@ -118,7 +118,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := bench.NewClient(t, conc[len(conc)-1])
+	client := c.client(t, conc[len(conc)-1])
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}

@@ -33,9 +33,12 @@ type common struct {
 	jsonOut, plotDir                  string
 	noProgress                        bool
 	perLevel                          int
+	requestTimeout                    time.Duration
+	flags                             *flag.FlagSet // the parsed flags, to tell which were given
 }
 
 func (c *common) register(fs *flag.FlagSet) {
+	c.flags = fs
 	fs.StringVar(&c.baseURL, "base-url", "http://127.0.0.1:8000", "server base URL")
 	fs.StringVar(&c.model, "model", "", "model name (default: the first of /v1/models)")
 	fs.StringVar(&c.apiKey, "api-key", os.Getenv("OPENAI_API_KEY"), "API key")
@@ -62,6 +65,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file ('-': stdout)")
 	fs.StringVar(&c.plotDir, "plot-dir", "", "write PNG plots to this directory")
 	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress bar")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", bench.DefaultRequestTimeout, "time a request may take from start to end of its stream; past it, it fails as a timeout (0: no limit)")
 	fs.IntVar(&c.perLevel, "rounds-per-level", 0, "sweep and report: requests per unit of concurrency at each level (0: all --num-prompts)")
 }
 
@@ -78,6 +82,13 @@ func (c *common) target(baseURL, name string) (bench.Target, error) {
 		name = baseURL
 	}
 	return bench.Target{Name: name, BaseURL: baseURL, Model: c.model, APIKey: c.apiKey, API: api}, nil
+}
+
+// client returns a client of target t as the flags configure it.
+func (c *common) client(t bench.Target, maxConns int) *bench.Client {
+	cl := bench.NewClient(t, maxConns)
+	cl.Timeout = c.requestTimeout
+	return cl
 }
 
 func (c *common) prompts() ([]bench.Prompt, error) {

@@ -6,8 +6,11 @@ import (
 	"flag"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/vserve/vserve/bench"
 )
 
 // Every command must define its flags without clashes and answer -h.
@@ -54,5 +57,33 @@ func TestBadFlagValues(t *testing.T) {
 		if assert.Error(t, err, "%v", tc.args) {
 			assert.Contains(t, err.Error(), tc.want, "%v", tc.args)
 		}
+	}
+}
+
+// parseCommon parses args with the flags every command shares.
+func parseCommon(t *testing.T, args ...string) *common {
+	t.Helper()
+	var c common
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// The flags reach the client.
+func TestClientFromFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		timeout time.Duration
+	}{
+		{nil, 6 * time.Hour},
+		{[]string{"--request-timeout", "90s"}, 90 * time.Second},
+		{[]string{"--request-timeout", "0"}, 0},
+	} {
+		c := parseCommon(t, tc.args...)
+		cl := c.client(bench.Target{Name: "t", BaseURL: "http://127.0.0.1:1"}, 1)
+		assert.Equal(t, tc.timeout, cl.Timeout, "%v", tc.args)
 	}
 }

@@ -91,7 +91,7 @@ func cmdReport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := bench.NewClient(t, conc[len(conc)-1])
+	client := c.client(t, conc[len(conc)-1])
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
