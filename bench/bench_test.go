@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -514,7 +515,7 @@ func TestClientDo(t *testing.T) {
 			if tc.kind == "" {
 				assert.Equal(t, 2, r.OutputTokens)
 				assert.Equal(t, 7, r.PromptTokens)
-				assert.Len(t, r.ITL, 1)
+				assert.Len(t, r.ITL, 2, "the chunk with empty text counts, as in vLLM")
 				assert.Positive(t, r.TTFT)
 				assert.GreaterOrEqual(t, r.E2E, r.TTFT)
 			}
@@ -634,4 +635,65 @@ func TestClientTimeout(t *testing.T) {
 		})
 	}
 	assert.Equal(t, 6*time.Hour, NewClient(Target{}, 1).Timeout, "vllm bench serve's default")
+}
+
+// tickClock returns a clock that moves one second at each reading,
+// starting at one second past the epoch: a stream read with it has
+// timings that count the clock readings, with no real time involved.
+func tickClock() func() time.Time {
+	n := 0
+	return func() time.Time {
+		n++
+		return time.Unix(int64(n), 0)
+	}
+}
+
+// The stream is timed as vllm bench serve's request functions time it:
+// TTFT at the first chunk with a non-empty choices list (even with empty
+// text, such as chat's role chunk), an ITL per later chunk with choices,
+// E2E at the last chunk with choices (the usage chunk and [DONE] carry no
+// token), and a stream with no chunk with choices fails. With tickClock,
+// the start reads 1 s and the n-th event n+1 s.
+func TestReadStreamTiming(t *testing.T) {
+	sec := time.Second
+	const done = "data: [DONE]\n\n"
+	usage := func(out int) string {
+		return fmt.Sprintf("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":%d}}\n\n", out)
+	}
+	text := func(s string) string { return fmt.Sprintf("data: {\"choices\":[{\"text\":%q}]}\n\n", s) }
+	delta := func(s string) string { return fmt.Sprintf("data: {\"choices\":[{\"delta\":{\"content\":%q}}]}\n\n", s) }
+	const role = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"
+	for _, tc := range []struct {
+		name   string
+		stream string
+		kind   string
+		ttft   time.Duration
+		itl    []time.Duration
+		e2e    time.Duration
+		out    int
+	}{
+		{"completions", text("a") + text("b") + text("c") + usage(3) + done, "", sec, []time.Duration{sec, sec}, 3 * sec, 3},
+		{"an empty text is a chunk", text("a") + text("") + text("b") + usage(2) + done, "", sec, []time.Duration{sec, sec}, 3 * sec, 2},
+		{"the first chunk's text is empty", text("") + text("a") + usage(1) + done, "", sec, []time.Duration{sec}, 2 * sec, 1},
+		{"chat: the role chunk is the first", role + delta("x") + delta("y") + usage(2) + done, "", sec, []time.Duration{sec, sec}, 3 * sec, 2},
+		{"E2E ends at the last chunk with choices", text("a") + usage(1) + ": keep-alive\n\n" + done, "", sec, nil, sec, 1},
+		{"usage only: no output", usage(0) + done, "protocol", 0, nil, 0, 0},
+		{"nothing: no output", done, "protocol", 0, nil, 0, 0},
+		{"no [DONE]", text("a"), "protocol", 0, nil, 0, 0},
+		{"error chunk", text("a") + "data: {\"error\":{\"message\":\"x\"}}\n\n", "server_error", 0, nil, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{now: tickClock()}
+			r := c.readStream(Result{Start: c.clock()}, strings.NewReader(tc.stream))
+			require.Equal(t, tc.kind, r.ErrKind, r.Err)
+			if tc.kind != "" {
+				return
+			}
+			assert.Equal(t, tc.ttft, r.TTFT, "TTFT")
+			assert.Equal(t, tc.itl, r.ITL, "ITL")
+			assert.Equal(t, tc.e2e, r.E2E, "E2E")
+			assert.Equal(t, tc.out, r.OutputTokens)
+			assert.Equal(t, 3, r.PromptTokens)
+		})
+	}
 }

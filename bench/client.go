@@ -30,12 +30,15 @@ type Target struct {
 	API     API
 }
 
-// Result is the outcome of one request, with timings measured by the client.
+// Result is the outcome of one request, with timings measured by the client
+// as vllm bench serve's request functions measure them, on the streamed
+// chunks that carry a non-empty choices list (a chunk without choices, such
+// as the final usage chunk, is no token).
 type Result struct {
 	Start        time.Time
-	TTFT         time.Duration   // to the first chunk carrying text
-	ITL          []time.Duration // between successive text chunks
-	E2E          time.Duration
+	TTFT         time.Duration   // to the first chunk with choices, even if its text is empty
+	ITL          []time.Duration // between successive chunks with choices, one per chunk after the first
+	E2E          time.Duration   // to the last chunk with choices (not to [DONE])
 	PromptTokens int // from the server's usage (or the dataset when absent)
 	OutputTokens int
 	Err          string // "" on success
@@ -57,6 +60,15 @@ type Client struct {
 	// Timeout bounds each request, from its start to the end of its stream
 	// (0: no bound); a request past it fails with ErrKind "timeout".
 	Timeout time.Duration
+
+	now func() time.Time // the clock (nil: time.Now); tests set it
+}
+
+func (c *Client) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
 }
 
 // NewClient returns a client with a transport sized for many concurrent
@@ -165,7 +177,7 @@ func (c *Client) Do(ctx context.Context, p Prompt) Result {
 		defer cancel()
 	}
 	body, path := c.body(p)
-	res := Result{Start: time.Now(), PromptTokens: p.PromptLen}
+	res := Result{Start: c.clock(), PromptTokens: p.PromptLen}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.Target.BaseURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
 		return fail(res, "protocol", err)
@@ -199,10 +211,13 @@ func closeForReuse(body io.ReadCloser) {
 
 const maxDrain = 64 << 10
 
+// readStream reads a completions or chat stream into res. The request
+// fails when the stream ends without [DONE], carries an error, or brings no
+// chunk with choices (no output).
 func (c *Client) readStream(res Result, body io.Reader) Result {
 	sse := NewSSEReader(body)
-	last := res.Start
-	chunks := 0
+	last := res.Start // the last chunk with choices
+	chunks := 0       // chunks with choices
 	for {
 		data, err := sse.Next()
 		if errors.Is(err, io.EOF) {
@@ -211,14 +226,14 @@ func (c *Client) readStream(res Result, body io.Reader) Result {
 		if err != nil {
 			return fail(res, classifyNetErr(err), err)
 		}
-		now := time.Now()
+		now := c.clock()
 		if bytes.Equal(data, []byte("[DONE]")) {
-			res.E2E = now.Sub(res.Start)
+			if chunks == 0 {
+				return fail(res, "protocol", errors.New("no chunk with choices: no output"))
+			}
+			res.E2E = last.Sub(res.Start)
 			if res.OutputTokens == 0 {
 				res.OutputTokens = chunks
-			}
-			if res.OutputTokens == 0 {
-				return fail(res, "protocol", errors.New("no output tokens"))
 			}
 			return res
 		}
@@ -233,7 +248,7 @@ func (c *Client) readStream(res Result, body io.Reader) Result {
 			res.PromptTokens = ch.Usage.PromptTokens
 			res.OutputTokens = ch.Usage.CompletionTokens
 		}
-		if len(ch.Choices) == 0 || ch.Choices[0].Text+ch.Choices[0].Delta.Content == "" {
+		if len(ch.Choices) == 0 {
 			continue
 		}
 		if chunks == 0 {

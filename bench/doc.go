@@ -5,4 +5,23 @@
 // goodput), a side-by-side comparison mode for noisy shared machines, and
 // output as a terminal table, JSON and PNG plots. The command is
 // bench/cmd/vserve-bench.
+//
+// # Metrics
+//
+// The client times each streamed request as vllm bench serve's request
+// functions do, on the server-sent chunks whose choices list is not empty
+// (whatever their text: chat's role chunk, or a chunk of a special token
+// with empty text, counts; the final usage chunk, which has no choices, and
+// [DONE] do not):
+//
+//   - TTFT, time to first token: from sending the request to the first
+//     chunk with choices.
+//   - ITL, inter-token latency: one entry per later chunk with choices, the
+//     time since the previous one.
+//   - E2E (vLLM's E2EL), end-to-end latency: from sending the request to
+//     the last chunk with choices.
+//   - TPOT, time per output token after the first: (E2E - TTFT) / (output
+//     tokens - 1), for requests with more than one output token.
+//
+// A request during which no chunk with choices arrived fails (no output).
 package bench
