@@ -697,3 +697,33 @@ func TestReadStreamTiming(t *testing.T) {
 		})
 	}
 }
+
+// Without a usage chunk, the output tokens are the generated text's tokens
+// through the client's tokenizer, as vLLM counts them, or, with no
+// tokenizer, the chunks with choices; the server's usage wins when present.
+func TestReadStreamOutputTokens(t *testing.T) {
+	const done = "data: [DONE]\n\n"
+	text := func(s string) string { return fmt.Sprintf("data: {\"choices\":[{\"text\":%q}]}\n\n", s) }
+	delta := func(s string) string { return fmt.Sprintf("data: {\"choices\":[{\"delta\":{\"content\":%q}}]}\n\n", s) }
+	const role = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"
+	usage := "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":7}}\n\n"
+	for _, tc := range []struct {
+		name   string
+		stream string
+		tok    Tokenizer
+		want   int
+	}{
+		{"completions, tokenizer", text("ab") + text("cde") + text("") + done, fakeTok{}, 5},
+		{"completions, no tokenizer: chunks", text("ab") + text("cde") + text("") + done, nil, 3},
+		{"chat, tokenizer", role + delta("abcd") + delta("e") + done, fakeTok{}, 5},
+		{"chat, no tokenizer: chunks", role + delta("abcd") + delta("e") + done, nil, 3},
+		{"usage wins", text("ab") + usage + done, fakeTok{}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{Tokenizer: tc.tok}
+			r := c.readStream(Result{Start: time.Now()}, strings.NewReader(tc.stream))
+			require.True(t, r.OK(), r.Err)
+			assert.Equal(t, tc.want, r.OutputTokens)
+		})
+	}
+}

@@ -39,7 +39,11 @@ type Result struct {
 	TTFT         time.Duration   // to the first chunk with choices, even if its text is empty
 	ITL          []time.Duration // between successive chunks with choices, one per chunk after the first
 	E2E          time.Duration   // to the last chunk with choices (not to [DONE])
-	PromptTokens int // from the server's usage (or the dataset when absent)
+	PromptTokens int             // from the server's usage (or the dataset when absent)
+	// OutputTokens is the server's usage completion_tokens; without one (or
+	// with 0), the generated text's tokens through Client.Tokenizer (without
+	// special tokens), as vLLM counts them, or with no tokenizer the number
+	// of chunks with choices.
 	OutputTokens int
 	Err          string // "" on success
 	ErrKind      string // http_4xx, http_5xx, http_429, timeout, connection, protocol
@@ -60,6 +64,9 @@ type Client struct {
 	// Timeout bounds each request, from its start to the end of its stream
 	// (0: no bound); a request past it fails with ErrKind "timeout".
 	Timeout time.Duration
+	// Tokenizer, when set, counts the output tokens of a stream that ends
+	// without a usage chunk (see Result.OutputTokens).
+	Tokenizer Tokenizer
 
 	now func() time.Time // the clock (nil: time.Now); tests set it
 }
@@ -218,6 +225,7 @@ func (c *Client) readStream(res Result, body io.Reader) Result {
 	sse := NewSSEReader(body)
 	last := res.Start // the last chunk with choices
 	chunks := 0       // chunks with choices
+	var text strings.Builder
 	for {
 		data, err := sse.Next()
 		if errors.Is(err, io.EOF) {
@@ -233,7 +241,11 @@ func (c *Client) readStream(res Result, body io.Reader) Result {
 			}
 			res.E2E = last.Sub(res.Start)
 			if res.OutputTokens == 0 {
-				res.OutputTokens = chunks
+				if c.Tokenizer != nil {
+					res.OutputTokens = len(c.Tokenizer.Encode(text.String(), false))
+				} else {
+					res.OutputTokens = chunks
+				}
 			}
 			return res
 		}
@@ -258,6 +270,8 @@ func (c *Client) readStream(res Result, body io.Reader) Result {
 		}
 		last = now
 		chunks++
+		text.WriteString(ch.Choices[0].Text)
+		text.WriteString(ch.Choices[0].Delta.Content)
 	}
 }
 

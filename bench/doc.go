@@ -24,4 +24,12 @@
 //     tokens - 1), for requests with more than one output token.
 //
 // A request during which no chunk with choices arrived fails (no output).
+//
+// Output tokens are the completion_tokens of the server's usage chunk
+// (requested with stream_options.include_usage). When a server sends none,
+// vLLM counts the generated text's tokens with the tokenizer, without
+// special tokens; so does the client when Client.Tokenizer is set
+// (vserve-bench --tokenizer). With no tokenizer, it falls back to the number
+// of chunks with choices, which is the token count only for servers that
+// send one token per chunk.
 package bench

@@ -28,7 +28,10 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := c.client(t, c.concurrency)
+	client, err := c.client(t, c.concurrency)
+	if err != nil {
+		return err
+	}
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
@@ -71,7 +74,14 @@ func cmdCompare(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ca, cb := c.client(ta, c.concurrency), c.client(tb, c.concurrency)
+	ca, err := c.client(ta, c.concurrency)
+	if err != nil {
+		return err
+	}
+	cb, err := c.client(tb, c.concurrency)
+	if err != nil {
+		return err
+	}
 	for _, cl := range []*bench.Client{ca, cb} {
 		if err := cl.ResolveModel(ctx); err != nil {
 			return err
@@ -118,7 +128,10 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := c.client(t, conc[len(conc)-1])
+	client, err := c.client(t, conc[len(conc)-1])
+	if err != nil {
+		return err
+	}
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}

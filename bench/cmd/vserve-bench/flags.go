@@ -34,7 +34,8 @@ type common struct {
 	noProgress                        bool
 	perLevel                          int
 	requestTimeout                    time.Duration
-	flags                             *flag.FlagSet // the parsed flags, to tell which were given
+	flags                             *flag.FlagSet   // the parsed flags, to tell which were given
+	tok                               bench.Tokenizer // loaded from tokenizerDir by tokenizer()
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -45,7 +46,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.api, "endpoint-type", "completions", "completions or chat")
 	fs.StringVar(&c.name, "name", "", "label of the target (default: base URL)")
 	fs.StringVar(&c.dataset, "dataset", "random", "random, sharegpt or shared-prefix")
-	fs.StringVar(&c.tokenizerDir, "tokenizer", "", "directory with the target model's tokenizer.json (needed by random and shared-prefix)")
+	fs.StringVar(&c.tokenizerDir, "tokenizer", "", "directory with the target model's tokenizer.json (needed by random and shared-prefix; counts output tokens when a server sends no usage, which are otherwise counted as chunks)")
 	fs.StringVar(&c.sharegpt, "sharegpt-path", "", "ShareGPT JSON file (dataset sharegpt)")
 	fs.IntVar(&c.numPrompts, "num-prompts", 100, "requests to send")
 	fs.IntVar(&c.inLen, "random-input-len", 128, "input tokens per request (random)")
@@ -84,21 +85,35 @@ func (c *common) target(baseURL, name string) (bench.Target, error) {
 	return bench.Target{Name: name, BaseURL: baseURL, Model: c.model, APIKey: c.apiKey, API: api}, nil
 }
 
-// client returns a client of target t as the flags configure it.
-func (c *common) client(t bench.Target, maxConns int) *bench.Client {
-	cl := bench.NewClient(t, maxConns)
-	cl.Timeout = c.requestTimeout
-	return cl
-}
-
-func (c *common) prompts() ([]bench.Prompt, error) {
-	var tok bench.Tokenizer
-	if c.tokenizerDir != "" {
+// tokenizer returns the tokenizer of --tokenizer (nil without one),
+// loading it once.
+func (c *common) tokenizer() (bench.Tokenizer, error) {
+	if c.tok == nil && c.tokenizerDir != "" {
 		t, err := tokenizer.LoadDir(c.tokenizerDir)
 		if err != nil {
 			return nil, err
 		}
-		tok = t
+		c.tok = t
+	}
+	return c.tok, nil
+}
+
+// client returns a client of target t as the flags configure it.
+func (c *common) client(t bench.Target, maxConns int) (*bench.Client, error) {
+	tok, err := c.tokenizer()
+	if err != nil {
+		return nil, err
+	}
+	cl := bench.NewClient(t, maxConns)
+	cl.Timeout = c.requestTimeout
+	cl.Tokenizer = tok
+	return cl, nil
+}
+
+func (c *common) prompts() ([]bench.Prompt, error) {
+	tok, err := c.tokenizer()
+	if err != nil {
+		return nil, err
 	}
 	switch c.dataset {
 	case "random":

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/vserve/vserve/bench"
+	"github.com/vserve/vserve/internal/sharedtest"
 )
 
 // Every command must define its flags without clashes and answer -h.
@@ -74,16 +76,24 @@ func parseCommon(t *testing.T, args ...string) *common {
 
 // The flags reach the client.
 func TestClientFromFlags(t *testing.T) {
-	for _, tc := range []struct {
-		args    []string
-		timeout time.Duration
-	}{
-		{nil, 6 * time.Hour},
-		{[]string{"--request-timeout", "90s"}, 90 * time.Second},
-		{[]string{"--request-timeout", "0"}, 0},
-	} {
+	type flagCase struct {
+		args      []string
+		timeout   time.Duration
+		tokenizer bool
+	}
+	cases := []flagCase{
+		{nil, 6 * time.Hour, false},
+		{[]string{"--request-timeout", "90s"}, 90 * time.Second, false},
+		{[]string{"--request-timeout", "0"}, 0, false},
+	}
+	if dir := sharedtest.Dir("models", "stories260K", "hf"); dir != "" {
+		cases = append(cases, flagCase{[]string{"--tokenizer", dir}, 6 * time.Hour, true})
+	}
+	for _, tc := range cases {
 		c := parseCommon(t, tc.args...)
-		cl := c.client(bench.Target{Name: "t", BaseURL: "http://127.0.0.1:1"}, 1)
+		cl, err := c.client(bench.Target{Name: "t", BaseURL: "http://127.0.0.1:1"}, 1)
+		require.NoError(t, err)
 		assert.Equal(t, tc.timeout, cl.Timeout, "%v", tc.args)
+		assert.Equal(t, tc.tokenizer, cl.Tokenizer != nil, "%v: tokenizer", tc.args)
 	}
 }

@@ -91,7 +91,10 @@ func cmdReport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	client := c.client(t, conc[len(conc)-1])
+	client, err := c.client(t, conc[len(conc)-1])
+	if err != nil {
+		return err
+	}
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
