@@ -567,16 +567,37 @@ func TestClientConnectionError(t *testing.T) {
 	assert.False(t, r.OK())
 }
 
+// The request bodies carry what vllm bench serve's carry: no temperature
+// and no ignore_eos unless asked for, max_completion_tokens for chat.
 func TestClientBodies(t *testing.T) {
-	c := &Client{Target: Target{Model: "m", API: Chat}, IgnoreEOS: true}
-	b, path := c.body(Prompt{Text: "SYSquestion", System: "SYS", OutputLen: 3})
-	assert.Equal(t, "/v1/chat/completions", path)
-	assert.JSONEq(t, `{"model":"m","max_tokens":3,"stream":true,"stream_options":{"include_usage":true},"temperature":0,"ignore_eos":true,
-		"messages":[{"role":"system","content":"SYS"},{"role":"user","content":"question"}]}`, string(b))
-	c.Target.API = Completions
-	b, path = c.body(Prompt{Text: "x", TokenIDs: []int32{5, 6}, OutputLen: 1})
-	assert.Equal(t, "/v1/completions", path)
-	assert.Contains(t, string(b), `"prompt":[5,6]`)
+	zero, half := 0.0, 0.5
+	for _, tc := range []struct {
+		name        string
+		api         API
+		ignoreEOS   bool
+		temperature *float64
+		prompt      Prompt
+		path, want  string
+	}{
+		{"chat, defaults", Chat, false, nil, Prompt{Text: "SYSquestion", System: "SYS", OutputLen: 3}, "/v1/chat/completions",
+			`{"model":"m","max_completion_tokens":3,"stream":true,"stream_options":{"include_usage":true},
+			"messages":[{"role":"system","content":"SYS"},{"role":"user","content":"question"}]}`},
+		{"chat, ignore_eos, temperature 0", Chat, true, &zero, Prompt{Text: "q", OutputLen: 3}, "/v1/chat/completions",
+			`{"model":"m","max_completion_tokens":3,"stream":true,"stream_options":{"include_usage":true},"ignore_eos":true,"temperature":0,
+			"messages":[{"role":"user","content":"q"}]}`},
+		{"completions, token ids, defaults", Completions, false, nil, Prompt{Text: "x", TokenIDs: []int32{5, 6}, OutputLen: 1}, "/v1/completions",
+			`{"model":"m","max_tokens":1,"stream":true,"stream_options":{"include_usage":true},"prompt":[5,6]}`},
+		{"completions, text, temperature 0.5", Completions, true, &half, Prompt{Text: "x", OutputLen: 2}, "/v1/completions",
+			`{"model":"m","max_tokens":2,"stream":true,"stream_options":{"include_usage":true},"ignore_eos":true,"temperature":0.5,"prompt":"x"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{Target: Target{Model: "m", API: tc.api}, IgnoreEOS: tc.ignoreEOS, Temperature: tc.temperature}
+			b, path := c.body(tc.prompt)
+			assert.Equal(t, tc.path, path)
+			assert.JSONEq(t, tc.want, string(b))
+		})
+	}
+	assert.False(t, NewClient(Target{}, 1).IgnoreEOS, "ignore_eos is off by default, as in vLLM")
 }
 
 func TestWriteTableAndPlots(t *testing.T) {

@@ -56,11 +56,18 @@ func (r *Result) OK() bool { return r.Err == "" }
 // of its stream, vllm bench serve's total timeout per request.
 const DefaultRequestTimeout = 6 * time.Hour
 
-// Client sends benchmark requests to one target.
+// Client sends benchmark requests to one target. Its requests carry what
+// vllm bench serve's carry: max_tokens (chat: max_completion_tokens),
+// streaming with usage, ignore_eos only when IgnoreEOS is set, and no
+// temperature unless Temperature is set (the server's default applies).
 type Client struct {
-	Target    Target
-	HTTP      *http.Client
+	Target Target
+	HTTP   *http.Client
+	// IgnoreEOS asks the server to generate max_tokens whatever the model
+	// says (vLLM's ignore_eos extension).
 	IgnoreEOS bool
+	// Temperature, when set, is sent as the sampling temperature.
+	Temperature *float64
 	// Timeout bounds each request, from its start to the end of its stream
 	// (0: no bound); a request past it fails with ErrKind "timeout".
 	Timeout time.Duration
@@ -91,7 +98,7 @@ func NewClient(t Target, maxConns int) *Client {
 		MaxIdleConnsPerHost: maxConns,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{Target: t, HTTP: &http.Client{Transport: tr}, IgnoreEOS: true, Timeout: DefaultRequestTimeout}
+	return &Client{Target: t, HTTP: &http.Client{Transport: tr}, Timeout: DefaultRequestTimeout}
 }
 
 // ResolveModel fills Target.Model from /v1/models when it is empty.
@@ -131,17 +138,21 @@ func (c *Client) auth(req *http.Request) {
 func (c *Client) body(p Prompt) ([]byte, string) {
 	req := map[string]any{
 		"model":          c.Target.Model,
-		"max_tokens":     p.OutputLen,
 		"stream":         true,
 		"stream_options": map[string]any{"include_usage": true},
-		"temperature":    0,
 	}
 	if c.IgnoreEOS {
 		req["ignore_eos"] = true
 	}
+	if c.Temperature != nil {
+		req["temperature"] = *c.Temperature
+	}
 	path := "/v1/completions"
+	req["max_tokens"] = p.OutputLen
 	if c.Target.API == Chat {
 		path = "/v1/chat/completions"
+		delete(req, "max_tokens")
+		req["max_completion_tokens"] = p.OutputLen
 		var msgs []map[string]string
 		user := p.Text
 		if p.System != "" {

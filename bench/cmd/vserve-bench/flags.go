@@ -36,6 +36,27 @@ type common struct {
 	requestTimeout                    time.Duration
 	flags                             *flag.FlagSet   // the parsed flags, to tell which were given
 	tok                               bench.Tokenizer // loaded from tokenizerDir by tokenizer()
+	ignoreEOS                         bool
+	temperature                       optFloat
+}
+
+// optFloat is a float flag that may be left unset.
+type optFloat struct{ v *float64 }
+
+func (o *optFloat) String() string {
+	if o == nil || o.v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*o.v, 'g', -1, 64)
+}
+
+func (o *optFloat) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return err
+	}
+	o.v = &f
+	return nil
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -55,7 +76,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.groups, "prefix-groups", 4, "shared-prefix: distinct system prompts")
 	fs.IntVar(&c.prefixLen, "prefix-len", 512, "shared-prefix: tokens of each system prompt")
 	fs.IntVar(&c.suffixLen, "suffix-len", 32, "shared-prefix: tokens of each question")
-	fs.IntVar(&c.concurrency, "max-concurrency", 16, "requests in flight at most (0: no cap)")
+	fs.IntVar(&c.concurrency, "max-concurrency", 0, "requests in flight at most (0: no cap, as in vllm bench serve)")
 	fs.Float64Var(&c.rate, "request-rate", math.Inf(1), "mean request arrival rate per second (inf: all at once)")
 	fs.Float64Var(&c.burstiness, "burstiness", 1, "gamma shape of inter-arrival times, > 0 (1: Poisson; inf: a constant 1/rate gap)")
 	fs.DurationVar(&c.duration, "duration", 0, "stop issuing requests after this long (0: send all prompts)")
@@ -66,6 +87,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file ('-': stdout)")
 	fs.StringVar(&c.plotDir, "plot-dir", "", "write PNG plots to this directory")
 	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress bar")
+	fs.BoolVar(&c.ignoreEOS, "ignore-eos", false, "send ignore_eos, so that every request generates its max tokens (the random dataset always does, as in vllm bench serve)")
+	fs.Var(&c.temperature, "temperature", "sampling temperature to send (default: none, the server's default applies, as in vllm bench serve)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", bench.DefaultRequestTimeout, "time a request may take from start to end of its stream; past it, it fails as a timeout (0: no limit)")
 	fs.IntVar(&c.perLevel, "rounds-per-level", 0, "sweep and report: requests per unit of concurrency at each level (0: all --num-prompts)")
 }
@@ -104,9 +127,16 @@ func (c *common) client(t bench.Target, maxConns int) (*bench.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if maxConns <= 0 { // no cap: up to every request at once
+		maxConns = c.numPrompts
+	}
 	cl := bench.NewClient(t, maxConns)
 	cl.Timeout = c.requestTimeout
 	cl.Tokenizer = tok
+	// As vllm bench serve does, the random dataset always ignores EOS, so
+	// that generation runs to the drawn output length.
+	cl.IgnoreEOS = c.ignoreEOS || c.dataset == "random"
+	cl.Temperature = c.temperature.v
 	return cl, nil
 }
 

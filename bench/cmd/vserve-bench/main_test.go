@@ -77,17 +77,24 @@ func parseCommon(t *testing.T, args ...string) *common {
 // The flags reach the client.
 func TestClientFromFlags(t *testing.T) {
 	type flagCase struct {
-		args      []string
-		timeout   time.Duration
-		tokenizer bool
+		args        []string
+		timeout     time.Duration
+		tokenizer   bool
+		ignoreEOS   bool
+		temperature *float64
 	}
+	zero, half := 0.0, 0.5
 	cases := []flagCase{
-		{nil, 6 * time.Hour, false},
-		{[]string{"--request-timeout", "90s"}, 90 * time.Second, false},
-		{[]string{"--request-timeout", "0"}, 0, false},
+		{nil, 6 * time.Hour, false, true, nil}, // random: ignore_eos, as in vLLM
+		{[]string{"--request-timeout", "90s"}, 90 * time.Second, false, true, nil},
+		{[]string{"--request-timeout", "0"}, 0, false, true, nil},
+		{[]string{"--dataset", "sharegpt"}, 6 * time.Hour, false, false, nil},
+		{[]string{"--dataset", "shared-prefix", "--ignore-eos"}, 6 * time.Hour, false, true, nil},
+		{[]string{"--temperature", "0"}, 6 * time.Hour, false, true, &zero},
+		{[]string{"--temperature", "0.5", "--dataset", "sharegpt"}, 6 * time.Hour, false, false, &half},
 	}
 	if dir := sharedtest.Dir("models", "stories260K", "hf"); dir != "" {
-		cases = append(cases, flagCase{[]string{"--tokenizer", dir}, 6 * time.Hour, true})
+		cases = append(cases, flagCase{[]string{"--tokenizer", dir}, 6 * time.Hour, true, true, nil})
 	}
 	for _, tc := range cases {
 		c := parseCommon(t, tc.args...)
@@ -95,5 +102,8 @@ func TestClientFromFlags(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.timeout, cl.Timeout, "%v", tc.args)
 		assert.Equal(t, tc.tokenizer, cl.Tokenizer != nil, "%v: tokenizer", tc.args)
+		assert.Equal(t, tc.ignoreEOS, cl.IgnoreEOS, "%v: ignore_eos", tc.args)
+		assert.Equal(t, tc.temperature, cl.Temperature, "%v: temperature", tc.args)
 	}
+	assert.Zero(t, parseCommon(t).concurrency, "no concurrency cap by default, as in vLLM")
 }

@@ -161,7 +161,9 @@ func run(o options) error {
 	clients := make([]*bench.Client, len(configs))
 	for i, c := range configs {
 		clients[i] = bench.NewClient(bench.Target{Name: c.name, BaseURL: c.url, API: bench.Completions}, o.concurrency)
+		// Exact output lengths, greedy: the same work in every round.
 		clients[i].IgnoreEOS = true
+		clients[i].Temperature = new(0.0)
 		if err := clients[i].ResolveModel(ctx); err != nil {
 			return err
 		}
