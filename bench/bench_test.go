@@ -426,6 +426,15 @@ func TestParseShareGPT(t *testing.T) {
 	}
 	assert.Equal(t, map[int]int{6: 6, 10: 5}, lens)
 
+	// A fixed output length replaces the reference answers' lengths, with a
+	// tokenizer too, and is not held to the 4-token minimum (vLLM).
+	two, err := ParseShareGPT(data, fakeTok{}, ShareGPTOptions{OutputLen: 2})
+	require.NoError(t, err)
+	require.Len(t, two, 2)
+	for _, p := range two {
+		assert.Equal(t, 2, p.OutputLen)
+	}
+
 	fixed, err := ParseShareGPT(data, nil, ShareGPTOptions{OutputLen: 32, N: 1})
 	require.NoError(t, err)
 	require.Len(t, fixed, 1)

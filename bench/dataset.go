@@ -134,7 +134,7 @@ type shareGPTEntry struct {
 // ShareGPTOptions filter a ShareGPT file the way vLLM's benchmark does.
 type ShareGPTOptions struct {
 	N         int // prompts wanted (0: all that pass)
-	OutputLen int // fixed output length; 0 uses the reference answer's length (needs a tokenizer)
+	OutputLen int // fixed output length; 0 uses the reference answer's length (needs a tokenizer), held to at least 4 tokens
 	MaxPrompt int // drop prompts longer than this (default 1024 tokens)
 	MaxTotal  int // drop prompt+output longer than this (default 2048 tokens)
 	Seed      uint64
@@ -183,7 +183,9 @@ func ParseShareGPT(data []byte, tok Tokenizer, o ShareGPTOptions) ([]Prompt, err
 			if p.OutputLen == 0 {
 				p.OutputLen = len(tok.Encode(e.Conversations[1].Value, false))
 			}
-			if p.PromptLen < 4 || p.OutputLen < 4 || p.PromptLen > o.MaxPrompt || p.PromptLen+p.OutputLen > o.MaxTotal {
+			// As in vLLM, a fixed output length is not held to the minimum.
+			short := p.PromptLen < 4 || (o.OutputLen == 0 && p.OutputLen < 4)
+			if short || p.PromptLen > o.MaxPrompt || p.PromptLen+p.OutputLen > o.MaxTotal {
 				continue
 			}
 		}

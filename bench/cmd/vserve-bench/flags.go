@@ -71,7 +71,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.sharegpt, "sharegpt-path", "", "ShareGPT JSON file (dataset sharegpt)")
 	fs.IntVar(&c.numPrompts, "num-prompts", 100, "requests to send")
 	fs.IntVar(&c.inLen, "random-input-len", 128, "input tokens per request (random)")
-	fs.IntVar(&c.outLen, "random-output-len", 128, "output tokens per request (random, shared-prefix; sharegpt when > 0 overrides the reference length)")
+	fs.IntVar(&c.outLen, "random-output-len", 128, "output tokens per request (random, shared-prefix; sharegpt: when given and > 0, or without --tokenizer, replaces the reference answer's length)")
 	fs.Float64Var(&c.rangeRatio, "random-range-ratio", 0, "random: lengths drawn uniformly from the integers in [floor(len*(1-r)), ceil(len*(1+r))], r in [0, 1)")
 	fs.IntVar(&c.groups, "prefix-groups", 4, "shared-prefix: distinct system prompts")
 	fs.IntVar(&c.prefixLen, "prefix-len", 512, "shared-prefix: tokens of each system prompt")
@@ -153,11 +153,7 @@ func (c *common) prompts() ([]bench.Prompt, error) {
 		if c.sharegpt == "" {
 			return nil, fmt.Errorf("--dataset sharegpt needs --sharegpt-path")
 		}
-		out := 0
-		if tok == nil {
-			out = c.outLen
-		}
-		return bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: c.numPrompts + c.warmup, OutputLen: out, Seed: c.seed})
+		return bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: c.numPrompts + c.warmup, OutputLen: c.shareGPTOutputLen(tok != nil), Seed: c.seed})
 	case "shared-prefix":
 		per := (c.numPrompts + c.warmup + c.groups - 1) / max(c.groups, 1)
 		return bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed)
@@ -174,6 +170,19 @@ func (c *common) validate() error {
 		return fmt.Errorf("--request-rate %v: want a positive rate (inf: all at once)", c.rate)
 	}
 	return nil
+}
+
+// shareGPTOutputLen is the fixed output length of ShareGPT prompts: that of
+// --random-output-len when it is given (and > 0) or when there is no
+// tokenizer to measure the reference answers with; else 0, each answer's
+// length.
+func (c *common) shareGPTOutputLen(haveTokenizer bool) int {
+	given := false
+	c.flags.Visit(func(f *flag.Flag) { given = given || f.Name == "random-output-len" })
+	if (given && c.outLen > 0) || !haveTokenizer {
+		return c.outLen
+	}
+	return 0
 }
 
 func (c *common) load(total int) bench.LoadConfig {

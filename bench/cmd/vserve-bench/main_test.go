@@ -107,3 +107,23 @@ func TestClientFromFlags(t *testing.T) {
 	}
 	assert.Zero(t, parseCommon(t).concurrency, "no concurrency cap by default, as in vLLM")
 }
+
+// --random-output-len replaces the ShareGPT reference lengths when it is
+// given, even with a tokenizer (it was ignored then); without a tokenizer
+// its value (default 128) is the only length there is.
+func TestShareGPTOutputLen(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		tok  bool
+		want int
+	}{
+		{nil, true, 0},
+		{nil, false, 128},
+		{[]string{"--random-output-len", "32"}, true, 32},
+		{[]string{"--random-output-len", "32"}, false, 32},
+		{[]string{"--random-output-len", "0"}, true, 0},
+	} {
+		c := parseCommon(t, tc.args...)
+		assert.Equal(t, tc.want, c.shareGPTOutputLen(tc.tok), "%v, tokenizer %v", tc.args, tc.tok)
+	}
+}
