@@ -155,8 +155,15 @@ func (c *common) prompts() ([]bench.Prompt, error) {
 		}
 		return bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: c.numPrompts + c.warmup, OutputLen: c.shareGPTOutputLen(tok != nil), Seed: c.seed})
 	case "shared-prefix":
-		per := (c.numPrompts + c.warmup + c.groups - 1) / max(c.groups, 1)
-		return bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed)
+		n := c.numPrompts + c.warmup
+		per := (n + c.groups - 1) / max(c.groups, 1)
+		ps, err := bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed)
+		if err != nil {
+			return nil, err
+		}
+		// Whole groups round up; the prompts are interleaved by group, so
+		// cutting the end keeps the groups within one prompt of each other.
+		return ps[:min(n, len(ps))], nil
 	}
 	return nil, fmt.Errorf("--dataset must be random, sharegpt or shared-prefix, not %q", c.dataset)
 }

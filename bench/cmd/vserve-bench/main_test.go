@@ -127,3 +127,24 @@ func TestShareGPTOutputLen(t *testing.T) {
 		assert.Equal(t, tc.want, c.shareGPTOutputLen(tc.tok), "%v, tokenizer %v", tc.args, tc.tok)
 	}
 }
+
+// Every dataset gives --num-prompts measured prompts plus --warmup: the
+// shared-prefix one rounded up to whole groups (9 gave 10).
+func TestPromptCount(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"--num-prompts", "9", "--warmup", "0"}, 9},
+		{[]string{"--num-prompts", "9", "--warmup", "2"}, 11},
+		{[]string{"--dataset", "shared-prefix", "--num-prompts", "9", "--warmup", "0", "--prefix-groups", "4", "--prefix-len", "8", "--suffix-len", "4"}, 9},
+		{[]string{"--dataset", "shared-prefix", "--num-prompts", "9", "--warmup", "2", "--prefix-groups", "4", "--prefix-len", "8", "--suffix-len", "4"}, 11},
+		{[]string{"--dataset", "shared-prefix", "--num-prompts", "6", "--warmup", "2", "--prefix-groups", "4", "--prefix-len", "8", "--suffix-len", "4"}, 8},
+	} {
+		c := parseCommon(t, append(tc.args, "--random-input-len", "8", "--random-output-len", "4")...)
+		c.tok = letterTok{}
+		ps, err := c.prompts()
+		require.NoError(t, err, "%v", tc.args)
+		assert.Len(t, ps, tc.want, "%v", tc.args)
+	}
+}
