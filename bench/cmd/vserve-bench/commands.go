@@ -109,7 +109,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	var levels string
 	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
 	c.register(fs)
-	fs.StringVar(&levels, "concurrency", "1,4,16,64", "concurrency levels")
+	fs.StringVar(&levels, "concurrency", "1,4,16,64", "concurrency levels (each runs on its own --warmup + --num-prompts prompts)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,10 +124,6 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	prompts, err := c.prompts()
-	if err != nil {
-		return err
-	}
 	client, err := c.client(t, conc[len(conc)-1])
 	if err != nil {
 		return err
@@ -135,7 +131,7 @@ func cmdSweep(ctx context.Context, args []string) error {
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
-	pts, err := sweep(ctx, &c, client, prompts, conc)
+	pts, err := sweep(ctx, &c, client, conc)
 	if err != nil {
 		return err
 	}
@@ -147,21 +143,29 @@ func cmdSweep(ctx context.Context, args []string) error {
 	return c.outputs(sums, nil, map[string][]bench.SweepPoint{t.Name: pts})
 }
 
-func sweep(ctx context.Context, c *common, client *bench.Client, prompts []bench.Prompt, levels []int) ([]bench.SweepPoint, error) {
+// sweep runs one level per concurrency, each on its own prompts (and
+// warm-up prompts): see promptSets.
+func sweep(ctx context.Context, c *common, client *bench.Client, levels []int) ([]bench.SweepPoint, error) {
+	counts := make([]int, len(levels))
+	for i, n := range levels {
+		counts[i] = c.warmup + c.numPrompts
+		if c.perLevel > 0 {
+			// Rounds of requests per level, so low concurrency does not take
+			// as long as high concurrency with the same prompt count.
+			counts[i] = c.warmup + min(c.perLevel*n, c.numPrompts)
+		}
+	}
+	sets, err := c.promptSets(counts)
+	if err != nil {
+		return nil, err
+	}
 	var pts []bench.SweepPoint
-	for _, n := range levels {
+	for i, n := range levels {
 		if ctx.Err() != nil {
 			return pts, ctx.Err()
 		}
 		c.concurrency = n
-		level := prompts
-		if c.perLevel > 0 {
-			// Rounds of requests per level, so low concurrency does not take
-			// as long as high concurrency with the same prompt count.
-			want := min(c.warmup+c.perLevel*n, len(prompts))
-			level = prompts[:want]
-		}
-		s, _, err := runOne(ctx, c, client, level, c.load(c.measuredCount(level)))
+		s, _, err := runOne(ctx, c, client, sets[i], c.load(c.measuredCount(sets[i])))
 		if err != nil {
 			return pts, err
 		}

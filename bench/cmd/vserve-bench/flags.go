@@ -140,32 +140,70 @@ func (c *common) client(t bench.Target, maxConns int) (*bench.Client, error) {
 	return cl, nil
 }
 
+// prompts returns the prompts of one run: --warmup warm-up prompts, then
+// --num-prompts measured ones.
 func (c *common) prompts() ([]bench.Prompt, error) {
+	sets, err := c.promptSets([]int{c.numPrompts + c.warmup})
+	if err != nil {
+		return nil, err
+	}
+	return sets[0], nil
+}
+
+// promptSets returns one set of prompts per count, each of that many
+// prompts and sharing none with another set, so that a run on one set
+// (a sweep level, with its warm-up) finds nothing of another in the
+// server's prefix cache: vLLM's sweeps reset the prefix cache between
+// runs, and vserve has no endpoint for that. The random and ShareGPT sets
+// are disjoint slices of one draw; the shared-prefix sets are drawn with
+// seeds --seed, --seed+1, ..., so each has its own system prompts.
+func (c *common) promptSets(counts []int) ([][]bench.Prompt, error) {
 	tok, err := c.tokenizer()
 	if err != nil {
 		return nil, err
 	}
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	var all []bench.Prompt
 	switch c.dataset {
 	case "random":
-		return bench.RandomPrompts(tok, c.numPrompts+c.warmup, bench.LenRange{Mean: c.inLen, Ratio: c.rangeRatio},
+		all, err = bench.RandomPrompts(tok, total, bench.LenRange{Mean: c.inLen, Ratio: c.rangeRatio},
 			bench.LenRange{Mean: c.outLen, Ratio: c.rangeRatio}, c.seed)
 	case "sharegpt":
 		if c.sharegpt == "" {
 			return nil, fmt.Errorf("--dataset sharegpt needs --sharegpt-path")
 		}
-		return bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: c.numPrompts + c.warmup, OutputLen: c.shareGPTOutputLen(tok != nil), Seed: c.seed})
-	case "shared-prefix":
-		n := c.numPrompts + c.warmup
-		per := (n + c.groups - 1) / max(c.groups, 1)
-		ps, err := bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed)
-		if err != nil {
-			return nil, err
+		all, err = bench.LoadShareGPT(c.sharegpt, tok, bench.ShareGPTOptions{N: total, OutputLen: c.shareGPTOutputLen(tok != nil), Seed: c.seed})
+		if err == nil && len(all) < total {
+			err = fmt.Errorf("%s has %d usable conversations; %d are needed (%v: a set of its own per run)", c.sharegpt, len(all), total, counts)
 		}
-		// Whole groups round up; the prompts are interleaved by group, so
-		// cutting the end keeps the groups within one prompt of each other.
-		return ps[:min(n, len(ps))], nil
+	case "shared-prefix":
+		sets := make([][]bench.Prompt, len(counts))
+		for i, n := range counts {
+			per := (n + c.groups - 1) / max(c.groups, 1)
+			ps, err := bench.SharedPrefixPrompts(tok, c.groups, per, c.prefixLen, c.suffixLen, c.outLen, c.seed+uint64(i))
+			if err != nil {
+				return nil, err
+			}
+			// Whole groups round up; the prompts are interleaved by group,
+			// so cutting the end keeps the groups within one prompt of
+			// each other.
+			sets[i] = ps[:min(n, len(ps))]
+		}
+		return sets, nil
+	default:
+		return nil, fmt.Errorf("--dataset must be random, sharegpt or shared-prefix, not %q", c.dataset)
 	}
-	return nil, fmt.Errorf("--dataset must be random, sharegpt or shared-prefix, not %q", c.dataset)
+	if err != nil {
+		return nil, err
+	}
+	sets := make([][]bench.Prompt, len(counts))
+	for i, n := range counts {
+		sets[i], all = all[:n:n], all[n:]
+	}
+	return sets, nil
 }
 
 // validate refuses the flag values vllm bench serve refuses.

@@ -58,7 +58,9 @@ func usage() {
 commands:
   run      one load run against one endpoint
   compare  the same workload against two endpoints, interleaved, with ratios
-  sweep    one run per concurrency level, with a throughput plot
+  sweep    one run per concurrency level, each on prompts of its own (so that no
+           level hits the prompts of another in the prefix cache), with a
+           throughput plot
   report   micro-benchmarks, kernel benchmarks and an end-to-end sweep of vserve
            on a generated random model, as one markdown report
 

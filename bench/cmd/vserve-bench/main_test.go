@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +149,83 @@ func TestPromptCount(t *testing.T) {
 		ps, err := c.prompts()
 		require.NoError(t, err, "%v", tc.args)
 		assert.Len(t, ps, tc.want, "%v", tc.args)
+	}
+}
+
+// A sweep gives every level, and its warm-up, prompts of its own: it sent
+// the same ones at every level, so that every level after the first mostly
+// hit the server's prefix cache.
+func TestSweepLevelsHaveTheirOwnPrompts(t *testing.T) {
+	for _, dataset := range []string{"random", "shared-prefix"} {
+		t.Run(dataset, func(t *testing.T) {
+			srv := newFakeServer(t)
+			c := parseCommon(t, "--base-url", srv.URL, "--dataset", dataset, "--num-prompts", "5", "--warmup", "2", "--no-progress",
+				"--random-input-len", "8", "--random-output-len", "2", "--prefix-groups", "2", "--prefix-len", "8", "--suffix-len", "4")
+			c.tok = letterTok{}
+			tgt, err := c.target(c.baseURL, "fake")
+			require.NoError(t, err)
+			client, err := c.client(tgt, 4)
+			require.NoError(t, err)
+			require.NoError(t, client.ResolveModel(context.Background()))
+			pts, err := sweep(context.Background(), c, client, []int{1, 2, 4})
+			require.NoError(t, err)
+			require.Len(t, pts, 3)
+			got := srv.received()
+			require.Len(t, got, 3*(5+2))
+			seen := map[string]int{}
+			for i, p := range got {
+				if j, dup := seen[p]; dup {
+					t.Errorf("request %d repeats the prompt of request %d", i, j)
+				}
+				seen[p] = i
+			}
+			for _, p := range pts {
+				assert.Equal(t, 5, p.Summary.Completed, "concurrency %d", p.Concurrency)
+			}
+		})
+	}
+}
+
+// The sets of promptSets share no prompt, and, for shared-prefix, no system
+// prompt either; each has the count asked for.
+func TestPromptSetsDisjoint(t *testing.T) {
+	dir := t.TempDir()
+	var conv []string
+	for i := range 40 {
+		q := strings.Repeat(string(rune('a'+i%26)), 4+i) // distinct questions
+		conv = append(conv, fmt.Sprintf(`{"conversations":[{"from":"human","value":%q},{"from":"gpt","value":"abcdef"}]}`, q))
+	}
+	sharegpt := filepath.Join(dir, "sg.json")
+	require.NoError(t, os.WriteFile(sharegpt, []byte("["+strings.Join(conv, ",")+"]"), 0o644))
+	for _, dataset := range []string{"random", "sharegpt", "shared-prefix"} {
+		t.Run(dataset, func(t *testing.T) {
+			c := parseCommon(t, "--dataset", dataset, "--sharegpt-path", sharegpt, "--random-input-len", "6",
+				"--prefix-groups", "3", "--prefix-len", "10", "--suffix-len", "3")
+			c.tok = letterTok{}
+			counts := []int{4, 7, 5}
+			sets, err := c.promptSets(counts)
+			require.NoError(t, err)
+			require.Len(t, sets, len(counts))
+			texts, systems := map[string]int{}, map[string]int{}
+			for i, set := range sets {
+				require.Len(t, set, counts[i])
+				for _, p := range set {
+					if j, ok := texts[p.Text]; ok && j != i {
+						t.Errorf("sets %d and %d share a prompt", j, i)
+					}
+					texts[p.Text] = i
+					if p.System != "" {
+						if j, ok := systems[p.System]; ok && j != i {
+							t.Errorf("sets %d and %d share a system prompt", j, i)
+						}
+						systems[p.System] = i
+					}
+				}
+			}
+			_, err = c.promptSets([]int{30, 30})
+			if dataset == "sharegpt" {
+				assert.Error(t, err, "40 conversations cannot make 60 distinct prompts")
+			}
+		})
 	}
 }

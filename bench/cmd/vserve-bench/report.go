@@ -87,10 +87,6 @@ func cmdReport(ctx context.Context, args []string) error {
 	defer stopServer()
 	c.baseURL, c.tokenizerDir, c.name = "http://"+addr, modelDir, "vserve-"+shape
 	t, _ := c.target(c.baseURL, c.name)
-	prompts, err := c.prompts()
-	if err != nil {
-		return err
-	}
 	client, err := c.client(t, conc[len(conc)-1])
 	if err != nil {
 		return err
@@ -98,7 +94,7 @@ func cmdReport(ctx context.Context, args []string) error {
 	if err := client.ResolveModel(ctx); err != nil {
 		return err
 	}
-	pts, err := sweep(ctx, &c, client, prompts, conc)
+	pts, err := sweep(ctx, &c, client, conc)
 	if err != nil {
 		return err
 	}
