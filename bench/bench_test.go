@@ -757,3 +757,23 @@ func TestReadStreamOutputTokens(t *testing.T) {
 		})
 	}
 }
+
+// WarmedUp is called between the warm-up and the measured requests: once
+// in Run, and once in Compare, after both targets' warm-ups.
+func TestWarmedUp(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	log := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	mk := func(name string) Sender {
+		return func(ctx context.Context, p Prompt) Result { log(fmt.Sprint(name, p.OutputLen)); return Result{} }
+	}
+	prompts := []Prompt{{OutputLen: 1}, {OutputLen: 2}, {OutputLen: 3}, {OutputLen: 4}}
+	cfg := LoadConfig{Concurrency: 1, Warmup: 2, WarmedUp: func() { log("warmed") }}
+	_, _, err := Run(context.Background(), mk("a"), prompts, cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a1", "a2", "warmed", "a3", "a4"}, events)
+	events = nil
+	_, _, _, _, err = Compare(context.Background(), mk("a"), mk("b"), prompts, cfg, 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a1", "a2", "b1", "b2", "warmed", "a3", "b3", "b4", "a4"}, events)
+}

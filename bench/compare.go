@@ -21,12 +21,17 @@ func Compare(ctx context.Context, a, b Sender, prompts []Prompt, cfg LoadConfig,
 	warm := prompts[:min(cfg.Warmup, len(prompts))]
 	prompts = prompts[len(warm):]
 	cfg.Warmup = 0
+	warmedUp := cfg.WarmedUp
+	cfg.WarmedUp = nil
 	if len(warm) > 0 {
 		for _, send := range []Sender{a, b} {
 			if _, _, err := Run(ctx, send, warm, LoadConfig{Concurrency: 1}); err != nil {
 				return nil, nil, 0, 0, err
 			}
 		}
+	}
+	if warmedUp != nil {
+		warmedUp()
 	}
 	per := (len(prompts) + rounds - 1) / rounds
 	for r := 0; r < rounds && ctx.Err() == nil; r++ {

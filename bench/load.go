@@ -26,7 +26,12 @@ type LoadConfig struct {
 	// Warmup is how many of the prompts, the first ones, are sent first,
 	// one at a time, and not measured: Run measures prompts[Warmup:].
 	Warmup int
-	Seed   uint64
+	// WarmedUp, when set, is called once the warm-up requests are done,
+	// before the first measured one is sent (by Compare, once, after both
+	// targets' warm-ups): the place to read server-side counters that
+	// should cover the measured requests only.
+	WarmedUp func()
+	Seed     uint64
 	// Progress, when set, is called after each measured request completes.
 	Progress func(done, total int)
 }
@@ -134,6 +139,9 @@ func Run(ctx context.Context, send Sender, prompts []Prompt, cfg LoadConfig) ([]
 			break
 		}
 		send(ctx, p)
+	}
+	if cfg.WarmedUp != nil {
+		cfg.WarmedUp()
 	}
 	var sem chan struct{}
 	if cfg.Concurrency > 0 {

@@ -87,21 +87,37 @@ func cmdCompare(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	cfg := c.load(2 * c.measuredCount(prompts))
-	beforeA, errA := bench.ScrapeCounters(ctx, ca.HTTP, ta.BaseURL)
-	beforeB, errB := bench.ScrapeCounters(ctx, cb.HTTP, tb.BaseURL)
-	ra, rb, da, db, err := bench.Compare(ctx, ca.Do, cb.Do, prompts, cfg, rounds)
+	sa, sb, ra, rb, err := compare(ctx, &c, ca, cb, prompts, rounds)
 	if err != nil {
 		return err
 	}
-	sa := bench.Summarize(ta.Name, ra, da, c.slo())
-	sb := bench.Summarize(tb.Name, rb, db, c.slo())
-	addServerCounters(ctx, ca, &sa, beforeA, errA)
-	addServerCounters(ctx, cb, &sb, beforeB, errB)
 	if err := bench.WriteTable(os.Stdout, sa, sb); err != nil {
 		return err
 	}
 	return c.outputs([]bench.Summary{sa, sb}, []bench.Series{{Name: ta.Name, Results: ra}, {Name: tb.Name, Results: rb}}, nil)
+}
+
+// compare runs the prompts against two targets in interleaved rounds, the
+// first --warmup of them as warm-up of both, and summarises each, reading
+// the servers' counters after the warm-up and after the run when they
+// expose /metrics.
+func compare(ctx context.Context, c *common, ca, cb *bench.Client, prompts []bench.Prompt, rounds int) (sa, sb bench.Summary, ra, rb []bench.Result, err error) {
+	cfg := c.load(2 * c.measuredCount(prompts))
+	var beforeA, beforeB bench.ServerCounters
+	var errA, errB error
+	cfg.WarmedUp = func() {
+		beforeA, errA = bench.ScrapeCounters(ctx, ca.HTTP, ca.Target.BaseURL)
+		beforeB, errB = bench.ScrapeCounters(ctx, cb.HTTP, cb.Target.BaseURL)
+	}
+	ra, rb, da, db, err := bench.Compare(ctx, ca.Do, cb.Do, prompts, cfg, rounds)
+	if err != nil {
+		return sa, sb, nil, nil, err
+	}
+	sa = bench.Summarize(ca.Target.Name, ra, da, c.slo())
+	sb = bench.Summarize(cb.Target.Name, rb, db, c.slo())
+	addServerCounters(ctx, ca, &sa, beforeA, errA)
+	addServerCounters(ctx, cb, &sb, beforeB, errB)
+	return sa, sb, ra, rb, nil
 }
 
 func cmdSweep(ctx context.Context, args []string) error {

@@ -246,17 +246,15 @@ func (c *common) measuredCount(prompts []bench.Prompt) int {
 	return max(len(prompts)-c.warmup, 0)
 }
 
-// runOne runs the prompts against one target and summarises, reading the
-// server's counters before and after when it exposes /metrics.
+// runOne runs the prompts against one target, the first --warmup of them
+// as warm-up, and summarises, reading the server's counters after the
+// warm-up and after the run when it exposes /metrics.
 func runOne(ctx context.Context, c *common, client *bench.Client, prompts []bench.Prompt, cfg bench.LoadConfig) (bench.Summary, []bench.Result, error) {
-	before, errBefore := bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL)
-	warm := prompts[:min(c.warmup, len(prompts))]
-	measured := prompts[len(warm):]
-	for _, p := range warm {
-		client.Do(ctx, p)
-	}
-	cfg.Warmup = 0
-	results, d, err := bench.Run(ctx, client.Do, measured, cfg)
+	var before bench.ServerCounters
+	var errBefore error
+	cfg.Warmup = c.warmup
+	cfg.WarmedUp = func() { before, errBefore = bench.ScrapeCounters(ctx, client.HTTP, client.Target.BaseURL) }
+	results, d, err := bench.Run(ctx, client.Do, prompts, cfg)
 	if err != nil {
 		return bench.Summary{}, nil, err
 	}

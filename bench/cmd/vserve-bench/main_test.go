@@ -229,3 +229,52 @@ func TestPromptSetsDisjoint(t *testing.T) {
 		})
 	}
 }
+
+// fakeClient returns the flags' client of a fake server.
+func fakeClient(t *testing.T, c *common, srv *fakeServer, name string) *bench.Client {
+	t.Helper()
+	tgt, err := c.target(srv.URL, name)
+	require.NoError(t, err)
+	cl, err := c.client(tgt, 4)
+	require.NoError(t, err)
+	require.NoError(t, cl.ResolveModel(context.Background()))
+	return cl
+}
+
+// The server counters a run reports cover its measured requests only: they
+// were read before the warm-up, which they then included. The fake server
+// counts finished completions in the counter read as preemptions.
+func TestServerCountersAfterWarmup(t *testing.T) {
+	for _, warmup := range []int{0, 3} {
+		args := []string{"--num-prompts", "5", "--warmup", fmt.Sprint(warmup), "--no-progress", "--random-input-len", "8", "--random-output-len", "2", "--max-concurrency", "2"}
+		t.Run(fmt.Sprintf("run, warm-up %d", warmup), func(t *testing.T) {
+			srv := newFakeServer(t)
+			c := parseCommon(t, args...)
+			c.tok = letterTok{}
+			prompts, err := c.prompts()
+			require.NoError(t, err)
+			s, _, err := runOne(context.Background(), c, fakeClient(t, c, srv, "a"), prompts, c.load(c.measuredCount(prompts)))
+			require.NoError(t, err)
+			require.True(t, s.ServerMetricsOK)
+			assert.Equal(t, 5, s.Completed)
+			assert.Equal(t, 5.0, s.Preemptions, "the counter covers the 5 measured requests")
+			assert.Len(t, srv.received(), 5+warmup)
+		})
+		t.Run(fmt.Sprintf("compare, warm-up %d", warmup), func(t *testing.T) {
+			srvA, srvB := newFakeServer(t), newFakeServer(t)
+			c := parseCommon(t, args...)
+			c.tok = letterTok{}
+			prompts, err := c.prompts()
+			require.NoError(t, err)
+			sa, sb, _, _, err := compare(context.Background(), c, fakeClient(t, c, srvA, "a"), fakeClient(t, c, srvB, "b"), prompts, 2)
+			require.NoError(t, err)
+			for _, s := range []bench.Summary{sa, sb} {
+				require.True(t, s.ServerMetricsOK, s.Target)
+				assert.Equal(t, 5, s.Completed, s.Target)
+				assert.Equal(t, 5.0, s.Preemptions, "%s: the counter covers the 5 measured requests", s.Target)
+			}
+			assert.Len(t, srvA.received(), 5+warmup)
+			assert.Len(t, srvB.received(), 5+warmup)
+		})
+	}
+}
