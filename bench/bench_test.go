@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -113,7 +114,8 @@ func TestSummarizeArithmetic(t *testing.T) {
 	assert.InDelta(t, 100.0, s.ITL.Median, 1e-9)
 	assert.InDelta(t, 1700.0, s.E2E.Mean, 1e-9)
 	// Only the first request meets both SLOs: 1 good request in 2 s.
-	assert.InDelta(t, 0.5, s.Goodput, 1e-12)
+	require.NotNil(t, s.Goodput)
+	assert.InDelta(t, 0.5, *s.Goodput, 1e-12)
 }
 
 func TestTPOTSingleToken(t *testing.T) {
@@ -776,4 +778,34 @@ func TestWarmedUp(t *testing.T) {
 	_, _, _, _, err = Compare(context.Background(), mk("a"), mk("b"), prompts, cfg, 2)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a1", "a2", "b1", "b2", "warmed", "a3", "b3", "b4", "a4"}, events)
+}
+
+// A goodput of 0 is shown and saved whenever an SLO is set (it was hidden:
+// the table row only when > 0, the JSON field omitted when 0); without an
+// SLO there is no row and the JSON has null, as vLLM's request_goodput.
+func TestGoodputShownWhenSLOSet(t *testing.T) {
+	res := []Result{{TTFT: 300 * time.Millisecond, E2E: time.Second, OutputTokens: 2, PromptTokens: 1}}
+	for _, tc := range []struct {
+		name string
+		slo  SLO
+		row  bool
+		json string
+	}{
+		{"no SLO", SLO{}, false, `null`},
+		{"SLO missed by all: 0", SLO{TTFT: 100 * time.Millisecond}, true, `0`},
+		{"SLO met", SLO{TTFT: time.Second}, true, `1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Summarize("x", res, time.Second, tc.slo)
+			var buf bytes.Buffer
+			require.NoError(t, WriteTable(&buf, s))
+			assert.Equal(t, tc.row, strings.Contains(buf.String(), "goodput"), buf.String())
+			b, err := json.Marshal(s)
+			require.NoError(t, err)
+			var m map[string]json.RawMessage
+			require.NoError(t, json.Unmarshal(b, &m))
+			require.Contains(t, m, "request_goodput")
+			assert.JSONEq(t, tc.json, string(m["request_goodput"]))
+		})
+	}
 }

@@ -35,7 +35,7 @@ type Summary struct {
 	InputTokensPS   float64        `json:"input_throughput"`
 	OutputTokensPS  float64        `json:"output_throughput"`
 	TotalTokensPS   float64        `json:"total_token_throughput"`
-	Goodput         float64        `json:"request_goodput,omitempty"`
+	Goodput         *float64       `json:"request_goodput"` // nil (null) without an SLO, as in vLLM
 	TTFT            Dist           `json:"ttft"`
 	TPOT            Dist           `json:"tpot"`
 	ITL             Dist           `json:"itl"`
@@ -85,13 +85,16 @@ func Summarize(target string, results []Result, d time.Duration, slo SLO) Summar
 			good++
 		}
 	}
+	if slo.TTFT > 0 || slo.TPOT > 0 {
+		s.Goodput = new(0.0)
+	}
 	if sec := d.Seconds(); sec > 0 {
 		s.RequestRate = float64(s.Completed) / sec
 		s.InputTokensPS = float64(s.InputTokens) / sec
 		s.OutputTokensPS = float64(s.OutputTokens) / sec
 		s.TotalTokensPS = float64(s.InputTokens+s.OutputTokens) / sec
-		if slo.TTFT > 0 || slo.TPOT > 0 {
-			s.Goodput = float64(good) / sec
+		if s.Goodput != nil {
+			*s.Goodput = float64(good) / sec
 		}
 	}
 	s.TTFT, s.TPOT, s.ITL, s.E2E = dist(ttft), dist(tpot), dist(itl), dist(e2e)

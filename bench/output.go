@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -44,8 +45,14 @@ func WriteTable(w io.Writer, sums ...Summary) error {
 	row("request throughput (req/s)", func(s Summary) float64 { return s.RequestRate }, "%.2f")
 	row("input throughput (tok/s)", func(s Summary) float64 { return s.InputTokensPS }, "%.1f")
 	row("output throughput (tok/s)", func(s Summary) float64 { return s.OutputTokensPS }, "%.1f")
-	if sums[0].Goodput > 0 {
-		row("goodput (req/s)", func(s Summary) float64 { return s.Goodput }, "%.2f")
+	// Goodput is shown whenever an SLO is set, 0 included.
+	if slices.ContainsFunc(sums, func(s Summary) bool { return s.Goodput != nil }) {
+		row("goodput (req/s)", func(s Summary) float64 {
+			if s.Goodput == nil {
+				return 0
+			}
+			return *s.Goodput
+		}, "%.2f")
 	}
 	for _, d := range []struct {
 		name string
