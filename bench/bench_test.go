@@ -620,6 +620,9 @@ func TestWriteTableAndPlots(t *testing.T) {
 	require.NoError(t, WriteTable(&buf, a, b))
 	assert.Contains(t, buf.String(), "b/a")
 	assert.Contains(t, buf.String(), "0.50x", "b has half a's throughput")
+	for _, row := range []string{"total input tokens", "total output tokens", "total token throughput (tok/s)", "TTFT std (ms)", "E2E p99 (ms)"} {
+		assert.Contains(t, buf.String(), row, "vllm bench serve's rows")
+	}
 
 	dir := t.TempDir()
 	require.NoError(t, PlotLatencyCDF(filepath.Join(dir, "cdf.png"), Series{"a", res}, Series{"b", res[:1]}))
@@ -808,4 +811,60 @@ func TestGoodputShownWhenSLOSet(t *testing.T) {
 			assert.JSONEq(t, tc.json, string(m["request_goodput"]))
 		})
 	}
+}
+
+// A run's JSON object is vllm bench serve's flat one: its keys and values
+// (std the population std, as numpy's), the per-request arrays in seconds,
+// with vserve's own figures under names vLLM does not use; and it reads
+// back.
+func TestSummaryJSON(t *testing.T) {
+	msd := time.Millisecond
+	t0 := time.Unix(1000, 0)
+	results := []Result{
+		{Start: t0, TTFT: 100 * msd, ITL: []time.Duration{100 * msd, 100 * msd}, E2E: 300 * msd, PromptTokens: 10, OutputTokens: 3},
+		{Start: t0.Add(time.Second), TTFT: 300 * msd, ITL: []time.Duration{200 * msd}, E2E: 500 * msd, PromptTokens: 20, OutputTokens: 2},
+		{Start: t0.Add(2 * time.Second), E2E: 50 * msd, PromptTokens: 5, Err: "HTTP 429: busy", ErrKind: "http_429"},
+	}
+	s := Summarize("vserve", results, 2*time.Second, SLO{})
+	s.OfferedRate = RateValue(math.Inf(1))
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	want := map[string]any{
+		"label": "vserve", "request_rate": "inf", "max_concurrency": nil,
+		"duration": 2.0, "completed": 2.0, "failed": 1.0, "total_input_tokens": 30.0, "total_output_tokens": 5.0,
+		"request_throughput": 1.0, "request_goodput": nil, "output_throughput": 2.5, "total_token_throughput": 17.5,
+		"mean_ttft_ms": 200.0, "median_ttft_ms": 200.0, "std_ttft_ms": 100.0, "p90_ttft_ms": 280.0, "p99_ttft_ms": 298.0,
+		// TPOT: (300-100)/2 = 100 and (500-300)/1 = 200.
+		"mean_tpot_ms": 150.0, "median_tpot_ms": 150.0, "std_tpot_ms": 50.0, "p90_tpot_ms": 190.0, "p99_tpot_ms": 199.0,
+		"mean_itl_ms": 400.0 / 3, "median_itl_ms": 100.0, "std_itl_ms": 47.14045207910317, "p90_itl_ms": 180.0, "p99_itl_ms": 198.0,
+		"mean_e2el_ms": 400.0, "median_e2el_ms": 400.0, "std_e2el_ms": 100.0, "p90_e2el_ms": 480.0, "p99_e2el_ms": 498.0,
+		"input_lens":  []any{10.0, 20.0, 5.0},
+		"output_lens": []any{3.0, 2.0, 0.0},
+		"ttfts":       []any{0.1, 0.3, 0.0},
+		"itls":        []any{[]any{0.1, 0.1}, []any{0.2}, []any{}},
+		"latencies":   []any{0.3, 0.5, 0.0},
+		"start_times": []any{0.0, 1.0, 2.0},
+		"errors":      []any{"", "", "HTTP 429: busy"},
+		// vserve's additions.
+		"errors_by_kind": map[string]any{"http_429": 1.0}, "input_throughput": 15.0, "server_metrics": false,
+	}
+	for k, v := range want {
+		require.Contains(t, m, k)
+		if f, ok := v.(float64); ok {
+			assert.InDelta(t, f, m[k], 1e-9, k)
+		} else {
+			assert.Equal(t, v, m[k], k)
+		}
+	}
+	for k, v := range m {
+		_, nested := v.(map[string]any)
+		assert.False(t, nested && k != "errors_by_kind", "%s is not flat", k)
+	}
+
+	var back Summary
+	require.NoError(t, json.Unmarshal(b, &back))
+	s.TTFT.Count, s.TPOT.Count, s.ITL.Count, s.E2E.Count = 0, 0, 0, 0 // not saved
+	assert.Equal(t, s, back)
 }

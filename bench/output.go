@@ -39,21 +39,25 @@ func WriteTable(w io.Writer, sums ...Summary) error {
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
 	}
-	row("completed", func(s Summary) float64 { return float64(s.Completed) }, "%.0f")
-	row("failed", func(s Summary) float64 { return float64(s.Failed) }, "%.0f")
+	// vllm bench serve's rows, in its order (and input throughput).
+	row("successful requests", func(s Summary) float64 { return float64(s.Completed) }, "%.0f")
+	row("failed requests", func(s Summary) float64 { return float64(s.Failed) }, "%.0f")
 	row("duration (s)", func(s Summary) float64 { return s.DurationS }, "%.2f")
+	row("total input tokens", func(s Summary) float64 { return float64(s.InputTokens) }, "%.0f")
+	row("total output tokens", func(s Summary) float64 { return float64(s.OutputTokens) }, "%.0f")
 	row("request throughput (req/s)", func(s Summary) float64 { return s.RequestRate }, "%.2f")
-	row("input throughput (tok/s)", func(s Summary) float64 { return s.InputTokensPS }, "%.1f")
-	row("output throughput (tok/s)", func(s Summary) float64 { return s.OutputTokensPS }, "%.1f")
 	// Goodput is shown whenever an SLO is set, 0 included.
 	if slices.ContainsFunc(sums, func(s Summary) bool { return s.Goodput != nil }) {
-		row("goodput (req/s)", func(s Summary) float64 {
+		row("request goodput (req/s)", func(s Summary) float64 {
 			if s.Goodput == nil {
 				return 0
 			}
 			return *s.Goodput
 		}, "%.2f")
 	}
+	row("input throughput (tok/s)", func(s Summary) float64 { return s.InputTokensPS }, "%.1f")
+	row("output throughput (tok/s)", func(s Summary) float64 { return s.OutputTokensPS }, "%.1f")
+	row("total token throughput (tok/s)", func(s Summary) float64 { return s.TotalTokensPS }, "%.1f")
 	for _, d := range []struct {
 		name string
 		get  func(Summary) Dist
@@ -62,12 +66,13 @@ func WriteTable(w io.Writer, sums ...Summary) error {
 		get := d.get
 		row(d.name+" mean (ms)", func(s Summary) float64 { return get(s).Mean }, "%.2f")
 		row(d.name+" median (ms)", func(s Summary) float64 { return get(s).Median }, "%.2f")
+		row(d.name+" std (ms)", func(s Summary) float64 { return get(s).Std }, "%.2f")
 		row(d.name+" p90 (ms)", func(s Summary) float64 { return get(s).P90 }, "%.2f")
 		row(d.name+" p99 (ms)", func(s Summary) float64 { return get(s).P99 }, "%.2f")
 	}
 	if sums[0].ServerMetricsOK {
-		row("prefix cache hit rate", func(s Summary) float64 { return s.PrefixHitRate }, "%.3f")
-		row("preemptions", func(s Summary) float64 { return s.Preemptions }, "%.0f")
+		row("server prefix cache hit rate", func(s Summary) float64 { return s.PrefixHitRate }, "%.3f")
+		row("server preemptions", func(s Summary) float64 { return s.Preemptions }, "%.0f")
 	}
 	if err := tw.Flush(); err != nil {
 		return err

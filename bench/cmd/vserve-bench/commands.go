@@ -115,6 +115,8 @@ func compare(ctx context.Context, c *common, ca, cb *bench.Client, prompts []ben
 	}
 	sa = bench.Summarize(ca.Target.Name, ra, da, c.slo())
 	sb = bench.Summarize(cb.Target.Name, rb, db, c.slo())
+	c.setup(&sa, ca, c.measuredCount(prompts))
+	c.setup(&sb, cb, c.measuredCount(prompts))
 	addServerCounters(ctx, ca, &sa, beforeA, errA)
 	addServerCounters(ctx, cb, &sb, beforeB, errB)
 	return sa, sb, ra, rb, nil

@@ -84,7 +84,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of datasets and arrivals")
 	fs.Float64Var(&c.sloTTFT, "goodput-ttft-ms", 0, "goodput SLO on TTFT in ms (0: none)")
 	fs.Float64Var(&c.sloTPOT, "goodput-tpot-ms", 0, "goodput SLO on TPOT in ms (0: none)")
-	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file ('-': stdout)")
+	fs.StringVar(&c.jsonOut, "json", "", "write the results as JSON to this file ('-': stdout): a list with one object per run (target, or sweep level) holding vllm bench serve's result keys, per-request arrays included")
 	fs.StringVar(&c.plotDir, "plot-dir", "", "write PNG plots to this directory")
 	fs.BoolVar(&c.noProgress, "no-progress", false, "no progress bar")
 	fs.BoolVar(&c.ignoreEOS, "ignore-eos", false, "send ignore_eos, so that every request generates its max tokens (the random dataset always does, as in vllm bench serve)")
@@ -259,9 +259,25 @@ func runOne(ctx context.Context, c *common, client *bench.Client, prompts []benc
 		return bench.Summary{}, nil, err
 	}
 	s := bench.Summarize(client.Target.Name, results, d, c.slo())
-	s.Concurrency = c.concurrency
+	c.setup(&s, client, c.measuredCount(prompts))
 	addServerCounters(ctx, client, &s, before, errBefore)
 	return s, results, nil
+}
+
+// setup records in s how the run was made, as vllm bench serve records it.
+func (c *common) setup(s *bench.Summary, client *bench.Client, numPrompts int) {
+	s.ModelID = client.Target.Model
+	s.Backend = "openai"
+	if client.Target.API == bench.Chat {
+		s.Backend = "openai-chat"
+	}
+	s.NumPrompts = numPrompts
+	s.OfferedRate = bench.RateValue(c.rate)
+	s.Burstiness = c.burstiness
+	s.MaxConcurrency = nil
+	if c.concurrency > 0 {
+		s.MaxConcurrency = new(c.concurrency)
+	}
 }
 
 // addServerCounters fills s's server-side figures from the difference of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,6 +260,13 @@ func TestServerCountersAfterWarmup(t *testing.T) {
 			assert.Equal(t, 5, s.Completed)
 			assert.Equal(t, 5.0, s.Preemptions, "the counter covers the 5 measured requests")
 			assert.Len(t, srv.received(), 5+warmup)
+			// The setup is recorded as vLLM records it.
+			assert.Equal(t, "m", s.ModelID)
+			assert.Equal(t, "openai", s.Backend)
+			assert.Equal(t, 5, s.NumPrompts)
+			assert.True(t, math.IsInf(float64(s.OfferedRate), 1))
+			assert.Equal(t, 1.0, s.Burstiness)
+			assert.Equal(t, new(2), s.MaxConcurrency)
 		})
 		t.Run(fmt.Sprintf("compare, warm-up %d", warmup), func(t *testing.T) {
 			srvA, srvB := newFakeServer(t), newFakeServer(t)
