@@ -2,9 +2,10 @@
 // one vserve process per tracing configuration (off; journey tracing 1.0;
 // journey 1.0 with step tracing 1.0 and rich snapshots 0.1), all exporting
 // to an OTLP sink in this process that reads and discards what it gets,
-// sends the same completions to each in interleaved rounds (the order
-// rotates and reverses every round, so drift on a shared machine falls on
-// every configuration alike), and reports per configuration the server's
+// sends the same completions to each in interleaved rounds (ordered by a
+// balanced Latin square, so drift on a shared machine falls on every
+// configuration alike: see roundOrder; --rounds is rounded up to a whole
+// number of its cycles), and reports per configuration the server's
 // CPU time per request (the vserve process's threads' time on a CPU, from /proc) and
 // its output-token throughput, as medians over the rounds and as the
 // difference to tracing off.
@@ -87,7 +88,7 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "a second vserve binary (say, built from the previous commit) whose traced configurations run in the same rounds, for before-and-after figures")
 	flag.StringVar(&o.modelDir, "model", "", "model directory (default: a random model of --spec, generated)")
 	flag.StringVar(&o.spec, "spec", "15M", "shape of the generated model (tiny, 15M, 42M, 110M): big enough that batches form (on the tiny model a step is so short that requests run one at a time and step tracing pays per token)")
-	flag.IntVar(&o.rounds, "rounds", 12, "measured rounds per configuration")
+	flag.IntVar(&o.rounds, "rounds", 12, "measured rounds per configuration, rounded up to a multiple of the order's cycle (6 for the 3 configurations, 10 for the 5 with --baseline)")
 	flag.IntVar(&o.perRound, "requests", 400, "requests per round")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "requests in flight")
 	flag.IntVar(&o.inputLen, "input-len", 98, "prompt tokens per request")
@@ -171,6 +172,11 @@ func run(o options) error {
 			return err
 		}
 	}
+	if r := balancedRounds(o.rounds, len(configs)); r != o.rounds {
+		fmt.Printf("--rounds %d rounded up to %d, a multiple of %d, over which the order of the %d configurations is balanced\n",
+			o.rounds, r, orderCycle(len(configs)), len(configs))
+		o.rounds = r
+	}
 	fmt.Printf("%d rounds x %d requests (prompt %d, output %d tokens, concurrency %d), servers with GOMAXPROCS %d, OTLP %s to a discarding sink\n",
 		o.rounds, o.perRound, o.inputLen, o.outputLen, o.concurrency, o.serverProcs, o.protocol)
 	for r := range o.rounds {
@@ -191,14 +197,41 @@ func run(o options) error {
 	return nil
 }
 
-// roundOrder rotates the configurations by the round and reverses every
-// other round: each one runs in every position equally often.
+// orderCycle is the number of rounds after which roundOrder repeats: n for
+// an even number of configurations, 2n for an odd one.
+func orderCycle(n int) int {
+	if n%2 == 0 {
+		return n
+	}
+	return 2 * n
+}
+
+// balancedRounds rounds rounds up to a multiple of orderCycle(n), the only
+// round counts over which roundOrder is balanced.
+func balancedRounds(rounds, n int) int {
+	c := orderCycle(n)
+	return max(1, (rounds+c-1)/c) * c
+}
+
+// roundOrder is the order in which the n configurations run in round r: a
+// row of a Williams design, a balanced Latin square (for an odd n, the
+// square and its mirror image). Over every orderCycle(n) consecutive rounds
+// (from round 0), each configuration runs in every position equally often
+// and directly after every other configuration equally often, so drift
+// within a round, and what a configuration leaves behind for the next,
+// fall on every configuration alike.
 func roundOrder(n, r int) []int {
+	r %= orderCycle(n)
 	order := make([]int, n)
 	for i := range order {
-		order[i] = (i + r/2) % n
+		// The first row is 0, 1, n-1, 2, n-2, ...; row k adds k.
+		first := (i + 1) / 2
+		if i%2 == 0 {
+			first = (n - i/2) % n
+		}
+		order[i] = (first + r) % n
 	}
-	if r%2 == 1 {
+	if r >= n {
 		slices.Reverse(order)
 	}
 	return order

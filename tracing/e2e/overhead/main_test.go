@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // exposition is a traced vserve's /metrics as far as lostSpans reads it.
@@ -36,5 +37,60 @@ func TestLostSpans(t *testing.T) {
 			defer srv.Close()
 			assert.Equal(t, tc.want, lostSpans(srv.URL))
 		})
+	}
+}
+
+// Over every cycle of rounds, each configuration runs in every position
+// equally often and directly after every other configuration equally
+// often, for the tool's 3 configurations, the 5 of --baseline and others.
+// (The rotate-and-reverse order before held this only for a multiple of
+// 2n rounds: with 5 configurations and 12 rounds, tracing off ran first
+// twice, and never in some other position.)
+func TestRoundOrderBalanced(t *testing.T) {
+	for n := 2; n <= 7; n++ {
+		cycle := orderCycle(n)
+		for _, rounds := range []int{cycle, 2 * cycle} {
+			pos := make([][]int, n)   // pos[config][position]
+			after := make([][]int, n) // after[a][b]: b ran directly after a
+			for i := range n {
+				pos[i], after[i] = make([]int, n), make([]int, n)
+			}
+			for r := range rounds {
+				order := roundOrder(n, r)
+				require.ElementsMatch(t, seq(n), order, "n %d round %d is a permutation", n, r)
+				for p, c := range order {
+					pos[c][p]++
+					if p > 0 {
+						after[order[p-1]][c]++
+					}
+				}
+			}
+			for c := range n {
+				for p := range n {
+					assert.Equal(t, rounds/n, pos[c][p], "n %d, %d rounds: configuration %d in position %d", n, rounds, c, p)
+				}
+				for b := range n {
+					if b != c {
+						assert.Equal(t, rounds/n, after[c][b], "n %d, %d rounds: %d directly after %d", n, rounds, b, c)
+					}
+				}
+			}
+		}
+	}
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+func TestBalancedRounds(t *testing.T) {
+	for _, tc := range []struct{ rounds, n, want int }{
+		{12, 3, 12}, {2, 3, 6}, {12, 5, 20}, {10, 5, 10}, {1, 4, 4}, {0, 3, 6}, {7, 2, 8},
+	} {
+		assert.Equal(t, tc.want, balancedRounds(tc.rounds, tc.n), "%d rounds, %d configurations", tc.rounds, tc.n)
 	}
 }
