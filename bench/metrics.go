@@ -73,11 +73,13 @@ type Summary struct {
 	Errors     []string    `json:"errors"`
 
 	// vserve's additions.
-	ErrorsByKind    map[string]int `json:"errors_by_kind,omitempty"`
-	InputTokensPS   float64        `json:"input_throughput"`
-	ServerMetricsOK bool           `json:"server_metrics"` // the server_ counters were read
-	PrefixHitRate   float64        `json:"server_prefix_cache_hit_rate,omitempty"`
-	Preemptions     float64        `json:"server_preemptions,omitempty"`
+	ErrorsByKind  map[string]int `json:"errors_by_kind,omitempty"`
+	InputTokensPS float64        `json:"input_throughput"`
+	// The server's /metrics counters over the measured requests, when
+	// ServerMetricsOK (they read 0 otherwise).
+	ServerMetricsOK bool    `json:"server_metrics"`
+	PrefixHitRate   float64 `json:"server_prefix_cache_hit_rate"`
+	Preemptions     float64 `json:"server_preemptions"`
 }
 
 // RateValue is a request rate that saves +Inf as "inf", as vLLM does.
