@@ -289,9 +289,9 @@ type CachedBlock struct {
 // Commit caches the full blocks of seq among its first numComputed tokens,
 // once they are scheduled for computation and nothing in the step being
 // built can undo that (a request preempted while the step is built must
-// not leave blocks in the cache that were never computed). It appends the blocks it entered to added and returns it; should
-// the step fail, Uncache takes them out again. It is a no-op when prefix
-// caching is off.
+// not leave blocks in the cache that were never computed). It appends the
+// blocks it entered to added and returns it; should the step fail, Uncache
+// takes them out again. It is a no-op when prefix caching is off.
 func (m *Manager) Commit(seq *Seq, tokens []int32, numComputed int, added []CachedBlock) []CachedBlock {
 	if m.table != nil && (seq.numCommitted+1)*m.cfg.BlockSize <= numComputed {
 		added = m.commit(seq, tokens, numComputed, added)

@@ -19,8 +19,9 @@ import "fmt"
 // A nil ro rolls the whole step back: the blocks it entered into the
 // prefix cache leave it (their KV was never written) and its requests'
 // computed tokens return to where they were before it. The runner may have
-// applied part of a failed step, so the caller should then abort the
-// step's requests, as the engine does.
+// applied part of a failed step, and a request may have hit blocks that
+// another request of the step was to fill, so the caller must then abort
+// the step's requests, as the engine does.
 //
 // The returned slice is reused by the next Update; NewTokenIDs alias the
 // request's token list and must not be modified.
