@@ -125,7 +125,10 @@ func (c *Config) Validate() error {
 	rate("journey-tracing-sample-rate", c.JourneySampleRate)
 	rate("step-tracing-sample-rate", c.StepSampleRate)
 	rate("step-tracing-rich-subsample-rate", c.StepRichSubsampleRate)
-	if c.StepTracingEnabled && (c.StepClosureInterval < MinStepClosureInterval || c.StepClosureInterval > MaxStepClosureInterval) {
+	// Checked like the rates whether or not step tracing is on; the zero
+	// value (a library caller's Config{} without step tracing) is unset.
+	if (c.StepTracingEnabled || c.StepClosureInterval != 0) &&
+		(c.StepClosureInterval < MinStepClosureInterval || c.StepClosureInterval > MaxStepClosureInterval) {
 		errs = append(errs, fmt.Errorf("--step-tracing-closure-interval must be in [%d,%d], got %d",
 			MinStepClosureInterval, MaxStepClosureInterval, c.StepClosureInterval))
 	}

@@ -26,6 +26,7 @@ func TestConfigValidate(t *testing.T) {
 		{"closure too large", func(c *Config) {
 			c.OTLPTracesEndpoint, c.StepTracingEnabled, c.StepClosureInterval = "localhost:4317", true, 10001
 		}, "closure-interval"},
+		{"closure checked without step tracing too", func(c *Config) { c.StepClosureInterval = 10001 }, "closure-interval"},
 		{"closure bounds ok", func(c *Config) {
 			c.OTLPTracesEndpoint, c.StepTracingEnabled, c.StepClosureInterval = "localhost:4317", true, 10
 		}, ""},

@@ -117,6 +117,17 @@ type metrics struct {
 type queueGauges struct {
 	running, waiting atomic.Int64
 	kvUsage          atomic.Uint64 // math.Float64bits
+	kvCachedFree     atomic.Uint64 // math.Float64bits: cached free blocks / usable blocks
+}
+
+// setKV stores what only the scheduler's Stats carry: the share of usable
+// blocks that are free but still hold prefix-cache entries.
+func (g *queueGauges) setKV(st scheduler.Stats) {
+	share := 0.0
+	if st.KVBlocksTotal > 0 {
+		share = float64(st.KVBlocksCachedFree) / float64(st.KVBlocksTotal)
+	}
+	g.kvCachedFree.Store(math.Float64bits(share))
 }
 
 func (g *queueGauges) set(running, waiting int, kvUsage float64) {
@@ -133,6 +144,7 @@ func (g *queueGauges) set(running, waiting int, kvUsage float64) {
 type counterTotals struct {
 	engineSteps, generationTokens, promptTokens atomic.Int64
 	prefixQueries, prefixHits, preemptions      atomic.Int64
+	resumes                                     atomic.Int64 // the scheduler's cumulative count
 }
 
 // requestMetrics is what per-token metrics need of a live request.
@@ -265,6 +277,9 @@ func (m *metrics) createInstruments(meter metric.Meter, maxModelLen int) error {
 	b.intTotal("vllm.prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", m.base, t.prefixQueries.Load)
 	b.intTotal("vllm.prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", m.base, t.prefixHits.Load)
 	b.intTotal("vllm.num_preemptions", "Cumulative number of preemptions from the engine.", m.base, t.preemptions.Load)
+	b.intTotal("vllm.num_resumes", "Cumulative number of preempted requests scheduled again (preempt/resume cycles).", m.base, t.resumes.Load)
+	b.floatGauge("vllm.kv_cache_cached_free_perc", "Free KV blocks that still hold prefix-cache entries, as a share of usable blocks (not in kv_cache_usage_perc). 1 means 100 percent.", m.base,
+		func() float64 { return math.Float64frombits(m.gauges.kvCachedFree.Load()) })
 	b.intTotal("vllm.prompt_tokens", "Number of prefill tokens processed.", m.base, t.promptTokens.Load)
 	b.intTotal("vllm.generation_tokens", "Number of generation tokens processed.", m.base, t.generationTokens.Load)
 	b.intTotal("vllm.engine_steps", "Number of scheduler steps executed by the engine.", m.base, t.engineSteps.Load)
@@ -321,6 +336,8 @@ func (m *metrics) step(rec *engine.StepRecord) {
 	m.stepSample.Record(ctx, rec.Sample.Seconds(), m.rec...)
 	st := rec.Stats
 	m.gauges.set(st.NumRunning, st.NumWaiting, st.KVUsage)
+	m.gauges.setKV(st)
+	m.totals.resumes.Store(int64(st.NumResumes))
 	at := rec.End
 	if at.IsZero() {
 		at = time.Now()
@@ -367,6 +384,7 @@ func (m *metrics) requestEnded(re engine.RequestEnd) {
 	ctx := context.Background()
 	st := re.Stats // the request's blocks freed: an abort between steps shows at once
 	m.gauges.set(st.NumRunning, st.NumWaiting, st.KVUsage)
+	m.gauges.setKV(st)
 	m.mu.Lock()
 	r := m.reqs[re.ID]
 	delete(m.reqs, re.ID)

@@ -63,7 +63,8 @@ func driveTraffic(t *testing.T) *Telemetry {
 			tokens := []int32{1}
 			h.tel.OnStep(&engine.StepRecord{Step: step, End: time.Now(), NumScheduledTokens: 10 - 9*min(k, 1),
 				Forward: time.Millisecond, Outputs: []scheduler.RequestOutput{{ID: f.req.id, Step: step, NewTokenIDs: tokens}},
-				Stats: scheduler.Stats{NumRunning: 1, NumWaiting: 2, KVUsage: 0.5, PrefixCacheQueries: step * 10, PrefixCacheHits: step * 4}})
+				Stats: scheduler.Stats{NumRunning: 1, NumWaiting: 2, KVUsage: 0.5, PrefixCacheQueries: step * 10, PrefixCacheHits: step * 4,
+					KVBlocksTotal: 64, KVBlocksFree: 32, KVBlocksCachedFree: 16, NumResumes: step / 4}})
 			step++
 		}
 		f.finish(step, reason)
@@ -83,6 +84,8 @@ func TestMetricsExposition(t *testing.T) {
 		"vllm:prefix_cache_queries_total":            dto.MetricType_COUNTER,
 		"vllm:prefix_cache_hits_total":               dto.MetricType_COUNTER,
 		"vllm:num_preemptions_total":                 dto.MetricType_COUNTER,
+		"vllm:num_resumes_total":                     dto.MetricType_COUNTER,
+		"vllm:kv_cache_cached_free_perc":             dto.MetricType_GAUGE,
 		"vllm:prompt_tokens_total":                   dto.MetricType_COUNTER,
 		"vllm:generation_tokens_total":               dto.MetricType_COUNTER,
 		"vllm:request_success_total":                 dto.MetricType_COUNTER,
@@ -139,6 +142,7 @@ func TestMetricsExposition(t *testing.T) {
 	assert.Equal(t, 12.0, counter("vllm:engine_steps_total"))
 	assert.Equal(t, 150.0, counter("vllm:prefix_cache_queries_total"))
 	assert.Equal(t, 60.0, counter("vllm:prefix_cache_hits_total"))
+	assert.Equal(t, 3.0, counter("vllm:num_resumes_total"), "the scheduler's cumulative count: 15/4 at the last step")
 	success := map[string]float64{}
 	for _, m := range fams["vllm:request_success_total"].GetMetric() {
 		for _, l := range m.GetLabel() {
@@ -223,10 +227,29 @@ func TestCountersExposedAtZeroFromStartup(t *testing.T) {
 	tel := metricsTelemetry(t)
 	fams := scrape(t, tel)
 	for _, name := range []string{"vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:num_preemptions_total",
-		"vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:engine_steps_total"} {
+		"vllm:num_resumes_total", "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:engine_steps_total"} {
 		require.Contains(t, fams, name)
 		require.Len(t, fams[name].GetMetric(), 1, name)
 		require.Zero(t, fams[name].GetMetric()[0].GetCounter().GetValue(), name)
 	}
 	require.Len(t, fams["vllm:request_success_total"].GetMetric(), 4, "one series per finished_reason")
+}
+
+// TestKVCachedFreeAndResumes: the share of usable KV blocks that are free
+// but still cached is its own gauge (kv_cache_usage_perc counts held
+// blocks only), updated by steps and by requests ending between steps;
+// num_resumes_total is the scheduler's count of preempt/resume cycles.
+func TestKVCachedFreeAndResumes(t *testing.T) {
+	tel := metricsTelemetry(t)
+	tel.OnStep(&engine.StepRecord{Step: 1, End: time.Now(),
+		Stats: scheduler.Stats{KVUsage: 0.5, KVBlocksTotal: 64, KVBlocksFree: 32, KVBlocksCachedFree: 16, NumResumes: 3}})
+	fams := scrape(t, tel)
+	assert.Equal(t, 0.25, fams["vllm:kv_cache_cached_free_perc"].GetMetric()[0].GetGauge().GetValue())
+	assert.Equal(t, 0.5, fams["vllm:kv_cache_usage_perc"].GetMetric()[0].GetGauge().GetValue())
+	assert.Equal(t, 3.0, fams["vllm:num_resumes_total"].GetMetric()[0].GetCounter().GetValue())
+	tel.OnRequestEnd(engine.RequestEnd{ID: "r", Reason: scheduler.FinishStop,
+		Stats: scheduler.Stats{KVBlocksTotal: 64, KVBlocksFree: 64, KVBlocksCachedFree: 48}})
+	fams = scrape(t, tel)
+	assert.Equal(t, 0.75, fams["vllm:kv_cache_cached_free_perc"].GetMetric()[0].GetGauge().GetValue())
+	assert.Equal(t, 0.0, fams["vllm:kv_cache_usage_perc"].GetMetric()[0].GetGauge().GetValue())
 }

@@ -58,7 +58,7 @@
 //   - min_p: a float32 threshold (the smallest float32 satisfying the
 //     float64 inequality of step 5) compared in one pass.
 //   - top_k: the k-th largest value by a min-heap of k values over one
-//     pass (k <= 512; after the heap fills, most values cost one
+//     pass (k <= 1024; after the heap fills, most values cost one
 //     comparison with its root), or by quickselect on a copy of the kept
 //     values for larger k. The kept set is then "z >= max(min_p
 //     threshold, k-th value)", collected in one pass with the weights.

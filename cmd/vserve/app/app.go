@@ -246,7 +246,7 @@ func (a *App) load() error {
 	}
 	sched, err := scheduler.New(scheduler.Config{
 		MaxNumSeqs: cfg.MaxNumSeqs, MaxNumBatchedTokens: cfg.MaxNumBatchedTokens, MaxModelLen: maxLen,
-		Policy: policy, BlockSize: cfg.BlockSize, NumBlocks: numBlocks,
+		LongPrefillTokenThreshold: cfg.LongPrefillTokenThreshold, Policy: policy, BlockSize: cfg.BlockSize, NumBlocks: numBlocks,
 		EnablePrefixCaching: cfg.EnablePrefixCaching, ModelID: filepath.Base(dir),
 	})
 	if err != nil {

@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -61,8 +64,9 @@ func TestParseFlags(t *testing.T) {
 		{name: "vllm names", args: []string{"--model", "m", "--served-model-name", "a,b", "--max-model-len", "128",
 			"--no-enable-prefix-caching", "--scheduling-policy", "priority", "--kv-cache-memory", "64MiB", "--request-timeout", "1.5",
 			"--api-key", "k", "--device", "cpu", "--enable-journey-tracing", "--otlp-traces-endpoint", "localhost:4317",
-			"--allowed-methods", "GET,POST", "--allowed-headers", "Authorization"},
+			"--allowed-methods", "GET,POST", "--allowed-headers", "Authorization", "--long-prefill-token-threshold", "256"},
 			check: func(t *testing.T, c Config) {
+				assert.Equal(t, 256, c.LongPrefillTokenThreshold)
 				assert.Equal(t, []string{"GET", "POST"}, c.AllowedMethods)
 				assert.Equal(t, []string{"Authorization"}, c.AllowedHeaders)
 				assert.Equal(t, "m", c.Model)
@@ -80,6 +84,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "block size", args: []string{"--block-size", "12"}, err: "--block-size must be a power of two"},
 		{name: "batched tokens", args: []string{"--max-num-seqs", "64", "--max-num-batched-tokens", "32"}, err: "must be at least --max-num-seqs"},
 		{name: "kv memory", args: []string{"--kv-cache-memory", "lots"}, err: "--kv-cache-memory"},
+		{name: "long prefill threshold", args: []string{"--long-prefill-token-threshold", "-1"}, err: "--long-prefill-token-threshold must not be negative"},
 		{name: "gpu util", args: []string{"--gpu-memory-utilization", "1.5"}, err: "--gpu-memory-utilization must be in (0, 1]"},
 		{name: "journey rate", args: []string{"--journey-tracing-sample-rate", "2"}, err: "--journey-tracing-sample-rate must be in [0,1]"},
 		{name: "journey needs endpoint", args: []string{"--enable-journey-tracing"}, err: "need --otlp-traces-endpoint"},
@@ -368,5 +373,35 @@ func TestMetricsMaxModelLen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, metricsMaxModelLen(tc.cfg))
 		})
+	}
+}
+
+// TestLongPrefillTokenThreshold: the flag reaches the scheduler: a
+// 100-token prompt is prefilled 16 tokens per step, in 7 steps (one
+// without the flag).
+func TestLongPrefillTokenThreshold(t *testing.T) {
+	prompt := make([]string, 100)
+	for i := range prompt {
+		prompt[i] = strconv.Itoa(10 + i)
+	}
+	body := `{"prompt":[` + strings.Join(prompt, ",") + `],"max_tokens":1}`
+	for _, tc := range []struct {
+		args  []string
+		steps float64
+	}{
+		{nil, 1},
+		{[]string{"--long-prefill-token-threshold", "16"}, 7},
+	} {
+		a, base := startApp(t, tc.args...)
+		status, m := postJSON(t, base+"/v1/completions", body)
+		require.Equal(t, 200, status, "%v", m)
+		resp, err := http.Get(base + "/metrics")
+		require.NoError(t, err)
+		p := expfmt.NewTextParser(prommodel.LegacyValidation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, tc.steps, fams["vllm:engine_steps_total"].GetMetric()[0].GetCounter().GetValue(), "%v", tc.args)
+		require.NoError(t, a.Shutdown(context.Background()))
 	}
 }

@@ -25,28 +25,31 @@ type Config struct {
 	MaxModelLen         int // 0: the model's max_position_embeddings
 	MaxNumSeqs          int
 	MaxNumBatchedTokens int
-	BlockSize           int
-	EnablePrefixCaching bool
-	SchedulingPolicy    string // fcfs | priority
-	GPUMemoryUtil       float64
-	KVCacheMemory       int64 // bytes; 0 = automatic
-	APIKey              string
-	ChatTemplate        string // file overriding the model's template
-	GenerationConfig    string // auto: the model's generation_config.json sampling defaults; vllm: none
-	Device              string // cpu | cuda | auto
-	Threads             int
-	MaxNumQueuedReqs    int
-	MaxNumQueuedTokens  int
-	RequestTimeout      time.Duration
-	ShutdownGrace       time.Duration
-	AllowedOrigins      []string
-	AllowedMethods      []string
-	AllowedHeaders      []string
-	MaxBodyBytes        int64
-	CacheDir            string // where the built-in model is generated
-	LogLevel            slog.Level
-	StatsInterval       time.Duration
-	Tracing             tracing.Config
+	// LongPrefillTokenThreshold caps one request's prefill tokens per step
+	// (0: no cap), vLLM's --long-prefill-token-threshold.
+	LongPrefillTokenThreshold int
+	BlockSize                 int
+	EnablePrefixCaching       bool
+	SchedulingPolicy          string // fcfs | priority
+	GPUMemoryUtil             float64
+	KVCacheMemory             int64 // bytes; 0 = automatic
+	APIKey                    string
+	ChatTemplate              string // file overriding the model's template
+	GenerationConfig          string // auto: the model's generation_config.json sampling defaults; vllm: none
+	Device                    string // cpu | cuda | auto
+	Threads                   int
+	MaxNumQueuedReqs          int
+	MaxNumQueuedTokens        int
+	RequestTimeout            time.Duration
+	ShutdownGrace             time.Duration
+	AllowedOrigins            []string
+	AllowedMethods            []string
+	AllowedHeaders            []string
+	MaxBodyBytes              int64
+	CacheDir                  string // where the built-in model is generated
+	LogLevel                  slog.Level
+	StatsInterval             time.Duration
+	Tracing                   tracing.Config
 }
 
 // ParseFlags parses and validates args (without the program name). The
@@ -65,6 +68,7 @@ func ParseFlags(args []string, out io.Writer) (Config, error) {
 	fs.IntVar(&c.MaxModelLen, "max-model-len", 0, "prompt + output tokens per request at most (default: the model's max_position_embeddings)")
 	fs.IntVar(&c.MaxNumSeqs, "max-num-seqs", 256, "running requests per step at most")
 	fs.IntVar(&c.MaxNumBatchedTokens, "max-num-batched-tokens", 2048, "tokens per step at most (longer prompts are chunked)")
+	fs.IntVar(&c.LongPrefillTokenThreshold, "long-prefill-token-threshold", 0, "prefill tokens of one request per step at most, so long prompts share steps with others (0: no cap)")
 	fs.IntVar(&c.BlockSize, "block-size", 16, "tokens per KV cache block")
 	fs.BoolVar(&c.EnablePrefixCaching, "enable-prefix-caching", true, "reuse KV blocks of identical prompt prefixes")
 	fs.BoolVar(&noPrefix, "no-enable-prefix-caching", false, "disable prefix caching")
@@ -143,6 +147,9 @@ func (c *Config) validate(timeout, grace, statsEvery float64) error {
 	}
 	if c.MaxNumSeqs < 1 {
 		bad("--max-num-seqs must be at least 1, got %d", c.MaxNumSeqs)
+	}
+	if c.LongPrefillTokenThreshold < 0 {
+		bad("--long-prefill-token-threshold must not be negative, got %d", c.LongPrefillTokenThreshold)
 	}
 	if c.MaxNumBatchedTokens < 1 {
 		bad("--max-num-batched-tokens must be at least 1, got %d", c.MaxNumBatchedTokens)
