@@ -19,8 +19,9 @@ type Executor interface {
 
 // Scheduler is what the engine needs of *scheduler.Scheduler. The engine
 // goroutine is its only caller. When executing a step fails, the engine
-// passes Update a nil RunnerOutput (the step is rolled back) and then
-// aborts the step's requests.
+// passes Update a nil RunnerOutput (*scheduler.Scheduler then ends the
+// step's requests itself) and aborts the step's requests, then ends their
+// streams with the error.
 type Scheduler interface {
 	AddRequest(*scheduler.Request) error
 	Abort(id string, reason scheduler.FinishReason) bool

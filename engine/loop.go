@@ -198,7 +198,7 @@ func (e *Engine) execute(out *scheduler.Output, rec *StepRecord) (*scheduler.Run
 	if err != nil {
 		rec.Err = err
 		e.log.Error("step failed", "step", out.Step, "err", err)
-		return nil, err // Update rolls the step back; failBatch then aborts its requests
+		return nil, err // Update ends the step; failBatch then reports its requests
 	}
 	rec.Prepare, rec.Forward, rec.Sample = ro.Timing.Prepare, ro.Timing.Forward, ro.Timing.Sample
 	return ro, nil

@@ -26,6 +26,6 @@
 //	hit := m.Lookup(seq, tokens)                 // prefix hits, in tokens
 //	ok := m.Allocate(seq, hit, n, 0)             // hits + fresh blocks for n new tokens
 //	added = m.Commit(seq, tokens, hit+n, added)  // after the step is built: cache full blocks
-//	m.Uncache(added); m.Rollback(seq, hit)       // only if the step failed: its KV was never written
+//	m.Uncache(added)                             // only if the step failed: its KV was never written
 //	m.Free(seq)                                  // finish, abort or preemption: tail first
 package kvcache

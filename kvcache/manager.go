@@ -336,13 +336,6 @@ func (m *Manager) Uncache(blocks []CachedBlock) {
 	}
 }
 
-// Rollback makes seq forget the blocks it committed past its first
-// numComputed tokens (after Uncache, when the step that was to compute
-// them failed), so that Commit enters them again once they are computed.
-func (m *Manager) Rollback(seq *Seq, numComputed int) {
-	seq.numCommitted = max(min(seq.numCommitted, numComputed/m.cfg.BlockSize), seq.numHitBlocks)
-}
-
 // Free releases every block of seq, tail first, so that the tail of a chain
 // is evicted before its head. Cached blocks keep their entries (and seq
 // keeps its hashes), so a preempted request usually hits its own blocks

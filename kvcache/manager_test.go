@@ -342,34 +342,30 @@ func TestTableKeyCollision(t *testing.T) {
 
 // TestUncacheAfterAFailedStep: the blocks a failed step entered into the
 // prefix cache leave it (their KV was never written), those of earlier
-// steps stay, and the sequence enters them again once they are computed.
+// steps stay, whether the blocks are still held or were freed first.
 func TestUncacheAfterAFailedStep(t *testing.T) {
-	m := newTestManager(t, 4, 16, true)
-	tokens := seqTokens(13, 0)
-	a := NewSeq("", 0)
-	require.Equal(t, 0, m.Lookup(a, tokens))
-	require.True(t, m.Allocate(a, 0, 8, 0))
-	require.Len(t, m.Commit(a, tokens, 8, nil), 2, "step 1 caches two blocks")
-	require.True(t, m.Allocate(a, 8, 5, 0))
-	failed := m.Commit(a, tokens, 13, nil)
-	require.Equal(t, []CachedBlock{{ID: a.Blocks()[2], Hash: m.HashBlocks(tokens, "")[2]}}, failed)
-
-	m.Uncache(failed) // step 2 failed
-	m.Rollback(a, 8)
-	require.NoError(t, m.Check([]*Seq{a}))
-	assert.Equal(t, 8, m.Lookup(NewSeq("", 0), tokens), "only step 1's blocks are hits")
-	again := m.Commit(a, tokens, 13, nil) // step 2 computed on a retry
-	assert.Equal(t, failed, again, "the block is entered again")
-	assert.Equal(t, 12, m.Lookup(NewSeq("", 0), tokens))
-
-	// A failed step whose request was freed (preempted or aborted) before
-	// Uncache: its blocks are free and leave the cache; calling Uncache
-	// twice changes nothing more.
-	m.Free(a)
-	assert.Equal(t, 3, m.NumCachedFree())
-	m.Uncache(again)
-	m.Uncache(again)
-	require.NoError(t, m.Check(nil))
-	assert.Equal(t, 2, m.NumCachedFree())
-	assert.Equal(t, 8, m.Lookup(NewSeq("", 0), tokens))
+	for _, freeFirst := range []bool{false, true} {
+		m := newTestManager(t, 4, 16, true)
+		tokens := seqTokens(13, 0)
+		a := NewSeq("", 0)
+		require.Equal(t, 0, m.Lookup(a, tokens))
+		require.True(t, m.Allocate(a, 0, 8, 0))
+		require.Len(t, m.Commit(a, tokens, 8, nil), 2, "step 1 caches two blocks")
+		require.True(t, m.Allocate(a, 8, 5, 0))
+		failed := m.Commit(a, tokens, 13, nil)
+		require.Equal(t, []CachedBlock{{ID: a.Blocks()[2], Hash: m.HashBlocks(tokens, "")[2]}}, failed)
+		if freeFirst { // the request was preempted or aborted before the failure was seen
+			m.Free(a)
+			assert.Equal(t, 3, m.NumCachedFree())
+		}
+		m.Uncache(failed) // step 2 failed
+		m.Uncache(failed) // twice changes nothing more
+		if !freeFirst {
+			require.NoError(t, m.Check([]*Seq{a}))
+			m.Free(a)
+		}
+		require.NoError(t, m.Check(nil))
+		assert.Equal(t, 2, m.NumCachedFree())
+		assert.Equal(t, 8, m.Lookup(NewSeq("", 0), tokens), "only step 1's blocks are hits")
+	}
 }

@@ -14,8 +14,8 @@ type Seq struct {
 }
 
 // NewSeq returns a Seq for a request with the given cache salt, with room
-// for maxBlocks blocks and their hashes so that steady decoding does not
-// allocate. maxBlocks <= 0 reserves nothing.
+// for maxBlocks blocks, their hashes and prefix hits, so that neither
+// admission nor steady decoding allocates. maxBlocks <= 0 reserves nothing.
 func NewSeq(salt string, maxBlocks int) *Seq {
 	s := &Seq{}
 	s.Init(salt, maxBlocks)
@@ -28,6 +28,7 @@ func (s *Seq) Init(salt string, maxBlocks int) {
 	if maxBlocks > 0 {
 		s.blocks = make([]int32, 0, maxBlocks)
 		s.hashes = make([]BlockHash, 0, maxBlocks)
+		s.hits = make([]int32, 0, maxBlocks)
 	}
 }
 

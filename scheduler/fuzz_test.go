@@ -65,16 +65,19 @@ func runScenario(t *testing.T, data []byte) {
 	lastPreemptOutputs := map[string]int{}
 	var lastStep uint64
 	nextID := 0
-	// failStep is a step whose execution fails, handled as the engine
-	// does: Update with no runner output, then the step's requests are
-	// aborted with finish reason error.
+	// failStep is a step whose execution fails after the runner took in
+	// its diffs, or before; Update with no runner output ends its requests.
 	failStep := func() {
 		out := s.Schedule()
 		lastStep = out.Step
-		f.executeFailed(out)
+		if in.next()%2 == 0 {
+			f.executeFailed(out)
+		}
 		s.Update(out, nil)
 		for id := range out.NumScheduledTokens {
-			s.Abort(id, FinishError)
+			if _, ok := s.requests[id]; ok {
+				t.Fatalf("step %d: %s still live after its step failed", out.Step, id)
+			}
 		}
 	}
 	doStep := func() {

@@ -184,7 +184,10 @@ func (f *fakeRunner) compute(out *Output, ws []work) *RunnerOutput {
 				f.fail("step %d: %s uses the null block at position %d", out.Step, w.id, p)
 				break
 			}
-			got := f.kv[b][p%f.bs]
+			var got kvSlot // unset unless some step wrote the block
+			if slots, ok := f.kv[b]; ok {
+				got = slots[p%f.bs]
+			}
 			if !got.set || got.tok != r.tokens[p] || got.pos != p || got.prefix != prefix[p] {
 				f.fail("step %d: %s position %d reads %+v from block %d, want token %d", out.Step, w.id, p, got, b, r.tokens[p])
 				break

@@ -44,6 +44,7 @@ func (b *outBuf) reset(step uint64) {
 	o.FinishedRequestIDs = o.FinishedRequestIDs[:0]
 	o.PreemptedRequestIDs = o.PreemptedRequestIDs[:0]
 	b.committed = b.committed[:0]
+	b.pending = true
 	clear(b.sched) // drop request pointers of two steps ago
 	b.sched = b.sched[:0]
 	b.arena = b.arena[:0]

@@ -59,6 +59,7 @@ type outBuf struct {
 	// committed are the blocks this step entered into the prefix cache,
 	// which a failed step takes out again (Update with a nil RunnerOutput).
 	committed []kvcache.CachedBlock
+	pending   bool // built and not yet passed to Update
 }
 
 // New validates cfg, applies defaults and builds the scheduler and its KV

@@ -16,20 +16,21 @@ import "fmt"
 // Every Output must be passed to Update exactly once, also when executing
 // it failed (pass a nil ro): computed tokens advanced when the step was
 // built, and Update is where requests that got no token are rolled back.
-// A nil ro rolls the whole step back: the blocks it entered into the
-// prefix cache leave it (their KV was never written) and its requests'
-// computed tokens return to where they were before it. The runner may have
-// applied part of a failed step, and a request may have hit blocks that
-// another request of the step was to fill, so the caller must then abort
-// the step's requests, as the engine does.
+// A nil ro ends the step: its requests finish with FinishError (they
+// produce no output; the caller reports them, as the engine does), and the
+// blocks it entered into the prefix cache leave it, since their K/V was
+// never written. The requests of an Output built after it and not yet
+// updated finish too (they may have hit those blocks), and that Output's
+// blocks leave the cache as well; it must still be passed to Update.
 //
 // The returned slice is reused by the next Update; NewTokenIDs alias the
 // request's token list and must not be modified.
 func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stats) {
 	buf := s.bufferOf(out)
+	buf.pending = false
 	s.outs = s.outs[:0]
 	if ro == nil {
-		s.rollBack(buf)
+		s.failStep(buf)
 	} else {
 		if ro.Step != out.Step {
 			panic(fmt.Sprintf("scheduler: Update of step %d with the runner output of step %d", out.Step, ro.Step))
@@ -43,8 +44,10 @@ func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stat
 		switch {
 		case r.state == stateFinished:
 			finished = true
-		case r.state == stateRunning && r.numComputed >= len(r.tokens):
-			r.numComputed = len(r.tokens) - 1 // no token came back: recompute the last one
+		case r.state == stateRunning && r.schedStep == out.Step && r.numComputed >= len(r.tokens):
+			// No token came back: recompute the last one (unless a later
+			// Output scheduled the request again and has advanced it).
+			r.numComputed = len(r.tokens) - 1
 		}
 	}
 	if finished {
@@ -53,21 +56,29 @@ func (s *Scheduler) Update(out *Output, ro *RunnerOutput) ([]RequestOutput, Stat
 	return s.outs, s.Stats()
 }
 
-// rollBack undoes the bookkeeping of a step that failed to execute: the
-// blocks it entered into the prefix cache leave it, and the computed
-// tokens of its requests (those still running as they were then) return
-// to their values before the step.
-func (s *Scheduler) rollBack(buf *outBuf) {
-	s.kv.Uncache(buf.committed)
-	buf.committed = buf.committed[:0]
-	for i := range buf.sched {
-		e := &buf.sched[i]
-		r := e.r
-		if r.state != stateRunning || r.numComputed != e.computed+e.n {
-			continue // ended or preempted since: Free has dropped its commits
+// failStep ends a step that failed to execute (see Update).
+func (s *Scheduler) failStep(buf *outBuf) {
+	// The runner may never have seen this Output: the ids it carried as
+	// finished go out again (dropping an id twice is harmless; one reused
+	// by a live request since is not sent).
+	for _, id := range buf.out.FinishedRequestIDs {
+		if _, live := s.requests[id]; !live {
+			s.finishedPending = append(s.finishedPending, id)
 		}
-		r.numComputed = e.computed
-		s.kv.Rollback(&r.seq, e.computed)
+	}
+	failed := []*outBuf{buf}
+	if other := &s.bufs[(buf.out.Step+1)&1]; other.pending && other.out.Step > buf.out.Step {
+		failed = append(failed, other)
+	}
+	for _, b := range failed {
+		s.kv.Uncache(b.committed)
+		b.committed = b.committed[:0]
+		for i := range b.sched {
+			if r := b.sched[i].r; r.state == stateRunning {
+				s.removeRunning(r)
+				s.finish(r, FinishError, s.step)
+			}
+		}
 	}
 }
 

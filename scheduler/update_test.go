@@ -262,27 +262,97 @@ func TestOutputStaysValidUntilSecondFollowingSchedule(t *testing.T) {
 	assert.Same(t, out1, out3, "the buffer of step 1 is reused by step 3")
 }
 
-// TestFailedStepIsRolledBack: Update with no runner output undoes the
-// step: computed tokens (here a partial prefill chunk) return to where
-// they were, the step's blocks leave the prefix cache, and a request that
-// is not aborted continues from there and reads only K/V that was written.
-func TestFailedStepIsRolledBack(t *testing.T) {
+// TestFailedStepEndsItsRequests: Update with no runner output ends the
+// step's requests with FinishError, including one that hit blocks another
+// request of the step was to fill; those blocks leave the prefix cache,
+// and the blocks of earlier steps stay.
+func TestFailedStepEndsItsRequests(t *testing.T) {
 	cfg := testConfig()
-	cfg.MaxNumBatchedTokens, cfg.MaxNumSeqs = 4, 4
+	cfg.MaxNumBatchedTokens, cfg.MaxNumSeqs = 8, 4
 	s, f := newTestScheduler(t, cfg)
 	prompt := tokens(12, 10)
 	add(t, s, "a", prompt, 2)
-	step(t, s, f) // positions 0..3
-	out := s.Schedule()
-	f.executeFailed(out) // positions 4..7 were never computed
-	s.Update(out, nil)
-	v, _ := s.Request("a")
-	assert.Equal(t, 4, v.NumComputedTokens())
-	lookup := kvcache.NewSeq("", 0)
-	assert.Equal(t, 4, s.kv.Lookup(lookup, prompt), "only the first block is a hit")
-	out, _, _ = step(t, s, f)
-	require.Len(t, out.CachedRequests, 1)
-	assert.Equal(t, 4, out.CachedRequests[0].NumComputedTokens, "the chunk is scheduled again")
+	step(t, s, f) // a: positions 0..7
+	add(t, s, "b", tokens(13, 10), 2)
+	out := s.Schedule() // a: 8..11; b hits a's two blocks and computes 8..12
+	require.Len(t, out.NewRequests, 1)
+	assert.Equal(t, 8, out.NewRequests[0].NumComputedTokens)
+	f.executeFailed(out)
+	deltas, st := s.Update(out, nil)
+	assert.Empty(t, deltas)
+	for _, id := range []string{"a", "b"} {
+		_, ok := s.Request(id)
+		assert.False(t, ok, "%s ended", id)
+	}
+	assert.Zero(t, st.NumRunning)
+	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree)
+	assert.Equal(t, 8, s.kv.Lookup(kvcache.NewSeq("", 0), tokens(13, 10)), "only step 1's blocks are hits")
+	require.NoError(t, checkInvariants(s))
+	next := s.Schedule()
+	assert.ElementsMatch(t, []string{"a", "b"}, next.FinishedRequestIDs, "the runner drops them")
+	s.Update(next, f.execute(next))
+	f.check(t)
+}
+
+// TestFailedStepEndsTheNextOutstandingStep: with two Outputs outstanding,
+// a failure of the first ends the requests of the second too (one of them
+// hit blocks the failed step was to fill) and takes its blocks out of the
+// prefix cache; the second is still updated, and nothing reads K/V that
+// was never written.
+func TestFailedStepEndsTheNextOutstandingStep(t *testing.T) {
+	s, f := newTestScheduler(t, testConfig())
+	prompt := tokens(13, 10)
+	add(t, s, "a", prompt, 3)
+	out1 := s.Schedule()
+	add(t, s, "b", prompt, 3)
+	out2 := s.Schedule()
+	require.Len(t, out2.NewRequests, 1)
+	require.Equal(t, 12, out2.NewRequests[0].NumComputedTokens, "b hits a's blocks of step 1")
+	f.executeFailed(out1)
+	s.Update(out1, nil)
+	_, ok := s.Request("b")
+	assert.False(t, ok, "b ended with the failed step it depended on")
+	f.executeFailed(out2) // its requests are gone: nothing of it is used
+	s.Update(out2, nil)
+	assert.Zero(t, s.kv.Lookup(kvcache.NewSeq("", 0), prompt))
+	require.NoError(t, checkInvariants(s))
+	add(t, s, "c", prompt, 3)
 	drain(t, s, f)
 	f.check(t)
+}
+
+// TestLaterStepKeepsItsToken: with two Outputs outstanding, updating the
+// first does not take back the computed tokens that the second advanced
+// (the request's chunked prefill ends in the second and samples there).
+func TestLaterStepKeepsItsToken(t *testing.T) {
+	cfg := testConfig()
+	cfg.LongPrefillTokenThreshold = 4
+	s, f := newTestScheduler(t, cfg)
+	add(t, s, "a", tokens(6, 10), 3)
+	out1 := s.Schedule() // positions 0..3
+	out2 := s.Schedule() // positions 4..5: samples
+	s.Update(out1, f.execute(out1))
+	deltas, _ := s.Update(out2, f.execute(out2))
+	f.check(t)
+	require.Len(t, deltas, 1)
+	assert.Len(t, deltas[0].NewTokenIDs, 1)
+}
+
+// TestFailedStepResendsItsFinishedIDs: a step that failed before the
+// runner applied it (the runner never saw its finished ids) hands them to
+// the next Output again, so the runner drops those requests.
+func TestFailedStepResendsItsFinishedIDs(t *testing.T) {
+	s, f := newTestScheduler(t, testConfig())
+	add(t, s, "x", tokens(5, 10), 10)
+	add(t, s, "y", tokens(5, 50), 10)
+	step(t, s, f)
+	s.Abort("x", FinishAbort)
+	out := s.Schedule()
+	require.Equal(t, []string{"x"}, out.FinishedRequestIDs)
+	s.Update(out, nil) // failed before the runner applied anything
+	next := s.Schedule()
+	assert.ElementsMatch(t, []string{"x", "y"}, next.FinishedRequestIDs)
+	s.Update(next, f.execute(next))
+	f.check(t)
+	assert.Empty(t, f.reqs, "the runner holds nothing")
 }
