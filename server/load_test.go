@@ -87,6 +87,15 @@ func TestDisconnectMidStream(t *testing.T) {
 	t.Log("settled", time.Since(t0))
 	assert.Equal(t, st.KVBlocksTotal, st.KVBlocksFree, "all KV blocks free")
 	assert.Zero(t, h.sched.NumRunning()+h.sched.NumWaiting())
+	require.Eventually(t, func() bool { // an end hook runs just after its request left the engine
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range causes {
+			n += c
+		}
+		return n == clients
+	}, 60e9, 1e6)
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"abort/" + engine.CauseClientDisconnect: clients}, causes)
@@ -224,8 +233,11 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	mu.Unlock()
 	cancel()
 	<-done
-	require.Eventually(t, func() bool { return h.eng.Snapshot().NumActive == 0 }, 30*time.Second, time.Millisecond,
-		"the request was aborted when its client went away")
+	require.Eventually(t, func() bool { // the end hook runs after the request left the engine
+		mu.Lock()
+		defer mu.Unlock()
+		return len(causes) > 0
+	}, 30*time.Second, time.Millisecond, "the request was aborted when its client went away")
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"abort/" + engine.CauseClientDisconnect: 1}, causes)
