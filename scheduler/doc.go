@@ -65,7 +65,9 @@
 // (ReshapeAndCache for the whole batch, then PagedAttention). Blocks of
 // running requests enter the cache after the step is built, because a
 // running request may still be preempted while it is built. When a step
-// fails (Update with a nil RunnerOutput), its blocks leave the cache again.
+// fails (Update with a nil RunnerOutput), its blocks leave the cache again
+// and its requests end with FinishError (see Update); the next Output
+// tells the runner to drop them.
 //
 // The RunnerOutput lists the requests that sampled, with the Step of the
 // Output it executed. Update ignores outputs of requests aborted or finished
