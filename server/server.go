@@ -326,7 +326,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIE
 		return &APIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 			Message: "Could not read the request body: " + err.Error(), Reason: ReasonClientDisconnect}
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := json.Unmarshal(dropMiscasedKeys(data, v), v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {

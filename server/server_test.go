@@ -773,3 +773,18 @@ func TestLogprobsThatJSONCannotCarry(t *testing.T) {
 	}
 	assert.True(t, found)
 }
+
+// TestKeysAreCaseSensitive: as in vLLM (pydantic), a key names a field
+// only as written; one in another case is an unknown key and ignored,
+// where Go's encoding/json would bind it.
+func TestKeysAreCaseSensitive(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	m := h.post("/v1/completions", map[string]any{"prompt": "x", "max_tokens": 2, "MAX_TOKENS": 5, "Stream": true}, 200)
+	assert.Equal(t, "text_completion", m["object"], "not streamed")
+	assert.Equal(t, 2.0, m["usage"].(map[string]any)["completion_tokens"])
+	m = h.post("/v1/completions", map[string]any{"PROMPT": "x", "max_tokens": 2}, 400)
+	assert.Equal(t, "prompt", m["error"].(map[string]any)["param"])
+	m = h.post("/v1/chat/completions", map[string]any{"messages": []map[string]any{{"role": "user", "content": "x"}},
+		"max_tokens": 1, "Temperature": "hot"}, 200)
+	assert.Equal(t, "chat.completion", m["object"], "an unknown key's value is never read")
+}
