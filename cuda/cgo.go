@@ -44,6 +44,12 @@ static void vs_copy_dlerror(char *buf, int len) {
 	buf[len - 1] = 0;
 }
 
+static void vs_cublas_close(vs_cublas *c) {
+	if (c->lib != NULL) dlclose(c->lib);
+	if (c->lt != NULL) dlclose(c->lt);
+	memset(c, 0, sizeof(*c));
+}
+
 // vs_cublas_open loads libcublasLt (optional path, may be NULL) then
 // libcublas and resolves the symbols. Returns 0 on success, 1 when a
 // library does not load, 2 when a symbol is missing (err holds dlerror).
@@ -62,7 +68,7 @@ static int vs_cublas_open(const char *lt, const char *path, vs_cublas *c, char *
 	}
 #define VS_SYM(field, name, type) \
 	c->field = (type)dlsym(c->lib, name); \
-	if (c->field == NULL) { vs_copy_dlerror(err, errlen); return 2; }
+	if (c->field == NULL) { vs_copy_dlerror(err, errlen); vs_cublas_close(c); return 2; }
 	VS_SYM(create, "cublasCreate_v2", vs_create_t)
 	VS_SYM(destroy, "cublasDestroy_v2", vs_destroy_t)
 	VS_SYM(set_stream, "cublasSetStream_v2", vs_set_stream_t)
@@ -73,11 +79,6 @@ static int vs_cublas_open(const char *lt, const char *path, vs_cublas *c, char *
 	return 0;
 }
 
-static void vs_cublas_close(vs_cublas *c) {
-	if (c->lib != NULL) dlclose(c->lib);
-	if (c->lt != NULL) dlclose(c->lt);
-	memset(c, 0, sizeof(*c));
-}
 
 static int vs_create(vs_cublas *c, void **h) { return c->create(h); }
 static int vs_destroy(vs_cublas *c, void *h) { return c->destroy(h); }
@@ -164,8 +165,11 @@ func loadCublas(dir string, stream unsafe.Pointer) (*cublas, error) {
 		}
 		c.soname = name
 		if err := c.init(stream); err != nil {
+			// A cuBLAS newer than the driver fails here (its handle cannot
+			// be created); an older one may still work.
 			c.close()
-			return nil, fmt.Errorf("%s: %w", path, err)
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			continue
 		}
 		return c, nil
 	}

@@ -24,8 +24,11 @@ type device struct {
 
 	// asyncErr is only touched on the device goroutine.
 	asyncErr error
-	closed   bool
-	mu       sync.Mutex // guards closed against concurrent close
+	// closed is set by close before it queues the teardown. do and enqueue
+	// check it and queue their work under the read lock, so nothing can be
+	// queued after the teardown.
+	closed bool
+	mu     sync.RWMutex
 }
 
 // errClosed is returned by calls on a closed backend.
@@ -75,27 +78,37 @@ func (d *device) loop(setup func() error, ready chan<- error) {
 
 // do runs f on the device goroutine and returns its error.
 func (d *device) do(f func() error) error {
-	if d.isClosed() {
+	res := make(chan error, 1)
+	if !d.submit(func() { res <- f() }) {
 		return errClosed
 	}
-	res := make(chan error, 1)
-	d.work <- func() { res <- f() }
 	return <-res
+}
+
+// submit queues f unless the device is closed (or closing).
+func (d *device) submit(f func()) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return false
+	}
+	d.work <- f
+	return true
 }
 
 // enqueue runs f on the device goroutine without waiting; a failure is
 // kept (the first one only) for takeAsyncErr.
 func (d *device) enqueue(what string, f func() error) error {
-	if d.isClosed() {
-		return errClosed
-	}
-	d.work <- func() {
+	queued := d.submit(func() {
 		if d.asyncErr != nil {
 			return // the context may be unusable; report the first error
 		}
 		if err := f(); err != nil {
 			d.asyncErr = fmt.Errorf("%s: %w", what, err)
 		}
+	})
+	if !queued {
+		return errClosed
 	}
 	return nil
 }
@@ -108,27 +121,20 @@ func (d *device) takeAsyncErr() error {
 	return err
 }
 
-func (d *device) isClosed() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.closed
-}
-
 // close runs teardown on the device goroutine after the queued work and
-// stops it.
+// stops it. Calls after the first return nil at once; calls of do and
+// enqueue from then on return errClosed.
 func (d *device) close(teardown func() error) error {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return errClosed
+		return nil
 	}
+	d.closed = true
 	d.mu.Unlock()
 	res := make(chan error, 1)
 	d.work <- func() { res <- teardown() }
 	err := <-res
-	d.mu.Lock()
-	d.closed = true
-	d.mu.Unlock()
 	close(d.quit)
 	d.wg.Wait()
 	return err

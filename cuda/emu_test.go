@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -183,4 +184,75 @@ func greedyTokens(t *testing.T, dir string, be kernel.Backend, prompts [][]int32
 		}
 	}
 	return out
+}
+
+// TestEmulatedCloseIsIdempotentAndSafe: Close may be called twice, or by
+// several goroutines at once; calls racing it either run before the
+// teardown or return an error, and none waits forever or crashes.
+func TestEmulatedCloseIsIdempotentAndSafe(t *testing.T) {
+	be, err := New(kernel.Options{}, Config{ComputeDType: kernel.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := be.Sync(); err == nil {
+		t.Error("Sync after Close succeeded")
+	}
+	for range 50 {
+		be, err := New(kernel.Options{}, Config{ComputeDType: kernel.F32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 20 {
+				if be.Sync() != nil {
+					return
+				}
+			}
+		}()
+		var closers sync.WaitGroup
+		for range 3 {
+			closers.Go(func() {
+				if err := be.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
+		closers.Wait()
+		<-done
+	}
+}
+
+// TestEmulatedElapsedKeepsAsyncError: a failure of queued work that
+// Elapsed sees is still reported by the next Sync, whose contract it is.
+func TestEmulatedElapsedKeepsAsyncError(t *testing.T) {
+	be, err := New(kernel.Options{}, Config{ComputeDType: kernel.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	from, err := be.Mark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.launch(kernelFunc{name: "missing", fn: "missing"}, dim3{1, 1, 1}, dim3{32, 1, 1}, 0); err != nil {
+		t.Fatal(err) // queued: the failure comes later
+	}
+	to, err := be.Mark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Elapsed(from, to); err == nil {
+		t.Error("Elapsed after a failed launch succeeded")
+	}
+	if err := be.Sync(); err == nil {
+		t.Error("Sync after a failed launch succeeded: Elapsed took its error")
+	}
 }

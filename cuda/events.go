@@ -56,8 +56,8 @@ func (be *Backend) Elapsed(from, to int) (time.Duration, error) {
 	a, b := be.event(from), be.event(to)
 	var ms float64
 	err := be.dev.do(func() error {
-		if err := be.dev.takeAsyncErr(); err != nil {
-			return err
+		if err := be.dev.asyncErr; err != nil {
+			return err // kept for Sync or Download, which report it as theirs
 		}
 		var e error
 		ms, e = be.drv.elapsed(a, b)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,7 +208,7 @@ func (a *App) load() error {
 		}
 		desc = BuiltinDescription
 	}
-	be, err := openBackend(cfg.Device, cfg.Threads)
+	be, err := openBackend(cfg.Device, cfg.Threads, a.log)
 	if err != nil {
 		return err
 	}
@@ -328,17 +329,28 @@ func warmUp(run *runner.Runner, blockSize, vocab int) (time.Duration, error) {
 }
 
 // openBackend opens the kernel backend for --device.
-func openBackend(device string, threads int) (kernel.Backend, error) {
+func openBackend(device string, threads int, log *slog.Logger) (kernel.Backend, error) {
+	return pickBackend(device, kernel.Names(), func(name string) (kernel.Backend, error) {
+		return kernel.Open(name, kernel.Options{Threads: threads})
+	}, log)
+}
+
+// pickBackend opens the backend for --device among the registered names.
+// With auto it takes CUDA when the binary has it and it opens (a GPU, its
+// driver and cuBLAS), and the CPU otherwise, saying why in the log.
+func pickBackend(device string, names []string, open func(string) (kernel.Backend, error), log *slog.Logger) (kernel.Backend, error) {
 	name := device
 	if device == "auto" {
 		name = "cpu"
-		for _, n := range kernel.Names() {
-			if n == "cuda" {
-				name = "cuda"
+		if slices.Contains(names, "cuda") {
+			be, err := open("cuda")
+			if err == nil {
+				return be, nil
 			}
+			log.Warn("--device auto: the CUDA backend did not open; serving on the CPU", "err", err)
 		}
 	}
-	be, err := kernel.Open(name, kernel.Options{Threads: threads})
+	be, err := open(name)
 	if errors.Is(err, kernel.ErrUnknownBackend) && name == "cuda" {
 		return nil, fmt.Errorf("--device cuda: this vserve binary was built without CUDA support (rebuild with `go build -tags cuda`), or use --device cpu: %w", err)
 	}

@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vserve/vserve/internal/sharedtest"
+	"github.com/vserve/vserve/runtime/kernel"
 	"github.com/vserve/vserve/runtime/model"
 )
 
@@ -400,4 +403,40 @@ func TestLongPrefillTokenThreshold(t *testing.T) {
 		require.NoError(t, a.Shutdown(context.Background()))
 		assert.Equal(t, tc.steps, a.Engine().Snapshot().Steps, "%v", tc.args)
 	}
+}
+
+// TestPickBackend: --device auto takes CUDA when it opens and falls back
+// to the CPU, with a warning, when it does not (no GPU, old driver, no
+// cuBLAS); an explicit --device reports its backend's error.
+func TestPickBackend(t *testing.T) {
+	cpuBE, err := kernel.Open("cpu", kernel.Options{Threads: 1})
+	require.NoError(t, err)
+	defer cpuBE.Close()
+	noGPU := errors.New("no CUDA-capable device is detected")
+	open := func(cudaErr error) func(string) (kernel.Backend, error) {
+		return func(name string) (kernel.Backend, error) {
+			if name == "cuda" {
+				if cudaErr != nil {
+					return nil, cudaErr
+				}
+				return cpuBE, nil // stands in for a CUDA backend
+			}
+			return cpuBE, nil
+		}
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	be, err := pickBackend("auto", []string{"cpu", "cuda"}, open(noGPU), log)
+	require.NoError(t, err)
+	assert.Same(t, cpuBE, be)
+	assert.Contains(t, logs.String(), "serving on the CPU")
+	assert.Contains(t, logs.String(), "no CUDA-capable device")
+
+	_, err = pickBackend("cuda", []string{"cpu", "cuda"}, open(noGPU), log)
+	assert.ErrorIs(t, err, noGPU)
+	_, err = pickBackend("cuda", []string{"cpu"}, func(n string) (kernel.Backend, error) {
+		return kernel.Open("no-such-"+n, kernel.Options{})
+	}, log)
+	assert.ErrorContains(t, err, "built without CUDA support")
 }
