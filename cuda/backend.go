@@ -13,7 +13,8 @@ import (
 )
 
 // DTypeEnv selects the compute dtype of backends opened through the
-// registry: "bf16" (default), "f16" or "f32".
+// registry: "bf16", "f16" or "f32". Unset, it follows the weights'
+// 16-bit dtype (kernel.Options.WeightsDType), else bf16.
 const DTypeEnv = "VSERVE_CUDA_DTYPE"
 
 func init() {
@@ -22,8 +23,22 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		if os.Getenv(DTypeEnv) == "" {
+			cfg.ComputeDType = computeDTypeFor(o.WeightsDType)
+		}
 		return New(o, cfg)
 	})
+}
+
+// computeDTypeFor is the compute dtype for weights of the given
+// torch_dtype: theirs when they are 16-bit (an f16 matrix under bf16
+// compute, or the reverse, would be widened to f32 at every MatMul), else
+// bf16.
+func computeDTypeFor(weights string) kernel.DType {
+	if weights == "float16" {
+		return kernel.F16
+	}
+	return kernel.BF16
 }
 
 // Config is the CUDA-specific configuration of a backend.

@@ -256,3 +256,33 @@ func TestEmulatedElapsedKeepsAsyncError(t *testing.T) {
 		t.Error("Sync after a failed launch succeeded: Elapsed took its error")
 	}
 }
+
+// TestEmulatedComputeDTypeFollowsTheWeights: opened through the registry
+// without VSERVE_CUDA_DTYPE, the backend computes in the weights' 16-bit
+// dtype (so no weight matrix is widened at every MatMul), else in bf16;
+// the variable still decides when set.
+func TestEmulatedComputeDTypeFollowsTheWeights(t *testing.T) {
+	for _, tc := range []struct {
+		env, weights string
+		want         kernel.DType
+	}{
+		{"", "float16", kernel.F16},
+		{"", "bfloat16", kernel.BF16},
+		{"", "float32", kernel.BF16},
+		{"", "", kernel.BF16},
+		{"f32", "float16", kernel.F32},
+		{"bf16", "float16", kernel.BF16},
+	} {
+		t.Setenv(DTypeEnv, tc.env)
+		be, err := kernel.Open(Name, kernel.Options{WeightsDType: tc.weights})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := be.(*Backend).compute; got != tc.want {
+			t.Errorf("%s=%q, weights %q: compute %v, want %v", DTypeEnv, tc.env, tc.weights, got, tc.want)
+		}
+		if err := be.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

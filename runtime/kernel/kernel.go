@@ -208,6 +208,11 @@ type EventTimer interface {
 type Options struct {
 	Device  int // device ordinal (CUDA)
 	Threads int // worker threads (CPU); 0 = GOMAXPROCS
+	// WeightsDType is the model's torch_dtype ("float16", "bfloat16",
+	// "float32"; "" when unknown), a hint for backends that compute in 16
+	// bits: CUDA computes in float16 or bfloat16 as the weights are, so
+	// that no weight matrix is widened at every MatMul. The CPU ignores it.
+	WeightsDType string
 }
 
 // OpenFunc opens a backend.

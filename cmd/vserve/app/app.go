@@ -208,7 +208,11 @@ func (a *App) load() error {
 		}
 		desc = BuiltinDescription
 	}
-	be, err := openBackend(cfg.Device, cfg.Threads, a.log)
+	weights := "" // a hint for the backend's compute dtype; Load reports a bad config
+	if mc, err := model.LoadConfig(dir); err == nil {
+		weights = mc.TorchDType
+	}
+	be, err := openBackend(cfg.Device, kernel.Options{Threads: cfg.Threads, WeightsDType: weights}, a.log)
 	if err != nil {
 		return err
 	}
@@ -329,9 +333,9 @@ func warmUp(run *runner.Runner, blockSize, vocab int) (time.Duration, error) {
 }
 
 // openBackend opens the kernel backend for --device.
-func openBackend(device string, threads int, log *slog.Logger) (kernel.Backend, error) {
+func openBackend(device string, opts kernel.Options, log *slog.Logger) (kernel.Backend, error) {
 	return pickBackend(device, kernel.Names(), func(name string) (kernel.Backend, error) {
-		return kernel.Open(name, kernel.Options{Threads: threads})
+		return kernel.Open(name, opts)
 	}, log)
 }
 
