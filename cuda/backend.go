@@ -186,6 +186,18 @@ func (be *Backend) Close() error {
 	return be.dev.close(be.teardown)
 }
 
+// CheckAttention reports, before serving, a model and scheduler shape for
+// which PagedAttention could not run some batch (see
+// checkAttentionShape); otherwise such a batch would fail at its first step.
+func (be *Backend) CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int) error {
+	return checkAttentionShape(numKVHeads, headDim, blockSize, maxNumSeqs)
+}
+
+// The capability the server checks at start (cmd/vserve/app).
+var _ interface {
+	CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int) error
+} = (*Backend)(nil)
+
 // Sync waits for every queued op and reports the first asynchronous
 // failure since the last Sync, and gathers with an index out of range.
 func (be *Backend) Sync() error {

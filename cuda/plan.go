@@ -21,6 +21,26 @@ func fitsInt32(op string, vals ...int) error {
 // attnSmemLimit is the dynamic shared memory a CTA may use without opting in.
 const attnSmemLimit = 48 << 10
 
+// maxGridY is the largest gridDim.y (and z) a launch may have; attention
+// puts sequences × KV heads there.
+const maxGridY = 65535
+
+// checkAttentionShape reports a model and scheduler shape for which
+// PagedAttention could not run some batch the scheduler may build: more
+// sequences × KV heads than a grid holds, or a head dim and block size
+// whose one-row tile needs more shared memory than a CTA may use.
+func checkAttentionShape(numKVHeads, headDim, blockSize, maxNumSeqs int) error {
+	if n := maxNumSeqs * numKVHeads; n > maxGridY {
+		return fmt.Errorf("cuda: --max-num-seqs %d × %d KV heads = %d exceeds the attention grid's %d: lower --max-num-seqs to %d",
+			maxNumSeqs, numKVHeads, n, maxGridY, maxGridY/numKVHeads)
+	}
+	if smem := attnSmem(1, blockSize, headDim); smem > attnSmemLimit {
+		return fmt.Errorf("cuda: head dim %d with --block-size %d needs %d bytes of shared memory per attention CTA (limit %d): use a smaller --block-size",
+			headDim, blockSize, smem, attnSmemLimit)
+	}
+	return nil
+}
+
 // attnSmem is the shared memory of a paged-attention CTA (see attention.cu).
 func attnSmem(rows, blockSize, headDim int) int {
 	return 4 * (rows*(headDim+1) + blockSize*(headDim+1) + blockSize*headDim + rows*blockSize + rows*headDim + 3*rows)
@@ -134,7 +154,7 @@ func checkMeta(m *kernel.AttentionMeta) error {
 		return errors.New("cuda: PagedAttention: negative size in meta")
 	case m.NumSeqs > 0 && m.MaxBlocksPerSeq*m.BlockSize < m.MaxSeqLen:
 		return fmt.Errorf("cuda: PagedAttention: %d blocks of %d cannot hold %d positions", m.MaxBlocksPerSeq, m.BlockSize, m.MaxSeqLen)
-	case m.NumSeqs*m.NumKVHeads > 65535:
+	case m.NumSeqs*m.NumKVHeads > maxGridY:
 		return fmt.Errorf("cuda: PagedAttention: %d sequences × %d KV heads exceed the grid", m.NumSeqs, m.NumKVHeads)
 	}
 	return fitsInt32("PagedAttention", m.NumTokens, m.NumSeqs, m.MaxBlocksPerSeq, m.MaxQueryLen, m.MaxSeqLen,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vserve/vserve/runtime/kernel"
@@ -237,5 +238,34 @@ func TestUnpackSample(t *testing.T) {
 	binary.LittleEndian.PutUint32(raw[4*(rows+1):], statusAllMasked)
 	if err := unpackSample(raw, rows, k, params, res); !errors.Is(err, sample.ErrAllMasked) {
 		t.Fatalf("status 2: %v", err)
+	}
+}
+
+// TestCheckAttentionShape: the start-time check refuses exactly the
+// shapes for which some batch could not be planned: the grid limit on
+// sequences × KV heads, and a one-row tile over the shared memory limit
+// (planAttention refuses the same shapes at a step).
+func TestCheckAttentionShape(t *testing.T) {
+	for _, tc := range []struct {
+		kvHeads, headDim, blockSize, maxSeqs int
+		err                                  string
+	}{
+		{8, 128, 16, 256, ""},
+		{8, 256, 16, 256, ""},
+		{40, 128, 16, 1638, ""},
+		{40, 128, 16, 1639, "lower --max-num-seqs to 1638"},
+		{8, 256, 32, 1, "use a smaller --block-size"},
+	} {
+		err := checkAttentionShape(tc.kvHeads, tc.headDim, tc.blockSize, tc.maxSeqs)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%+v: got %v, want %q", tc, err, tc.err)
+		}
+		m := &kernel.AttentionMeta{NumSeqs: tc.maxSeqs, NumTokens: tc.maxSeqs, NumHeads: tc.kvHeads, NumKVHeads: tc.kvHeads,
+			HeadDim: tc.headDim, BlockSize: tc.blockSize, MaxQueryLen: 1, MaxSeqLen: tc.blockSize, MaxBlocksPerSeq: 1}
+		_, planErr := planAttention(m, 132)
+		metaErr := checkMeta(m)
+		if stepFails := planErr != nil || metaErr != nil; stepFails != (err != nil) {
+			t.Errorf("%+v: start check %v, but at a step: plan %v, meta %v", tc, err, planErr, metaErr)
+		}
 	}
 }

@@ -245,6 +245,9 @@ func (a *App) load() error {
 	if err != nil {
 		return err
 	}
+	if err := checkAttention(be, m.Config, cfg); err != nil {
+		return err
+	}
 	policy := scheduler.PolicyFCFS
 	if cfg.SchedulingPolicy == "priority" {
 		policy = scheduler.PolicyPriority
@@ -362,6 +365,22 @@ func pickBackend(device string, names []string, open func(string) (kernel.Backen
 		return nil, fmt.Errorf("--device %s: %w", device, err)
 	}
 	return be, nil
+}
+
+// attentionLimits is an optional backend capability: limits of its
+// attention kernels that a model and the scheduler's settings may exceed.
+type attentionLimits interface {
+	CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int) error
+}
+
+// checkAttention fails at start, rather than at the first step that needs
+// it, when the backend cannot run attention for the batches this model and
+// these settings allow.
+func checkAttention(be kernel.Backend, mc *model.Config, cfg Config) error {
+	if c, ok := be.(attentionLimits); ok {
+		return c.CheckAttention(mc.NumKVHeads, mc.HeadDim, cfg.BlockSize, cfg.MaxNumSeqs)
+	}
+	return nil
 }
 
 // memoryInfo is an optional backend capability (device memory).

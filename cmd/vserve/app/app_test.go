@@ -440,3 +440,30 @@ func TestPickBackend(t *testing.T) {
 	}, log)
 	assert.ErrorContains(t, err, "built without CUDA support")
 }
+
+// limitedBackend is a backend with attention limits (as CUDA has).
+type limitedBackend struct {
+	kernel.Backend
+	args []int
+	err  error
+}
+
+func (b *limitedBackend) CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int) error {
+	b.args = []int{numKVHeads, headDim, blockSize, maxNumSeqs}
+	return b.err
+}
+
+// TestCheckAttention: a backend's attention limits are checked at start
+// against the model and the scheduler settings; a backend without such
+// limits (the CPU) is not asked.
+func TestCheckAttention(t *testing.T) {
+	cpuBE, err := kernel.Open("cpu", kernel.Options{Threads: 1})
+	require.NoError(t, err)
+	defer cpuBE.Close()
+	mc := &model.Config{NumKVHeads: 8, HeadDim: 128}
+	cfg := Config{BlockSize: 16, MaxNumSeqs: 256}
+	require.NoError(t, checkAttention(cpuBE, mc, cfg))
+	limited := &limitedBackend{Backend: cpuBE, err: errors.New("too many")}
+	assert.ErrorContains(t, checkAttention(limited, mc, cfg), "too many")
+	assert.Equal(t, []int{8, 128, 16, 256}, limited.args)
+}
