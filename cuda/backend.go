@@ -193,9 +193,20 @@ func (be *Backend) CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int
 	return checkAttentionShape(numKVHeads, headDim, blockSize, maxNumSeqs)
 }
 
-// The capability the server checks at start (cmd/vserve/app).
+// StepBytes is the device memory one step of shape s may need besides
+// the weights and the KV cache (ActivationBytes at the compute dtype), so
+// that the server can reserve it before sizing the KV cache.
+func (be *Backend) StepBytes(s kernel.StepShape) int64 {
+	return ActivationBytes(ActivationShape{MaxTokens: s.MaxTokens, MaxSeqs: s.MaxSeqs, Hidden: s.Hidden,
+		Intermediate: s.Intermediate, NumHeads: s.NumHeads, NumKVHeads: s.NumKVHeads, HeadDim: s.HeadDim,
+		Vocab: s.Vocab, MaxSeqLen: s.MaxSeqLen, DTypeSize: be.compute.Size()})
+}
+
+// The capabilities the server checks at start (cmd/vserve/app).
 var _ interface {
 	CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int) error
+	StepBytes(kernel.StepShape) int64
+	MemInfo() (free, total int64, err error)
 } = (*Backend)(nil)
 
 // Sync waits for every queued op and reports the first asynchronous

@@ -286,3 +286,21 @@ func TestEmulatedComputeDTypeFollowsTheWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestEmulatedStepBytes: the server's reservation for a step is
+// ActivationBytes at the backend's compute dtype.
+func TestEmulatedStepBytes(t *testing.T) {
+	be, err := New(kernel.Options{}, Config{ComputeDType: kernel.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	s := kernel.StepShape{MaxTokens: 2048, MaxSeqs: 256, Hidden: 4096, Intermediate: 14336, NumHeads: 32, NumKVHeads: 8,
+		HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192}
+	want := ActivationBytes(ActivationShape{MaxTokens: 2048, MaxSeqs: 256, Hidden: 4096, Intermediate: 14336, NumHeads: 32,
+		NumKVHeads: 8, HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192, DTypeSize: 2})
+	if got := be.StepBytes(s); got != want {
+		t.Errorf("StepBytes %d, want %d", got, want)
+	}
+	t.Logf("a Llama-3-8B-shaped step at 2048 tokens and 256 rows: %d MiB", want>>20)
+}

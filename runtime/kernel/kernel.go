@@ -215,6 +215,21 @@ type Options struct {
 	WeightsDType string
 }
 
+// StepShape bounds the largest step a server runs, for backends that
+// reserve device memory for one step's activations before they size the
+// KV cache (CUDA's StepBytes).
+type StepShape struct {
+	MaxTokens    int // tokens per step (--max-num-batched-tokens)
+	MaxSeqs      int // sequences per step (--max-num-seqs): rows of logits
+	Hidden       int
+	Intermediate int
+	NumHeads     int
+	NumKVHeads   int
+	HeadDim      int
+	Vocab        int
+	MaxSeqLen    int // --max-model-len
+}
+
 // OpenFunc opens a backend.
 type OpenFunc func(Options) (Backend, error)
 

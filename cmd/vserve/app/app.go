@@ -241,7 +241,11 @@ func (a *App) load() error {
 	if limit := runner.DefaultMaxModelLen(m.Config); maxLen > limit {
 		return fmt.Errorf("--max-model-len %d exceeds the model's max_position_embeddings (or sliding window) %d", maxLen, limit)
 	}
-	numBlocks, err := kvBlocks(cfg, be, m.KVBytesPerBlock(cfg.BlockSize), maxLen)
+	mc := m.Config
+	step := kernel.StepShape{MaxTokens: cfg.MaxNumBatchedTokens, MaxSeqs: cfg.MaxNumSeqs, Hidden: mc.HiddenSize,
+		Intermediate: mc.IntermediateSize, NumHeads: mc.NumHeads, NumKVHeads: mc.NumKVHeads, HeadDim: mc.HeadDim,
+		Vocab: mc.VocabSize, MaxSeqLen: maxLen}
+	numBlocks, err := kvBlocks(cfg, be, m.KVBytesPerBlock(cfg.BlockSize), maxLen, step)
 	if err != nil {
 		return err
 	}
@@ -388,27 +392,40 @@ type memoryInfo interface {
 	MemInfo() (free, total int64, err error)
 }
 
+// stepReserver is an optional backend capability: the device memory one
+// step may need besides the weights and the KV cache.
+type stepReserver interface {
+	StepBytes(kernel.StepShape) int64
+}
+
 // kvBlocks derives the number of KV blocks (including the null block) from
 // the memory budget and checks that one full-length request fits.
-func kvBlocks(cfg Config, be kernel.Backend, perBlock int64, maxLen int) (int, error) {
+func kvBlocks(cfg Config, be kernel.Backend, perBlock int64, maxLen int, step kernel.StepShape) (int, error) {
 	blocksPerSeq := (maxLen + cfg.BlockSize - 1) / cfg.BlockSize
 	budget := cfg.KVCacheMemory
 	source := "--kv-cache-memory"
+	nullBlock := int64(0) // the null block's memory, when the budget must hold it
 	if budget == 0 {
 		if mi, ok := be.(memoryInfo); ok && be.Name() != "cpu" {
 			free, total, err := mi.MemInfo()
 			if err != nil {
 				return 0, fmt.Errorf("device memory: %w", err)
 			}
-			used := total - free
-			budget = int64(cfg.GPUMemoryUtil*float64(total)) - used
-			source = fmt.Sprintf("--gpu-memory-utilization %.2f of %d MiB (%d MiB in use)", cfg.GPUMemoryUtil, total>>20, used>>20)
+			used := total - free // the weights and everything else loaded so far
+			reserve := int64(0)
+			if r, ok := be.(stepReserver); ok {
+				reserve = r.StepBytes(step) // activations, allocated while serving
+			}
+			budget = int64(cfg.GPUMemoryUtil*float64(total)) - used - reserve
+			nullBlock = perBlock
+			source = fmt.Sprintf("--gpu-memory-utilization %.2f of %d MiB (%d MiB in use, %d MiB kept for a step's activations)",
+				cfg.GPUMemoryUtil, total>>20, used>>20, reserve>>20)
 		} else {
 			budget = min(int64(cfg.MaxNumSeqs*blocksPerSeq)*perBlock, defaultKVBudget)
 			source = "the automatic CPU budget"
 		}
 	}
-	n := budget / perBlock
+	n := (budget - nullBlock) / perBlock
 	if n < int64(blocksPerSeq) {
 		return 0, fmt.Errorf("KV cache: %s gives %d bytes = %d blocks of %d tokens (%d bytes each), but one request of --max-model-len %d needs %d blocks: raise --kv-cache-memory or lower --max-model-len",
 			source, budget, n, cfg.BlockSize, perBlock, maxLen, blocksPerSeq)

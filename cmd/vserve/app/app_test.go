@@ -467,3 +467,46 @@ func TestCheckAttention(t *testing.T) {
 	assert.ErrorContains(t, checkAttention(limited, mc, cfg), "too many")
 	assert.Equal(t, []int{8, 128, 16, 256}, limited.args)
 }
+
+// gpuBackend stands in for a device backend: memory figures and, when
+// reserve is set, a step's activation reservation.
+type gpuBackend struct {
+	kernel.Backend
+	free, total int64
+}
+
+func (b *gpuBackend) Name() string                            { return "gpu" }
+func (b *gpuBackend) MemInfo() (free, total int64, err error) { return b.free, b.total, nil }
+
+type reservingGPU struct {
+	gpuBackend
+	reserve int64
+	shape   kernel.StepShape
+}
+
+func (b *reservingGPU) StepBytes(s kernel.StepShape) int64 { b.shape = s; return b.reserve }
+
+// TestKVBlocksFromDeviceMemory: with --gpu-memory-utilization the KV
+// cache, null block included, fits what the fraction leaves after what is
+// in use (the weights) and after a step's activations, which are allocated
+// only while serving: out of memory then happens at start.
+func TestKVBlocksFromDeviceMemory(t *testing.T) {
+	cpuBE, err := kernel.Open("cpu", kernel.Options{Threads: 1})
+	require.NoError(t, err)
+	defer cpuBE.Close()
+	const gib, mib = int64(1) << 30, int64(1) << 20
+	cfg := Config{GPUMemoryUtil: 0.9, BlockSize: 16, MaxNumSeqs: 8}
+	step := kernel.StepShape{MaxTokens: 2048, MaxSeqs: 8, Vocab: 32000}
+	plain := &gpuBackend{Backend: cpuBE, free: 8 * gib, total: 10 * gib} // 2 GiB in use
+	n, err := kvBlocks(cfg, plain, mib, 1024, step)
+	require.NoError(t, err)
+	assert.Equal(t, 7168, n, "9 GiB − 2 GiB in 1 MiB blocks, the null block among them")
+	reserving := &reservingGPU{gpuBackend: *plain, reserve: gib}
+	n, err = kvBlocks(cfg, reserving, mib, 1024, step)
+	require.NoError(t, err)
+	assert.Equal(t, 6144, n, "less the 1 GiB a step may need")
+	assert.Equal(t, step, reserving.shape)
+	reserving.reserve = 7 * gib
+	_, err = kvBlocks(cfg, reserving, mib, 1024, step)
+	assert.ErrorContains(t, err, "7168 MiB kept for a step's activations")
+}
