@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/vserve/vserve/runtime/kernel"
 )
 
 // ArenaPlan is what the KV arena is sized from at start, so that running
@@ -37,18 +39,11 @@ func BlockBytes(layers, kvHeads, headDim, blockSize, dtypeSize int) int64 {
 	return 2 * int64(layers) * int64(kvHeads) * int64(headDim) * int64(blockSize) * int64(dtypeSize)
 }
 
-// ActivationShape is what bounds one step's activations.
+// ActivationShape is what bounds one step's activations: the step's shape
+// and the activations' element size.
 type ActivationShape struct {
-	MaxTokens    int // --max-num-batched-tokens
-	MaxSeqs      int // --max-num-seqs (rows of logits)
-	Hidden       int
-	Intermediate int
-	NumHeads     int
-	NumKVHeads   int
-	HeadDim      int
-	Vocab        int
-	MaxSeqLen    int // bounds the attention split partials
-	DTypeSize    int // activation element size
+	kernel.StepShape
+	DTypeSize int // activation element size
 }
 
 // ActivationBytes is a worst-case reservation for one step: the live

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/vserve/vserve/runtime/kernel"
 )
 
 func TestNumBlocks(t *testing.T) {
@@ -50,8 +52,8 @@ func TestNumBlocks(t *testing.T) {
 }
 
 func TestActivationBytesGrowsWithTokens(t *testing.T) {
-	s := ActivationShape{MaxTokens: 512, MaxSeqs: 64, Hidden: 4096, Intermediate: 14336, NumHeads: 32, NumKVHeads: 8,
-		HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192, DTypeSize: 2}
+	s := ActivationShape{StepShape: kernel.StepShape{MaxTokens: 512, MaxSeqs: 64, Hidden: 4096, Intermediate: 14336,
+		NumHeads: 32, NumKVHeads: 8, HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192}, DTypeSize: 2}
 	a := ActivationBytes(s)
 	s.MaxTokens *= 2
 	b := ActivationBytes(s)
@@ -68,8 +70,8 @@ func TestActivationBytesGrowsWithTokens(t *testing.T) {
 // Sizing the KV arena of Llama-3-8B (bf16) on an 141 GiB GPU at 90%
 // utilisation, after 16 GiB of weights and the activation reservation.
 func ExampleNumBlocks() {
-	act := ActivationBytes(ActivationShape{MaxTokens: 8192, MaxSeqs: 256, Hidden: 4096, Intermediate: 14336,
-		NumHeads: 32, NumKVHeads: 8, HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192, DTypeSize: 2})
+	act := ActivationBytes(ActivationShape{StepShape: kernel.StepShape{MaxTokens: 8192, MaxSeqs: 256, Hidden: 4096,
+		Intermediate: 14336, NumHeads: 32, NumKVHeads: 8, HeadDim: 128, Vocab: 128256, MaxSeqLen: 8192}, DTypeSize: 2})
 	n, err := NumBlocks(ArenaPlan{
 		TotalBytes:      141 << 30,
 		Utilization:     0.9,

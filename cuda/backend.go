@@ -197,9 +197,7 @@ func (be *Backend) CheckAttention(numKVHeads, headDim, blockSize, maxNumSeqs int
 // the weights and the KV cache (ActivationBytes at the compute dtype), so
 // that the server can reserve it before sizing the KV cache.
 func (be *Backend) StepBytes(s kernel.StepShape) int64 {
-	return ActivationBytes(ActivationShape{MaxTokens: s.MaxTokens, MaxSeqs: s.MaxSeqs, Hidden: s.Hidden,
-		Intermediate: s.Intermediate, NumHeads: s.NumHeads, NumKVHeads: s.NumKVHeads, HeadDim: s.HeadDim,
-		Vocab: s.Vocab, MaxSeqLen: s.MaxSeqLen, DTypeSize: be.compute.Size()})
+	return ActivationBytes(ActivationShape{StepShape: s, DTypeSize: be.compute.Size()})
 }
 
 // The capabilities the server checks at start (cmd/vserve/app).
