@@ -544,10 +544,28 @@ func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc
 		g.first = b.spans
 	}
 	n := len(g.enc)
+	g.enc = growGroupBuffer(g.enc, enc.size())
 	g.enc = enc.appendTo(g.enc)
 	g.spans++
 	b.spans++
 	b.bytes += len(g.enc) - n
+}
+
+// minGroupBuffer is the least capacity a group's buffer grows to.
+const minGroupBuffer = 64 << 10
+
+// growGroupBuffer makes room for n more bytes, doubling the capacity (up
+// to a request's worth) where append would grow it by a quarter: a batch's
+// buffers grow, on fresh pages and copying what they hold, until they reach
+// their working size, and a server's first batches paid for about thirty
+// such steps per scope.
+func growGroupBuffer(b []byte, n int) []byte {
+	need := len(b) + n
+	if need <= cap(b) {
+		return b
+	}
+	target := max(need, cap(b)+min(cap(b), defaultMaxRequestBytes), minGroupBuffer)
+	return slices.Grow(b, target-len(b))
 }
 
 func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *spanGroup {

@@ -683,6 +683,29 @@ func TestSpanBatchKeepsEachScopesBuffer(t *testing.T) {
 	require.Len(t, b.groups, maxBatchGroups, "a reset batch keeps a bounded number of groups")
 }
 
+// TestGroupBuffersGrowByDoubling: a group's buffer grows to its working
+// size in a few doublings (up to a request's worth at a time), not in the
+// thirty-odd quarter steps of append, each a fresh allocation and a copy.
+func TestGroupBuffersGrowByDoubling(t *testing.T) {
+	res := resource.NewSchemaless(attribute.String("service.name", "test"))
+	scope := instrumentation.Scope{Name: ScopeStep}
+	span := encodedSpan{events: bytes.Repeat([]byte{1}, 1000)}
+	var b spanBatch
+	var caps []int
+	for range 8000 { // 8 MB
+		b.add(res, scope, span)
+		if c := cap(b.groups[0].enc); len(caps) == 0 || caps[len(caps)-1] != c {
+			caps = append(caps, c)
+		}
+	}
+	require.Equal(t, minGroupBuffer, caps[0], "the first span takes the least buffer")
+	for i := 1; i < len(caps); i++ {
+		grew := caps[i] - caps[i-1]
+		require.GreaterOrEqual(t, grew, min(caps[i-1], defaultMaxRequestBytes), "step %d: %d after %d", i, caps[i], caps[i-1])
+	}
+	require.LessOrEqual(t, len(caps), 10, "capacities %v", caps)
+}
+
 // BenchmarkSpanExport compares the stock exporter's transform with the
 // export processor (encoding at OnEnd, batching, the upload goroutine) on
 // the spans of 128 requests of the overhead benchmark's simulation (journey
