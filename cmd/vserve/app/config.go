@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vserve/vserve/engine"
+	"github.com/vserve/vserve/runtime/kernel"
 	"github.com/vserve/vserve/tracing"
 )
 
@@ -175,8 +177,10 @@ func (c *Config) validate(timeout, grace, statsEvery float64) error {
 	}
 	switch c.Device {
 	case "cpu", "cuda", "auto":
-	default:
-		bad("--device must be cpu, cuda or auto, got %q", c.Device)
+	default: // a backend of a build tag (sim: -tags simdevice)
+		if !slices.Contains(kernel.Names(), c.Device) {
+			bad("--device must be cpu, cuda or auto, got %q", c.Device)
+		}
 	}
 	if c.Threads < 0 {
 		bad("--threads must not be negative, got %d", c.Threads)

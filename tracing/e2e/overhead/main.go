@@ -64,6 +64,9 @@ type options struct {
 	protocol         string
 	basePort         int
 	serverProcs      int
+	warmup           int
+	kvCacheMemory    string
+	device           string
 }
 
 // config is one tracing configuration and the server that runs it.
@@ -95,6 +98,9 @@ func main() {
 	flag.IntVar(&o.outputLen, "output-len", 64, "output tokens per request")
 	flag.StringVar(&o.protocol, "protocol", "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL of the traced servers (grpc, vserve's default, or http/protobuf)")
 	flag.IntVar(&o.basePort, "base-port", 18100, "first of the servers' ports")
+	flag.IntVar(&o.warmup, "warmup", 0, "warm-up requests per server before the rounds (0: one round's); a server reaches its steady state once its KV cache was written all over and its buffers grew to their working sizes")
+	flag.StringVar(&o.kvCacheMemory, "kv-cache-memory", "256MiB", "each server's --kv-cache-memory: small enough that the warm-up writes all of it (the first write of a page faults), and that the servers fit in memory together")
+	flag.StringVar(&o.device, "device", "cpu", "each server's --device: cpu, or sim (a binary built with -tags simdevice) for the host side of a GPU server, whose forward pass does not run on the cores that serve")
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of each server (0: the machine's); one core keeps the servers' CPU time free of idle-worker wakeups")
 	flag.Parse()
 	if o.vserve == "" {
@@ -168,8 +174,16 @@ func run(o options) error {
 		if err := clients[i].ResolveModel(ctx); err != nil {
 			return err
 		}
-		if _, _, err := bench.Run(ctx, clients[i].Do, prompts[:min(32, len(prompts))], bench.LoadConfig{Concurrency: o.concurrency}); err != nil { // warm-up
-			return err
+	}
+	warmup := o.warmup
+	if warmup <= 0 {
+		warmup = o.perRound
+	}
+	for i := range configs { // in turn: all servers go into the rounds warm
+		for sent := 0; sent < warmup; sent += len(prompts) {
+			if _, _, err := bench.Run(ctx, clients[i].Do, prompts[:min(warmup-sent, len(prompts))], bench.LoadConfig{Concurrency: o.concurrency}); err != nil {
+				return err
+			}
 		}
 	}
 	if r := balancedRounds(o.rounds, len(configs)); r != o.rounds {
@@ -238,7 +252,7 @@ func roundOrder(n, r int) []int {
 }
 
 func (c *config) start(ctx context.Context, o options, port int) error {
-	args := append([]string{"--model", o.modelDir, "--host", "127.0.0.1", "--port", strconv.Itoa(port)}, c.flags...)
+	args := append([]string{"--model", o.modelDir, "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--kv-cache-memory", o.kvCacheMemory, "--device", o.device}, c.flags...)
 	c.cmd = exec.CommandContext(ctx, c.binary, args...)
 	c.cmd.Env = append(os.Environ(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="+o.protocol)
 	if o.serverProcs > 0 {
