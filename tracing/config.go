@@ -63,6 +63,7 @@ type Config struct {
 	StepSampler, RichSampler StepSampler              // nil: hash samplers with random seeds
 
 	stockTransform bool // export through otlptrace.Exporter's own span transform (benchmarks compare)
+	sdkSpans       bool // make the journey spans through the SDK even where a server makes them directly (directSpans; tests compare)
 }
 
 // DefaultConfig returns the flag defaults.

@@ -99,11 +99,8 @@ func borrowBuilder() *eventBuilder { return builders.Get().(*eventBuilder) }
 
 func returnBuilder(b *eventBuilder) { builders.Put(b) }
 
-// Span kinds as ready options (each trace.WithSpanKind call allocates).
-var (
-	serverKind   = trace.WithSpanKind(trace.SpanKindServer)
-	internalKind = trace.WithSpanKind(trace.SpanKindInternal)
-)
+// internalKind is a ready option (each trace.WithSpanKind call allocates).
+var internalKind = trace.WithSpanKind(trace.SpanKindInternal)
 
 // eventSink is where one span's events go. Through the SDK (AddEvent) by
 // default; when the export processor is the provider's only processor

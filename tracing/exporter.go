@@ -204,6 +204,10 @@ func (e encodedSpan) appendTo(b []byte) []byte {
 // attributes and timestamps, and calls every processor. events is not
 // retained after End returns.
 func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, opts ...trace.SpanEndOption) {
+	if d, ok := span.(*directSpan); ok {
+		d.endWithEvents(events, opts...)
+		return
+	}
 	if len(events) == 0 || !span.SpanContext().IsSampled() {
 		span.End(opts...)
 		return

@@ -40,7 +40,8 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	}
 	now := t.now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
-	ctx, span := t.apiTracer.Start(parent, SpanRequest, serverKind, trace.WithTimestamp(now))
+	span := t.apiSpans.start(parent, now)
+	ctx := trace.ContextWithSpan(context.Background(), span)
 	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route,
 		events: newEventSink(t.export, span)}
 	if journey {

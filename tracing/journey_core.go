@@ -17,7 +17,7 @@ import (
 // only for requests whose trace headers carry x-vllm-journey-sampled "1",
 // and one idempotent cleanup (finish) releases it on every path.
 type coreTracer struct {
-	tracer trace.Tracer
+	spans  *journeyStarter
 	export *exportProcessor // see eventSink
 	now    func() time.Time // time.Now; tests make it deterministic
 	mu     sync.Mutex
@@ -87,8 +87,8 @@ func (e *journeyEvent) writeAttributes(w *eventAttrs) {
 	}
 }
 
-func newCoreTracer(tp trace.TracerProvider, export *exportProcessor) *coreTracer {
-	return &coreTracer{tracer: tp.Tracer(ScopeScheduler), export: export, now: time.Now, states: make(map[string]*coreState)}
+func newCoreTracer(spans *journeyStarter, export *exportProcessor) *coreTracer {
+	return &coreTracer{spans: spans, export: export, now: time.Now, states: make(map[string]*coreState)}
 }
 
 // start creates llm_core iff headers[x-vllm-journey-sampled] is exactly "1",
@@ -101,10 +101,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 		at = c.now()
 	}
 	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
-	_, span := c.tracer.Start(parent, SpanCore,
-		internalKind,
-		trace.WithTimestamp(at),
-		trace.WithAttributes(attribute.String(AttrRequestID, id)))
+	span := c.spans.start(parent, at, attribute.String(AttrRequestID, id))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.states[id]; old != nil { // a reused id: never leak the old span

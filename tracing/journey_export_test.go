@@ -102,9 +102,11 @@ func randomJourneyPlans(r *rand.Rand) []journeyPlan {
 			// one at most: shutdown ends open spans in map order, and the
 			// counting clock would tell the orders apart
 			leaveOpen: i == len(plans)-1 && r.IntN(3) == 0}
-		switch r.IntN(3) {
+		switch r.IntN(4) {
 		case 1:
 			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		case 3: // with a vendor's trace state, which the spans carry on
+			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "vendor=abc,other=1"}
 		case 2:
 			p.clientHeaders = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
 		}
@@ -163,10 +165,12 @@ func exportTelemetry(t *testing.T, direct bool, configure func(*Config)) (*Telem
 	p.maxRequestBytes = math.MaxInt
 	c := DefaultConfig()
 	c.SpanProcessors = []sdktrace.SpanProcessor{p}
+	c.sdkSpans = !direct
 	configure(&c)
 	tel, err := Setup(context.Background(), c)
 	require.NoError(t, err)
 	require.Same(t, p, tel.export, "the sole export processor takes encoded events")
+	require.Equal(t, direct, tel.apiSpans.direct != nil, "a server makes its journey spans without the SDK")
 	var ticks atomic.Int64
 	tel.now = func() time.Time {
 		return baseNow.Add(time.Duration(ticks.Add(1)) * 13 * time.Microsecond)

@@ -78,26 +78,30 @@ const (
 // recorded; appendSpanTail the fields after them. Span.events fields
 // encoded beforehand (appendEvent) go in between (encodedSpan).
 func appendSpanHead(b []byte, s sdktrace.ReadOnlySpan) []byte {
-	sc := s.SpanContext()
+	b = appendSpanStart(b, s.SpanContext(), s.Parent(), s.Name(), s.SpanKind(), s.StartTime(), s.EndTime(), s.Attributes())
+	b = appendVarintField(b, spanDroppedAttrs, clampCount(s.DroppedAttributes()))
+	for _, e := range s.Events() {
+		b = appendEvent(b, e.Name, e.Time, e.Attributes, e.DroppedAttributeCount)
+	}
+	return b
+}
+
+// appendSpanStart appends a Span's fields up to its attributes.
+func appendSpanStart(b []byte, sc, parent trace.SpanContext, name string, kind trace.SpanKind, start, end time.Time, attrs []attribute.KeyValue) []byte {
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = appendBytesField(b, spanTraceID, tid[:])
 	b = appendBytesField(b, spanSpanID, sid[:])
 	if ts := sc.TraceState(); ts.Len() > 0 {
 		b = appendStringField(b, spanTraceState, ts.String())
 	}
-	if psid := s.Parent().SpanID(); psid.IsValid() {
+	if psid := parent.SpanID(); psid.IsValid() {
 		b = appendBytesField(b, spanParentSpanID, psid[:])
 	}
-	b = appendStringField(b, spanName, s.Name())
-	b = appendVarintField(b, spanKind, otlpSpanKind(s.SpanKind()))
-	b = appendFixed64Field(b, spanStartTime, unixNanos(s.StartTime().UnixNano()))
-	b = appendFixed64Field(b, spanEndTime, unixNanos(s.EndTime().UnixNano()))
-	b = appendKeyValues(b, spanAttributes, s.Attributes())
-	b = appendVarintField(b, spanDroppedAttrs, clampCount(s.DroppedAttributes()))
-	for _, e := range s.Events() {
-		b = appendEvent(b, e.Name, e.Time, e.Attributes, e.DroppedAttributeCount)
-	}
-	return b
+	b = appendStringField(b, spanName, name)
+	b = appendVarintField(b, spanKind, otlpSpanKind(kind))
+	b = appendFixed64Field(b, spanStartTime, unixNanos(start.UnixNano()))
+	b = appendFixed64Field(b, spanEndTime, unixNanos(end.UnixNano()))
+	return appendKeyValues(b, spanAttributes, attrs)
 }
 
 func appendSpanTail(b []byte, s sdktrace.ReadOnlySpan) []byte {
@@ -106,11 +110,15 @@ func appendSpanTail(b []byte, s sdktrace.ReadOnlySpan) []byte {
 		b = appendLink(b, l)
 	}
 	b = appendVarintField(b, spanDroppedLinks, clampCount(s.DroppedLinks()))
-	b = appendStatus(b, s.Status())
-	return appendFixed32Field(b, spanFlags, spanFlagsOf(s.SpanContext().TraceFlags(), s.Parent()))
+	return appendSpanEnd(b, s.Status(), s.SpanContext(), s.Parent())
 }
 
-// appendEvent appends one Span.events field.
+// appendSpanEnd appends a Span's last fields: its status and flags.
+func appendSpanEnd(b []byte, st sdktrace.Status, sc, parent trace.SpanContext) []byte {
+	b = appendStatus(b, st)
+	return appendFixed32Field(b, spanFlags, spanFlagsOf(sc.TraceFlags(), parent))
+}
+
 func appendEvent(b []byte, name string, at time.Time, attrs []attribute.KeyValue, dropped int) []byte {
 	b, mark := openEvent(b, name, at)
 	b = appendKeyValues(b, eventAttributes, attrs)

@@ -29,8 +29,8 @@ const defaultExportTimeout = 10 * time.Second
 // when the span limits (OTEL_SPAN_ATTRIBUTE_* and
 // OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT) cannot trim what it encodes: otherwise
 // everything goes through the SDK, which applies them.
-func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, sole, otlp *exportProcessor, err error) {
-	res := resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
+func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvider, res *resource.Resource, sole, otlp *exportProcessor, err error) {
+	res = resource.NewSchemaless(attribute.String("service.name", c.serviceName()))
 	limits := sdktrace.NewSpanLimits()
 	limits.EventCountLimit = c.MaxEventsPerSpan
 	opts := []sdktrace.TracerProviderOption{
@@ -41,7 +41,7 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 	if c.OTLPTracesEndpoint != "" {
 		p, err := newOTLPProcessor(ctx, c)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		otlp, _ = p.(*exportProcessor)
 		procs = append(procs[:len(procs):len(procs)], p)
@@ -52,7 +52,7 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 	if len(procs) == 1 && limitsKeepAll(limits) {
 		sole, _ = procs[0].(*exportProcessor)
 	}
-	return sdktrace.NewTracerProvider(opts...), sole, otlp, nil
+	return sdktrace.NewTracerProvider(opts...), res, sole, otlp, nil
 }
 
 // newOTLPProcessor creates the span processor that exports to the

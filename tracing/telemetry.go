@@ -27,6 +27,7 @@ type Telemetry struct {
 	export         *exportProcessor         // the provider's only processor, or nil (see eventSink)
 	now            func() time.Time         // time.Now; tests make it deterministic
 	apiTracer      trace.Tracer             // nil: tracing off
+	apiSpans       *journeyStarter          // llm_request
 	journeySampler RequestSampler
 	core           *coreTracer // nil: tracing off
 	steps          *stepTracer // nil: step tracing off
@@ -60,7 +61,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 		return t, nil
 	}
 	installErrorHandler(c.Logger)
-	tp, sole, otlp, err := newTracerProvider(ctx, c)
+	tp, res, sole, otlp, err := newTracerProvider(ctx, c)
 	if err != nil {
 		return nil, errors.Join(err, m.provider.Shutdown(ctx))
 	}
@@ -71,11 +72,16 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 		}
 	}
 	t.apiTracer = t.tp.Tracer(ScopeAPI)
+	var direct *directSpans
+	if !c.sdkSpans {
+		direct = newDirectSpans(sole, res, tp)
+	}
+	t.apiSpans = newJourneyStarter(tp, ScopeAPI, SpanRequest, trace.SpanKindServer, direct)
 	t.journeySampler = c.JourneySampler
 	if t.journeySampler == nil {
 		t.journeySampler = NewRateSampler(c.JourneySampleRate)
 	}
-	t.core = newCoreTracer(t.tp, t.export)
+	t.core = newCoreTracer(newJourneyStarter(tp, ScopeScheduler, SpanCore, trace.SpanKindInternal, direct), t.export)
 	if c.StepTracingEnabled {
 		if c.StepSampler == nil {
 			c.StepSampler = NewHashStepSampler(c.StepSampleRate, rand.Uint64())

@@ -1,0 +1,192 @@
+package tracing
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+)
+
+// journeyStarter starts the spans of one kind of the journey (llm_request
+// or llm_core): through the SDK's tracer, or, in a running server, as
+// directSpans.
+type journeyStarter struct {
+	tracer  trace.Tracer
+	name    string
+	kind    trace.SpanKind
+	kindOpt trace.SpanStartOption // made once: each WithSpanKind allocates
+	direct  *directSpans          // nil: through the SDK
+	scope   instrumentation.Scope
+}
+
+// newJourneyStarter starts spans name of kind with the provider's tracer of
+// scope, or directly when direct is set.
+func newJourneyStarter(tp trace.TracerProvider, scope, name string, kind trace.SpanKind, direct *directSpans) *journeyStarter {
+	return &journeyStarter{tracer: tp.Tracer(scope), name: name, kind: kind, kindOpt: trace.WithSpanKind(kind),
+		direct: direct, scope: instrumentation.Scope{Name: scope}}
+}
+
+// start starts a span under the span context in parent (a new trace when
+// it has none) at time at.
+func (j *journeyStarter) start(parent context.Context, at time.Time, attrs ...attribute.KeyValue) trace.Span {
+	if j.direct == nil {
+		_, span := j.tracer.Start(parent, j.name, j.kindOpt, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+		return span
+	}
+	return j.direct.start(j, trace.SpanContextFromContext(parent), at, attrs)
+}
+
+// directSpans makes a running server's journey spans without the SDK.
+//
+// In a server, llm_request and llm_core were most of journey tracing's CPU:
+// the SDK's span, its start and end configurations, its sampler, its id
+// generator's lock and the read-only snapshot End makes for the processors
+// cost more than the export processor's encoding of the same span, and in
+// a server each hook finds them cold (docs/observability.md has the
+// figures). When the export processor is the provider's only processor, no
+// span limit can trim a journey span, and the sampler is the SDK's default
+// (OTEL_TRACES_SAMPLER unset), the spans are made here instead, with what
+// the SDK would give them: random ids, the parent's trace id, trace state
+// and sampling decision (parent-based, always on), and the export
+// processor encodes them when they end. Tests replay the same journeys
+// through the SDK and this way and require equal exports.
+type directSpans struct {
+	export *exportProcessor
+	res    *resource.Resource
+	tp     trace.TracerProvider
+}
+
+// newDirectSpans returns the direct span maker of a provider whose only
+// processor is sole (nil: none), or nil when the SDK must make the spans.
+func newDirectSpans(sole *exportProcessor, res *resource.Resource, tp trace.TracerProvider) *directSpans {
+	if sole == nil || os.Getenv("OTEL_TRACES_SAMPLER") != "" {
+		return nil
+	}
+	return &directSpans{export: sole, res: res, tp: tp}
+}
+
+// start returns a recording directSpan, or, under a parent that is not
+// sampled, a non-recording span with the context the SDK would give it.
+func (d *directSpans) start(j *journeyStarter, parent trace.SpanContext, at time.Time, attrs []attribute.KeyValue) trace.Span {
+	cfg := trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: randomSpanID(), TraceState: parent.TraceState()}
+	if !parent.IsValid() {
+		cfg.TraceID = randomTraceID()
+	}
+	if !parent.IsValid() || parent.IsSampled() {
+		cfg.TraceFlags = trace.FlagsSampled
+	}
+	sc := trace.NewSpanContext(cfg)
+	if !sc.IsSampled() {
+		return trace.SpanFromContext(trace.ContextWithSpanContext(context.Background(), sc))
+	}
+	return &directSpan{
+		spans: d, scope: j.scope, name: j.name, kind: j.kind, sc: sc, parent: parent, start: at,
+		attrs: attrs,
+	}
+}
+
+// directSpan is a journey span made without the SDK (directSpans). Its
+// events are written by its eventSink, in OTLP encoding; AddEvent,
+// AddLink and RecordError record nothing. SetAttributes appends (vserve
+// never sets a key twice). Like the SDK's spans it is safe for one owner:
+// the journey's mutexes serialise its calls.
+type directSpan struct {
+	embedded.Span
+	spans  *directSpans
+	scope  instrumentation.Scope
+	name   string
+	kind   trace.SpanKind
+	sc     trace.SpanContext
+	parent trace.SpanContext
+	start  time.Time
+	attrs  []attribute.KeyValue
+	status sdktrace.Status
+	ended  bool
+}
+
+var _ trace.Span = (*directSpan)(nil)
+
+// End exports the span (without events: see eventSink.end).
+func (s *directSpan) End(opts ...trace.SpanEndOption) { s.endWithEvents(nil, opts...) }
+
+// endWithEvents ends the span once and queues its encoding, with events
+// (Span.events fields) between its attributes and its status.
+func (s *directSpan) endWithEvents(events []byte, opts ...trace.SpanEndOption) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	cfg := trace.NewSpanEndConfig(opts...)
+	end := cfg.Timestamp()
+	if end.IsZero() {
+		end = time.Now()
+	}
+	p := s.spans.export
+	scratch := appendSpanStart(p.takeScratch(), s.sc, s.parent, s.name, s.kind, s.start, end, s.attrs)
+	head := len(scratch)
+	scratch = appendSpanEnd(scratch, s.status, s.sc, s.parent)
+	p.enqueue(s.spans.res, s.scope, encodedSpan{head: scratch[:head], events: events, tail: scratch[head:]}, scratch)
+	s.attrs = nil
+}
+
+func (s *directSpan) AddEvent(string, ...trace.EventOption)   {}
+func (s *directSpan) AddLink(trace.Link)                      {}
+func (s *directSpan) RecordError(error, ...trace.EventOption) {}
+func (s *directSpan) IsRecording() bool                       { return !s.ended }
+func (s *directSpan) SpanContext() trace.SpanContext          { return s.sc }
+func (s *directSpan) TracerProvider() trace.TracerProvider    { return s.spans.tp }
+
+func (s *directSpan) SetName(name string) {
+	if !s.ended {
+		s.name = name
+	}
+}
+
+func (s *directSpan) SetAttributes(kv ...attribute.KeyValue) {
+	if !s.ended {
+		s.attrs = append(s.attrs, kv...)
+	}
+}
+
+// SetStatus follows the SDK: Unset changes nothing, OK is final, and only
+// Error keeps a description.
+func (s *directSpan) SetStatus(code codes.Code, description string) {
+	if s.ended || code == codes.Unset || s.status.Code == codes.Ok {
+		return
+	}
+	s.status = sdktrace.Status{Code: code}
+	if code == codes.Error {
+		s.status.Description = description
+	}
+}
+
+func randomTraceID() trace.TraceID {
+	var id trace.TraceID
+	for !id.IsValid() {
+		putUint64(id[:8], rand.Uint64())
+		putUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func randomSpanID() trace.SpanID {
+	var id trace.SpanID
+	for !id.IsValid() {
+		putUint64(id[:], rand.Uint64())
+	}
+	return id
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (8 * i))
+	}
+}
