@@ -96,6 +96,8 @@ type apiSpan struct {
 	events  eventSink
 	headers map[string]string
 	route   string
+	held    [maxAPIEvents]apiEvent // see event
+	numHeld int
 
 	mu        sync.Mutex
 	info      server.RequestInfo // set by Parsed; its pointers point at the copies below
@@ -112,14 +114,50 @@ type apiSpan struct {
 	ended     bool
 }
 
-// event adds an api.* event; callers hold mu (or own s before it is
-// published).
-func (s *apiSpan) event(name string, at time.Time, extra ...attribute.KeyValue) {
+// apiEvent is an api.* event held until its span ends: its name, time
+// and, for api.ABORTED, reason and error.
+type apiEvent struct {
+	name        string
+	at          time.Time
+	reason, msg string
+}
+
+// maxAPIEvents is the most api.* events a span has: ARRIVED,
+// HANDOFF_TO_CORE, FIRST_RESPONSE_FROM_CORE, and DEPARTED or ABORTED.
+const maxAPIEvents = 4
+
+// event holds an api.* event; callers hold mu (or own s before it is
+// published). The events are written when the span ends (endLocked):
+// written one at a time, each found the caches emptied by the serving
+// code that ran since the last, and fetched its code, keys and buffer
+// from memory again (docs/observability.md). The exported span is the
+// same: each event carries its own time.
+func (s *apiSpan) event(name string, at time.Time) {
+	s.hold(apiEvent{name: name, at: at})
+}
+
+func (s *apiSpan) hold(e apiEvent) {
+	if s.numHeld == maxAPIEvents { // never: one of each
+		s.writeHeld()
+	}
+	s.held[s.numHeld] = e
+	s.numHeld++
+}
+
+// writeHeld writes the held events, in order.
+func (s *apiSpan) writeHeld() {
 	b := borrowBuilder()
 	defer returnBuilder(b)
-	attrs := append(b.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(at)))
-	attrs = append(attrs, extra...)
-	s.events.add(b, s.span, name, at, attrs)
+	for i := range s.numHeld {
+		e := &s.held[i]
+		attrs := append(b.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(e.at)))
+		if e.name == EventAborted {
+			attrs = append(attrs, attribute.String(AttrReason, e.reason), attribute.String(AttrError, e.msg))
+		}
+		s.events.add(b, s.span, e.name, e.at, attrs)
+		*e = apiEvent{}
+	}
+	s.numHeld = 0
 }
 
 // Parsed records the gen_ai request attributes; unset values are skipped.
@@ -151,6 +189,7 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 // endLocked ends the span with its attributes, from Arrived, Parsed and
 // Departed, set in one call.
 func (s *apiSpan) endLocked(at time.Time) {
+	s.writeHeld()
 	b := borrowBuilder()
 	defer returnBuilder(b)
 	attrs := append(b.buf(), attribute.String(AttrHTTPRoute, s.route))
@@ -281,7 +320,7 @@ func (s *apiSpan) abortLocked(reason string, err error, at time.Time) {
 		msg = err.Error()
 	}
 	if s.journey {
-		s.event(EventAborted, at, attribute.String(AttrReason, reason), attribute.String(AttrError, msg))
+		s.hold(apiEvent{name: EventAborted, at: at, reason: reason, msg: msg})
 	}
 	s.span.SetStatus(codes.Error, msg)
 }

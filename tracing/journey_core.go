@@ -39,7 +39,8 @@ type coreState struct {
 	scheduled   bool
 	firstToken  bool
 	finished    bool
-	event       journeyEvent // the one being added, under mu
+	held        []journeyEvent // written when the span ends (see apiSpan.event)
+	heldArray   [4]journeyEvent
 }
 
 // journeyEvent is the content of one journey.<typ> event: the common keys
@@ -47,6 +48,7 @@ type coreState struct {
 type journeyEvent struct {
 	typ                     string
 	ns                      int64
+	at                      time.Time // ns's wall time, the event's timestamp
 	step                    uint64
 	phase                   string
 	prefillDone, prefillAll int
@@ -156,19 +158,19 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 // one extra attribute (schedule.kind or finish.status).
 func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extraKey *eventKey, extra string) {
 	now := st.now()
-	b := borrowBuilder()
-	defer returnBuilder(b)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended {
 		return
 	}
-	st.event = journeyEvent{
-		typ: typ, ns: monotonicNS(now), step: step, phase: phase,
+	if st.held == nil {
+		st.held = st.heldArray[:0]
+	}
+	st.held = append(st.held, journeyEvent{
+		typ: typ, ns: monotonicNS(now), at: now, step: step, phase: phase,
 		prefillDone: st.highWater, prefillAll: st.promptLen, decodeDone: outputTokens, decodeMax: st.maxTokens,
 		preemptions: st.preemptions, extraKey: extraKey, extra: extra,
-	}
-	st.events.addFrom(b, st.span, journeyEventName(typ), now, &st.event)
+	})
 }
 
 // end ends the span once, with its events.
@@ -177,6 +179,14 @@ func (st *coreState) end() {
 	defer st.mu.Unlock()
 	if !st.ended {
 		st.ended = true
+		b := borrowBuilder()
+		for i := range st.held {
+			e := &st.held[i]
+			st.events.addFrom(b, st.span, journeyEventName(e.typ), e.at, e)
+		}
+		returnBuilder(b)
+		clear(st.held)
+		st.held = nil
 		st.events.end(st.span, trace.WithTimestamp(st.now()))
 	}
 }
