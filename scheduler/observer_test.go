@@ -43,9 +43,14 @@ func (r *recorder) Finished(v RequestView, step uint64, reason FinishReason) {
 func (r *recorder) StepBuilt(out *Output, v StepView) {
 	line := fmt.Sprintf("step=%d run=%d wait=%d fin=%d free=%d/%d", out.Step, v.NumRunning(), v.NumWaiting(),
 		v.NumFinishedSincePrevStep(), v.KVBlocksFree(), v.KVBlocksTotal())
+	var visited BatchCounts
 	v.Running(func(q RequestView, sched, before int) {
 		line += fmt.Sprintf(" %s:%d@%d", q.RequestID(), sched, before)
+		visited.add(q.NumOutputTokens() > 0, sched)
 	})
+	if v.Batch() != visited {
+		line += fmt.Sprintf(" batch-mismatch:%+v!=%+v", v.Batch(), visited)
+	}
 	if v.StartTime().IsZero() || time.Since(v.StartTime()) < 0 {
 		line += " bad-start"
 	}

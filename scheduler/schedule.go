@@ -26,7 +26,7 @@ func (s *Scheduler) Schedule() *Output {
 	}
 	s.buildOutput(buf)
 	if s.obs != nil {
-		s.sv.out, s.sv.start = &buf.out, start
+		s.sv.out, s.sv.batch, s.sv.start = &buf.out, buf.batch, start
 		s.obs.StepBuilt(&buf.out, &s.sv)
 		s.sv.out = nil
 	}
@@ -45,6 +45,7 @@ func (b *outBuf) reset(step uint64) {
 	o.PreemptedRequestIDs = o.PreemptedRequestIDs[:0]
 	b.committed = b.committed[:0]
 	b.pending = true
+	b.batch = BatchCounts{}
 	clear(b.sched) // drop request pointers of two steps ago
 	b.sched = b.sched[:0]
 	b.arena = b.arena[:0]
@@ -264,6 +265,20 @@ func (s *Scheduler) addEntry(buf *outBuf, e schedEntry) {
 	e.r.schedStep, e.r.schedTokens = s.step, e.n
 }
 
+// add counts one scheduled request of n tokens.
+func (c *BatchCounts) add(decode bool, n int) {
+	if n <= 0 {
+		return
+	}
+	if decode {
+		c.DecodeReqs++
+		c.DecodeTokens += n
+	} else {
+		c.PrefillReqs++
+		c.PrefillTokens += n
+	}
+}
+
 // buildOutput fills buf.out from the scheduled entries.
 func (s *Scheduler) buildOutput(buf *outBuf) {
 	out := &buf.out
@@ -272,6 +287,7 @@ func (s *Scheduler) buildOutput(buf *outBuf) {
 		r := e.r
 		out.NumScheduledTokens[r.id] = e.n
 		out.TotalNumScheduledTokens += e.n
+		buf.batch.add(r.numOutputs() > 0, e.n)
 		switch e.kind {
 		case kindNew:
 			out.NewRequests = append(out.NewRequests, NewRequest{

@@ -59,7 +59,8 @@ type outBuf struct {
 	// committed are the blocks this step entered into the prefix cache,
 	// which a failed step takes out again (Update with a nil RunnerOutput).
 	committed []kvcache.CachedBlock
-	pending   bool // built and not yet passed to Update
+	pending   bool        // built and not yet passed to Update
+	batch     BatchCounts // of out, for StepView.Batch
 }
 
 // New validates cfg, applies defaults and builds the scheduler and its KV
@@ -273,6 +274,7 @@ func (s *Scheduler) removeRunningAt(i int) {
 type stepView struct {
 	s     *Scheduler
 	out   *Output
+	batch BatchCounts
 	start time.Time
 }
 
@@ -283,6 +285,7 @@ func (v *stepView) KVBlocksTotal() int            { return v.s.kv.NumUsable() }
 func (v *stepView) KVBlocksFree() int             { return v.s.kv.NumFree() }
 func (v *stepView) NumFinishedSincePrevStep() int { return len(v.out.FinishedRequestIDs) }
 func (v *stepView) StartTime() time.Time          { return v.start }
+func (v *stepView) Batch() BatchCounts            { return v.batch }
 func (v *stepView) Running(fn func(r RequestView, scheduledTokens, computedBefore int)) {
 	for _, r := range v.s.running {
 		n := 0

@@ -254,6 +254,14 @@ type Observer interface {
 	StepBuilt(out *Output, v StepView)
 }
 
+// BatchCounts are a step's scheduled requests without output tokens yet
+// (prefill) and with some (decode), and the tokens scheduled for each
+// group.
+type BatchCounts struct {
+	PrefillReqs, DecodeReqs     int
+	PrefillTokens, DecodeTokens int
+}
+
 // StepView gives StepBuilt what it needs without exposing the scheduler.
 type StepView interface {
 	NumRunning() int
@@ -262,6 +270,10 @@ type StepView interface {
 	KVBlocksTotal() int
 	KVBlocksFree() int
 	NumFinishedSincePrevStep() int
+	// Batch counts the step's scheduled requests and tokens by phase,
+	// counted while the step was built: reading them costs nothing, where
+	// Running visits every running request.
+	Batch() BatchCounts
 	// Running calls fn for each running request with the tokens scheduled
 	// for it in this step and its computed tokens before the step.
 	Running(fn func(r RequestView, scheduledTokens, computedBefore int))

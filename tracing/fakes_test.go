@@ -58,6 +58,19 @@ func (v *fakeStep) KVBlocksTotal() int            { return 100 }
 func (v *fakeStep) KVBlocksFree() int             { return 75 }
 func (v *fakeStep) NumFinishedSincePrevStep() int { return v.finished }
 func (v *fakeStep) StartTime() time.Time          { return v.start }
+func (v *fakeStep) Batch() scheduler.BatchCounts {
+	var c scheduler.BatchCounts
+	for _, r := range v.running {
+		if n := v.scheduled[r.id]; n > 0 && r.NumOutputTokens() > 0 {
+			c.DecodeReqs++
+			c.DecodeTokens += n
+		} else if n > 0 {
+			c.PrefillReqs++
+			c.PrefillTokens += n
+		}
+	}
+	return c
+}
 func (v *fakeStep) Running(fn func(scheduler.RequestView, int, int)) {
 	for _, r := range v.running {
 		fn(r, v.scheduled[r.id], r.computed)

@@ -178,7 +178,6 @@ func (s *stepTracer) takeSpareLocked() *pendingStep {
 // StepView.Running escapes, which cost an allocation per step.
 type stepVisitor struct {
 	p     *pendingStep
-	rich  bool
 	visit func(r scheduler.RequestView, scheduled, computedBefore int) // add
 }
 
@@ -188,19 +187,23 @@ func newStepVisitor() *stepVisitor {
 	return v
 }
 
-// build fills p with the summary and, when rich, the snapshots: one pass
-// over the running requests, O(1) per request. now is the end of
-// scheduling.
+// build fills p with the summary and, when rich, the snapshots: the
+// counts come with the view (StepView.Batch); only a rich step visits the
+// running requests, O(1) each. now is the end of scheduling.
 func (vis *stepVisitor) build(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) *pendingStep {
 	start := v.StartTime()
 	*p = pendingStep{step: out.Step, at: now, snapshots: p.snapshots[:0]}
-	if rich && cap(p.snapshots) < v.NumRunning() {
-		p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
+	if rich {
+		if cap(p.snapshots) < v.NumRunning() {
+			p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
+		}
+		vis.p = p
+		v.Running(vis.visit)
+		vis.p = nil
 	}
-	vis.p, vis.rich = p, rich
-	v.Running(vis.visit)
-	vis.p = nil
 	sum := &p.summary
+	b := v.Batch()
+	sum.prefillReqs, sum.decodeReqs, sum.prefillTokens, sum.decodeTok = b.PrefillReqs, b.DecodeReqs, b.PrefillTokens, b.DecodeTokens
 	sum.startNS, sum.endNS, sum.durationUS = monotonicNS(start), monotonicNS(now), now.Sub(start).Microseconds()
 	sum.running, sum.waiting = v.NumRunning(), v.NumWaiting()
 	sum.scheduledTokens = out.TotalNumScheduledTokens
@@ -209,27 +212,14 @@ func (vis *stepVisitor) build(p *pendingStep, out *scheduler.Output, v scheduler
 	return p
 }
 
-// add counts one running request into the summary and, when rich, adds
-// its snapshot.
+// add adds the snapshot of one running request.
 func (vis *stepVisitor) add(r scheduler.RequestView, scheduled, computedBefore int) {
-	p, sum := vis.p, &vis.p.summary
-	decode := r.NumOutputTokens() > 0
-	if scheduled > 0 {
-		if decode {
-			sum.decodeReqs++
-			sum.decodeTok += scheduled
-		} else {
-			sum.prefillReqs++
-			sum.prefillTokens += scheduled
-		}
-	}
-	if vis.rich {
-		p.snapshots = append(p.snapshots, requestSnapshot{
-			step: p.step, id: r.RequestID(), decode: decode, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
-			output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
-			blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
-		})
-	}
+	p := vis.p
+	p.snapshots = append(p.snapshots, requestSnapshot{
+		step: p.step, id: r.RequestID(), decode: r.NumOutputTokens() > 0, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
+		output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
+		blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
+	})
 }
 
 // summaryAttrs is the number of step.BATCH_SUMMARY attributes: 16 from the

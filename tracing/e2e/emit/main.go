@@ -134,6 +134,15 @@ func (v *stepView) KVBlocksTotal() int            { return 1000 }
 func (v *stepView) KVBlocksFree() int             { return 990 }
 func (v *stepView) NumFinishedSincePrevStep() int { return 0 }
 func (v *stepView) StartTime() time.Time          { return v.start }
+func (v *stepView) Batch() scheduler.BatchCounts {
+	if v.scheduled == 0 {
+		return scheduler.BatchCounts{}
+	}
+	if v.r.NumOutputTokens() > 0 {
+		return scheduler.BatchCounts{DecodeReqs: 1, DecodeTokens: v.scheduled}
+	}
+	return scheduler.BatchCounts{PrefillReqs: 1, PrefillTokens: v.scheduled}
+}
 func (v *stepView) Running(fn func(scheduler.RequestView, int, int)) {
 	fn(v.r, v.scheduled, v.r.computed)
 }
