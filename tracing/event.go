@@ -278,10 +278,15 @@ func (e *eventSink) end(span trace.Span, opts ...trace.SpanEndOption) {
 
 // maxPooledEventBuffer bounds the event buffers kept for reuse: a step
 // window of 100 steps at batch 64 with a snapshot of every request in
-// every step needs about 3 MB; a journey span a few hundred bytes.
+// every step needs about 3 MB; a journey span about 1 KB.
 const maxPooledEventBuffer = 4 << 20
 
+// newEventBufferSize holds a journey span's events: llm_core's four
+// events of a request that ran without preemption take 1.2 KB, and a
+// smaller buffer grew, copying, for most requests.
+const newEventBufferSize = 2048
+
 var eventBuffers = sync.Pool{New: func() any {
-	b := make([]byte, 0, 1024)
+	b := make([]byte, 0, newEventBufferSize)
 	return &b
 }}
