@@ -15,10 +15,10 @@ import (
 	"go.opentelemetry.io/otel/trace/embedded"
 )
 
-// journeyStarter starts the spans of one kind of the journey (llm_request
-// or llm_core): through the SDK's tracer, or, in a running server, as
+// spanStarter starts the spans of one kind (llm_request, llm_core or the
+// step windows): through the SDK's tracer, or, in a running server, as
 // directSpans.
-type journeyStarter struct {
+type spanStarter struct {
 	tracer  trace.Tracer
 	name    string
 	kind    trace.SpanKind
@@ -27,24 +27,29 @@ type journeyStarter struct {
 	scope   instrumentation.Scope
 }
 
-// newJourneyStarter starts spans name of kind with the provider's tracer of
+// newSpanStarter starts spans name of kind with the provider's tracer of
 // scope, or directly when direct is set.
-func newJourneyStarter(tp trace.TracerProvider, scope, name string, kind trace.SpanKind, direct *directSpans) *journeyStarter {
-	return &journeyStarter{tracer: tp.Tracer(scope), name: name, kind: kind, kindOpt: trace.WithSpanKind(kind),
+func newSpanStarter(tp trace.TracerProvider, scope, name string, kind trace.SpanKind, direct *directSpans) *spanStarter {
+	return &spanStarter{tracer: tp.Tracer(scope), name: name, kind: kind, kindOpt: trace.WithSpanKind(kind),
 		direct: direct, scope: instrumentation.Scope{Name: scope}}
 }
 
 // start starts a span under the span context in parent (a new trace when
 // it has none) at time at.
-func (j *journeyStarter) start(parent context.Context, at time.Time, attrs ...attribute.KeyValue) trace.Span {
-	if j.direct == nil {
-		_, span := j.tracer.Start(parent, j.name, j.kindOpt, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
-		return span
-	}
-	return j.direct.start(j, trace.SpanContextFromContext(parent), at, attrs)
+func (j *spanStarter) start(parent context.Context, at time.Time, attrs ...attribute.KeyValue) trace.Span {
+	return j.startNamed(parent, j.name, at, attrs...)
 }
 
-// directSpans makes a running server's journey spans without the SDK.
+// startNamed is start for a span named name.
+func (j *spanStarter) startNamed(parent context.Context, name string, at time.Time, attrs ...attribute.KeyValue) trace.Span {
+	if j.direct == nil {
+		_, span := j.tracer.Start(parent, name, j.kindOpt, trace.WithTimestamp(at), trace.WithAttributes(attrs...))
+		return span
+	}
+	return j.direct.start(j, name, trace.SpanContextFromContext(parent), at, attrs)
+}
+
+// directSpans makes a running server's spans without the SDK.
 //
 // In a server, llm_request and llm_core were most of journey tracing's CPU:
 // the SDK's span, its start and end configurations, its sampler, its id
@@ -75,7 +80,7 @@ func newDirectSpans(sole *exportProcessor, res *resource.Resource, tp trace.Trac
 
 // start returns a recording directSpan, or, under a parent that is not
 // sampled, a non-recording span with the context the SDK would give it.
-func (d *directSpans) start(j *journeyStarter, parent trace.SpanContext, at time.Time, attrs []attribute.KeyValue) trace.Span {
+func (d *directSpans) start(j *spanStarter, name string, parent trace.SpanContext, at time.Time, attrs []attribute.KeyValue) trace.Span {
 	cfg := trace.SpanContextConfig{TraceID: parent.TraceID(), SpanID: randomSpanID(), TraceState: parent.TraceState()}
 	if !parent.IsValid() {
 		cfg.TraceID = randomTraceID()
@@ -88,7 +93,7 @@ func (d *directSpans) start(j *journeyStarter, parent trace.SpanContext, at time
 		return trace.SpanFromContext(trace.ContextWithSpanContext(context.Background(), sc))
 	}
 	return &directSpan{
-		spans: d, scope: j.scope, name: j.name, kind: j.kind, sc: sc, parent: parent, start: at,
+		spans: d, scope: j.scope, name: name, kind: j.kind, sc: sc, parent: parent, start: at,
 		attrs: attrs,
 	}
 }

@@ -99,9 +99,6 @@ func borrowBuilder() *eventBuilder { return builders.Get().(*eventBuilder) }
 
 func returnBuilder(b *eventBuilder) { builders.Put(b) }
 
-// internalKind is a ready option (each trace.WithSpanKind call allocates).
-var internalKind = trace.WithSpanKind(trace.SpanKindInternal)
-
 // eventSink is where one span's events go. Through the SDK (AddEvent) by
 // default; when the export processor is the provider's only processor
 // (every running server), they are written in OTLP encoding into a pooled

@@ -17,7 +17,7 @@ import (
 // only for requests whose trace headers carry x-vllm-journey-sampled "1",
 // and one idempotent cleanup (finish) releases it on every path.
 type coreTracer struct {
-	spans  *journeyStarter
+	spans  *spanStarter
 	export *exportProcessor // see eventSink
 	now    func() time.Time // time.Now; tests make it deterministic
 	mu     sync.Mutex
@@ -89,7 +89,7 @@ func (e *journeyEvent) writeAttributes(w *eventAttrs) {
 	}
 }
 
-func newCoreTracer(spans *journeyStarter, export *exportProcessor) *coreTracer {
+func newCoreTracer(spans *spanStarter, export *exportProcessor) *coreTracer {
 	return &coreTracer{spans: spans, export: export, now: time.Now, states: make(map[string]*coreState)}
 }
 

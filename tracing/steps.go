@@ -31,7 +31,7 @@ import (
 // when it closes (heldEvents), through an eventSink: in a running server
 // in OTLP encoding, exported with the window span.
 type stepTracer struct {
-	tracer     trace.Tracer
+	spans      *spanStarter
 	sampler    StepSampler
 	rich       StepSampler
 	interval   uint64
@@ -126,11 +126,11 @@ type requestSnapshot struct {
 	blocksAllocated, blocksCached, cached int
 }
 
-func newStepTracer(tp trace.TracerProvider, c Config, export *exportProcessor) *stepTracer {
+func newStepTracer(spans *spanStarter, c Config, export *exportProcessor) *stepTracer {
 	return &stepTracer{
 		export:     export,
 		now:        time.Now,
-		tracer:     tp.Tracer(ScopeStep),
+		spans:      spans,
 		sampler:    c.StepSampler,
 		rich:       c.RichSampler,
 		interval:   uint64(c.StepClosureInterval),
@@ -422,15 +422,10 @@ func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
 		}
 	}()
 	seq := s.seq + 1
-	_, span := s.tracer.Start(context.Background(), fmt.Sprintf("%s%d", SpanStepPrefix, seq),
-		trace.WithNewRoot(),
-		internalKind,
-		trace.WithTimestamp(at),
-		trace.WithAttributes(
-			attribute.Int64(AttrSpanSequence, seq),
-			attribute.Int64(AttrStepRangeStart, int64(step)),
-			attribute.Int64(AttrClosureInterval, int64(s.interval)),
-		))
+	span := s.spans.startNamed(context.Background(), fmt.Sprintf("%s%d", SpanStepPrefix, seq), at,
+		attribute.Int64(AttrSpanSequence, seq),
+		attribute.Int64(AttrStepRangeStart, int64(step)),
+		attribute.Int64(AttrClosureInterval, int64(s.interval)))
 	if span == nil || !span.SpanContext().IsValid() {
 		s.disableLocked(fmt.Errorf("tracer returned an invalid span"))
 		return false

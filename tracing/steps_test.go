@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vserve/vserve/engine"
@@ -224,7 +225,7 @@ func TestStepTracingDisablesWhenSpansCannotOpen(t *testing.T) {
 	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	all := stepSet(func(uint64) bool { return true })
 	c.StepSampler, c.RichSampler = all, all
-	s := newStepTracer(noop.NewTracerProvider(), c.withDefaults(), nil)
+	s := newStepTracer(newSpanStarter(noop.NewTracerProvider(), ScopeStep, SpanStepPrefix, trace.SpanKindInternal, nil), c.withDefaults(), nil)
 	for step := uint64(1); step <= 3; step++ {
 		out, v := batch(step)
 		s.stepBuilt(out, v)

@@ -27,7 +27,7 @@ type Telemetry struct {
 	export         *exportProcessor         // the provider's only processor, or nil (see eventSink)
 	now            func() time.Time         // time.Now; tests make it deterministic
 	apiTracer      trace.Tracer             // nil: tracing off
-	apiSpans       *journeyStarter          // llm_request
+	apiSpans       *spanStarter             // llm_request
 	journeySampler RequestSampler
 	core           *coreTracer // nil: tracing off
 	steps          *stepTracer // nil: step tracing off
@@ -76,12 +76,12 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if !c.sdkSpans {
 		direct = newDirectSpans(sole, res, tp)
 	}
-	t.apiSpans = newJourneyStarter(tp, ScopeAPI, SpanRequest, trace.SpanKindServer, direct)
+	t.apiSpans = newSpanStarter(tp, ScopeAPI, SpanRequest, trace.SpanKindServer, direct)
 	t.journeySampler = c.JourneySampler
 	if t.journeySampler == nil {
 		t.journeySampler = NewRateSampler(c.JourneySampleRate)
 	}
-	t.core = newCoreTracer(newJourneyStarter(tp, ScopeScheduler, SpanCore, trace.SpanKindInternal, direct), t.export)
+	t.core = newCoreTracer(newSpanStarter(tp, ScopeScheduler, SpanCore, trace.SpanKindInternal, direct), t.export)
 	if c.StepTracingEnabled {
 		if c.StepSampler == nil {
 			c.StepSampler = NewHashStepSampler(c.StepSampleRate, rand.Uint64())
@@ -89,7 +89,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 		if c.RichSampler == nil {
 			c.RichSampler = NewHashStepSampler(c.StepRichSubsampleRate, rand.Uint64())
 		}
-		t.steps = newStepTracer(t.tp, c, t.export)
+		t.steps = newStepTracer(newSpanStarter(tp, ScopeStep, SpanStepPrefix, trace.SpanKindInternal, direct), c, t.export)
 	}
 	return t, nil
 }
