@@ -53,6 +53,7 @@ func runScenario(t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatalf("config %+v: %v", cfg, err)
 	}
+	s.SetObserver(batchChecker{t: t})
 	f := newFakeRunner(cfg.BlockSize)
 	f.byID = in.next()%2 == 0
 	f.sample = func(_ string, toks []int32) int32 {
@@ -179,6 +180,21 @@ func runScenario(t *testing.T, data []byte) {
 	}
 	if err := s.kv.Check(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// batchChecker checks, at every step, the view's batch counts against a
+// visit of the running requests.
+type batchChecker struct {
+	nopObserver
+	t *testing.T
+}
+
+func (c batchChecker) StepBuilt(out *Output, v StepView) {
+	var visited BatchCounts
+	v.Running(func(q RequestView, sched, _ int) { visited.add(q.NumOutputTokens() > 0, sched) })
+	if v.Batch() != visited {
+		c.t.Fatalf("step %d: the view's batch counts %+v, the running requests' %+v", out.Step, v.Batch(), visited)
 	}
 }
 
