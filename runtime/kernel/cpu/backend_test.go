@@ -3,8 +3,11 @@ package cpu
 import (
 	"encoding/binary"
 	"math"
+	"runtime"
 	"testing"
 	"unsafe"
+
+	"github.com/stretchr/testify/require"
 
 	"go.uber.org/goleak"
 
@@ -162,4 +165,40 @@ func TestOpsAfterCloseRunInline(t *testing.T) {
 	if err := be.MatMul(out, x, x, 64, 64, 64); err != nil {
 		t.Fatalf("MatMul after Close: %v", err)
 	}
+}
+
+// TestLargeBuffersAreOutsideTheHeap: a buffer of offHeapBytes or more (a
+// KV cache) is zeroed memory outside the Go heap, which its views keep,
+// and smaller ones stay on the heap.
+func TestLargeBuffersAreOutsideTheHeap(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("no anonymous mappings here")
+	}
+	be, err := New(kernel.Options{Threads: 1})
+	require.NoError(t, err)
+	defer be.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 64 << 20 / 4 // 64 MiB of f32
+	big, err := be.Alloc(kernel.F32, n)
+	require.NoError(t, err)
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.HeapAlloc-min(after.HeapAlloc, before.HeapAlloc), uint64(1<<20), "the heap did not take the 64 MiB")
+	require.NotNil(t, big.(*buffer).reg)
+
+	view := big.Slice(n-8, 8)
+	require.Same(t, big.(*buffer).reg, view.(*buffer).reg, "a view keeps the mapping")
+	require.NoError(t, be.Upload(view, []float32{1, 2, 3}))
+	got := make([]float32, n)
+	require.NoError(t, be.Download(got, big))
+	require.Equal(t, []float32{1, 2, 3, 0, 0, 0, 0, 0}, got[n-8:])
+	for _, v := range got[:n-8] {
+		if v != 0 {
+			t.Fatal("a new buffer is zeroed")
+		}
+	}
+
+	small, err := be.Alloc(kernel.F32, 1024)
+	require.NoError(t, err)
+	require.Nil(t, small.(*buffer).reg, "small buffers stay on the heap")
 }
