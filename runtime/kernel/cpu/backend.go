@@ -142,8 +142,14 @@ func (be *Backend) Alloc(dt kernel.DType, n int) (kernel.Buffer, error) {
 
 // wrapRegion is a buffer of n elements of dt over r.
 func wrapRegion(dt kernel.DType, n int, r *region) *buffer {
-	p := unsafe.Pointer(unsafe.SliceData(r.mem))
-	b := &buffer{dt: dt, reg: r}
+	b := bufferAt(dt, unsafe.Pointer(unsafe.SliceData(r.mem)), n)
+	b.reg = r
+	return b
+}
+
+// bufferAt is a buffer of n elements of dt at p, aligned for dt.
+func bufferAt(dt kernel.DType, p unsafe.Pointer, n int) *buffer {
+	b := &buffer{dt: dt}
 	switch dt {
 	case kernel.F32:
 		b.f32 = unsafe.Slice((*float32)(p), n)
@@ -179,16 +185,7 @@ func (be *Backend) MapHost(dt kernel.DType, data []byte) (kernel.Buffer, error) 
 		p = unsafe.Pointer(unsafe.SliceData(cp))
 		copy(unsafe.Slice((*byte)(p), len(data)), data)
 	}
-	b := &buffer{dt: dt}
-	switch dt {
-	case kernel.F32:
-		b.f32 = unsafe.Slice((*float32)(p), n)
-	case kernel.I32:
-		b.i32 = unsafe.Slice((*int32)(p), n)
-	default:
-		b.u16 = unsafe.Slice((*uint16)(p), n)
-	}
-	return b, nil
+	return bufferAt(dt, p, n), nil
 }
 
 // Upload copies src into dst from element 0: []float32 into F32 (or,
