@@ -31,7 +31,7 @@ type httpTelemetry struct{ t *Telemetry }
 // request and starts llm_request (scope vllm.api) when the request is traced.
 func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan {
 	t := h.t
-	if t.apiTracer == nil || t.closed.Load() {
+	if t.apiSpans == nil || t.closed.Load() {
 		return &metricsOnlySpan{m: t.metrics}
 	}
 	journey := t.cfg.EnableJourneyTracing

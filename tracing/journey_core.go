@@ -47,8 +47,7 @@ type coreState struct {
 // and at most one extra attribute (schedule.kind or finish.status).
 type journeyEvent struct {
 	typ                     string
-	ns                      int64
-	at                      time.Time // ns's wall time, the event's timestamp
+	at                      time.Time // the event's timestamp
 	step                    uint64
 	phase                   string
 	prefillDone, prefillAll int
@@ -75,8 +74,9 @@ var journeyEventKeys = struct {
 func (e *journeyEvent) writeAttributes(w *eventAttrs) {
 	k := &journeyEventKeys
 	w.str(k.eventType, e.typ)
-	w.float(k.tsMonotonic, float64(e.ns)/1e9)
-	w.int(k.tsMonotonicNS, e.ns)
+	ns := monotonicNS(e.at)
+	w.float(k.tsMonotonic, float64(ns)/1e9)
+	w.int(k.tsMonotonicNS, ns)
 	w.int(k.step, int64(e.step))
 	w.str(k.phase, e.phase)
 	w.int(k.prefillDone, int64(e.prefillDone))
@@ -167,7 +167,7 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		st.held = st.heldArray[:0]
 	}
 	st.held = append(st.held, journeyEvent{
-		typ: typ, ns: monotonicNS(now), at: now, step: step, phase: phase,
+		typ: typ, at: now, step: step, phase: phase,
 		prefillDone: st.highWater, prefillAll: st.promptLen, decodeDone: outputTokens, decodeMax: st.maxTokens,
 		preemptions: st.preemptions, extraKey: extraKey, extra: extra,
 	})

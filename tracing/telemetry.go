@@ -26,8 +26,7 @@ type Telemetry struct {
 	tp             *sdktrace.TracerProvider // nil: tracing off
 	export         *exportProcessor         // the provider's only processor, or nil (see eventSink)
 	now            func() time.Time         // time.Now; tests make it deterministic
-	apiTracer      trace.Tracer             // nil: tracing off
-	apiSpans       *spanStarter             // llm_request
+	apiSpans       *spanStarter             // llm_request; nil: tracing off
 	journeySampler RequestSampler
 	core           *coreTracer // nil: tracing off
 	steps          *stepTracer // nil: step tracing off
@@ -71,7 +70,6 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 			return nil, errors.Join(err, tp.Shutdown(ctx), m.provider.Shutdown(ctx))
 		}
 	}
-	t.apiTracer = t.tp.Tracer(ScopeAPI)
 	var direct *directSpans
 	if !c.sdkSpans {
 		direct = newDirectSpans(sole, res, tp)
