@@ -120,17 +120,19 @@ type directSpan struct {
 var _ trace.Span = (*directSpan)(nil)
 
 // End exports the span (without events: see eventSink.end).
-func (s *directSpan) End(opts ...trace.SpanEndOption) { s.endWithEvents(nil, opts...) }
+func (s *directSpan) End(opts ...trace.SpanEndOption) {
+	cfg := trace.NewSpanEndConfig(opts...)
+	s.endWithEvents(nil, cfg.Timestamp())
+}
 
-// endWithEvents ends the span once and queues its encoding, with events
-// (Span.events fields) between its attributes and its status.
-func (s *directSpan) endWithEvents(events []byte, opts ...trace.SpanEndOption) {
+// endWithEvents ends the span once at time end (zero: now) and queues its
+// encoding, with events (Span.events fields) between its attributes and
+// its status.
+func (s *directSpan) endWithEvents(events []byte, end time.Time) {
 	if s.ended {
 		return
 	}
 	s.ended = true
-	cfg := trace.NewSpanEndConfig(opts...)
-	end := cfg.Timestamp()
 	if end.IsZero() {
 		end = time.Now()
 	}

@@ -241,24 +241,25 @@ func (w *eventAttrs) str(k *eventKey, v string) {
 // they are encoded with the events as Span.attributes fields, which a
 // decoder appends to the attributes the SDK exports (the SDK would append
 // them too). Protobuf decoders take fields in any order.
-func (e *eventSink) endWithAttributes(span trace.Span, attrs []attribute.KeyValue, opts ...trace.SpanEndOption) {
+func (e *eventSink) endWithAttributes(span trace.Span, attrs []attribute.KeyValue, at time.Time) {
 	switch {
 	case e.export == nil:
 		span.SetAttributes(attrs...)
 	case e.buf != nil:
 		*e.buf = appendKeyValues(*e.buf, spanAttributes, attrs)
 	}
-	e.end(span, opts...)
+	e.end(span, at)
 }
 
-// end ends span with its events and releases the buffer; later adds go
-// nowhere.
-func (e *eventSink) end(span trace.Span, opts ...trace.SpanEndOption) {
+// end ends span at time at with its events and releases the buffer; later
+// adds go nowhere. (The time is a plain value, not an end option: each
+// trace.WithTimestamp allocates, and a direct span needs no option.)
+func (e *eventSink) end(span trace.Span, at time.Time) {
 	if e.buf == nil {
-		span.End(opts...)
+		endAt(span, at)
 		return
 	}
-	e.export.endWithEvents(span, *e.buf, opts...)
+	e.export.endWithEvents(span, *e.buf, at)
 	switch {
 	case cap(*e.buf) > maxPooledEventBuffer:
 		if e.owned {
@@ -282,6 +283,15 @@ const maxPooledEventBuffer = 4 << 20
 // events of a request that ran without preemption take 1.2 KB, and a
 // smaller buffer grew, copying, for most requests.
 const newEventBufferSize = 2048
+
+// endAt ends span at time at.
+func endAt(span trace.Span, at time.Time) {
+	if d, ok := span.(*directSpan); ok {
+		d.endWithEvents(nil, at)
+		return
+	}
+	span.End(trace.WithTimestamp(at))
+}
 
 var eventBuffers = sync.Pool{New: func() any {
 	b := make([]byte, 0, newEventBufferSize)

@@ -203,13 +203,13 @@ func (e encodedSpan) appendTo(b []byte) []byte {
 // eventSink). The SDK still gives the span its ids, sampling decision,
 // attributes and timestamps, and calls every processor. events is not
 // retained after End returns.
-func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, opts ...trace.SpanEndOption) {
+func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, at time.Time) {
 	if d, ok := span.(*directSpan); ok {
-		d.endWithEvents(events, opts...)
+		d.endWithEvents(events, at)
 		return
 	}
 	if len(events) == 0 || !span.SpanContext().IsSampled() {
-		span.End(opts...)
+		span.End(trace.WithTimestamp(at))
 		return
 	}
 	id := span.SpanContext().SpanID()
@@ -223,7 +223,7 @@ func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, opts ...
 		delete(p.attached, id)
 		p.attachMu.Unlock()
 	}()
-	span.End(opts...) // the SDK calls OnEnd before End returns
+	span.End(trace.WithTimestamp(at)) // the SDK calls OnEnd before End returns
 }
 
 // attachedEvents returns the encoded events that endWithEvents is

@@ -200,7 +200,7 @@ func (s *apiSpan) endLocked(at time.Time) {
 		attrs = append(attrs, attribute.Int(AttrCompletionTokens, s.outcome.CompletionTokens))
 		attrs = appendLatencyAttributes(attrs, s.outcome.Times)
 	}
-	s.events.endWithAttributes(s.span, attrs, trace.WithTimestamp(at))
+	s.events.endWithAttributes(s.span, attrs, at)
 	clear(attrs)
 }
 

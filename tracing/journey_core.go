@@ -187,7 +187,7 @@ func (st *coreState) end() {
 		returnBuilder(b)
 		clear(st.held)
 		st.held = nil
-		st.events.end(st.span, trace.WithTimestamp(st.now()))
+		st.events.end(st.span, st.now())
 	}
 }
 

@@ -446,7 +446,7 @@ func (s *stepTracer) closeLocked(at time.Time) {
 	}()
 	s.writeHeldLocked(w)
 	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
-	w.sink.end(w.span, trace.WithTimestamp(at))
+	w.sink.end(w.span, at)
 }
 
 func (s *stepTracer) disableLocked(err error) {
