@@ -54,6 +54,7 @@ import (
 // every scheduleDelay.
 type exportProcessor struct {
 	client          otlptrace.Client
+	lent            *lentBuffers // gRPC's references to batch buffers (spanCodec); nil: none are lent
 	maxRequestBytes int
 	maxBatchSpans   int
 	maxQueueSpans   int
@@ -124,13 +125,15 @@ const (
 	maxRetainedScratch = 1 << 20
 )
 
-// newExportProcessor starts client and the upload goroutine.
-func newExportProcessor(ctx context.Context, client otlptrace.Client, c Config) (*exportProcessor, error) {
+// newExportProcessor starts client and the upload goroutine; lent counts
+// the batch buffers the client holds (nil: it copies what it sends).
+func newExportProcessor(ctx context.Context, client otlptrace.Client, lent *lentBuffers, c Config) (*exportProcessor, error) {
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("starting the OTLP client: %w", err)
 	}
 	p := &exportProcessor{
 		client:          client,
+		lent:            lent,
 		maxRequestBytes: defaultMaxRequestBytes,
 		maxBatchSpans:   min(maxBatchSpans, c.MaxExportQueue),
 		maxQueueSpans:   c.MaxExportQueue,
@@ -392,6 +395,9 @@ func (p *exportProcessor) recycle(b *spanBatch, err error) {
 	p.queuedSpans -= b.spans
 	p.queuedBytes -= b.bytes
 	b.reset()
+	if p.lent.held() {
+		b.forgetBuffers() // gRPC still reads them
+	}
 	if n := b.capacity(); p.freeBytes+n <= p.maxFreeBytes {
 		p.free = append(p.free, b)
 		p.freeBytes += n
@@ -605,6 +611,13 @@ func (b *spanBatch) reset() {
 		}
 	}
 	b.spans, b.bytes = 0, 0
+}
+
+// forgetBuffers drops the batch's buffers, keeping its groups.
+func (b *spanBatch) forgetBuffers() {
+	for i := range b.groups {
+		b.groups[i].enc = nil
+	}
 }
 
 // capacity is the bytes the batch's buffers hold.

@@ -32,8 +32,9 @@ import (
 )
 
 // captureClient is an otlptrace.Client that marshals each request as the
-// stock clients do (proto.Marshal of an ExportTraceServiceRequest) and
-// keeps the bytes: what a collector would receive.
+// gRPC client does (spanCodec), requires the bytes that the stock codec
+// (proto.Marshal of an ExportTraceServiceRequest) would send, and keeps
+// them: what a collector would receive.
 type captureClient struct {
 	mu       sync.Mutex
 	started  bool
@@ -57,9 +58,23 @@ func (c *captureClient) Stop(context.Context) error {
 }
 
 func (c *captureClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
-	b, err := proto.Marshal(&coltracepb.ExportTraceServiceRequest{ResourceSpans: rs})
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: rs}
+	want, err := proto.Marshal(req)
 	if err != nil {
 		return err
+	}
+	codec, _ := newSpanCodec()
+	data, err := codec.Marshal(req)
+	if err != nil {
+		return err
+	}
+	b := data.Materialize()
+	data.Free()
+	if !bytes.Equal(b, want) {
+		return fmt.Errorf("spanCodec marshalled %d bytes unlike proto.Marshal's %d", len(b), len(want))
+	}
+	if codec.lent.held() {
+		return errors.New("spanCodec: buffers still lent after Free")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -82,7 +97,7 @@ func (c *captureClient) received(t *testing.T) *coltracepb.ExportTraceServiceReq
 // are limited only by the test's settings; Shutdown runs at cleanup.
 func newTestProcessor(t testing.TB, client otlptrace.Client) *exportProcessor {
 	t.Helper()
-	p, err := newExportProcessor(context.Background(), client, Config{MaxExportQueue: 1 << 20, ExportTimeout: 10 * time.Second})
+	p, err := newExportProcessor(context.Background(), client, nil, Config{MaxExportQueue: 1 << 20, ExportTimeout: 10 * time.Second})
 	require.NoError(t, err)
 	p.maxBatchSpans, p.maxQueueBytes = 1<<20, math.MaxInt
 	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
@@ -298,7 +313,7 @@ func randomString(r *rand.Rand) string {
 func TestExportProcessorLifecycle(t *testing.T) {
 	ctx := context.Background()
 	c := &captureClient{}
-	p, err := newExportProcessor(ctx, c, Config{MaxExportQueue: 16, ExportTimeout: time.Second})
+	p, err := newExportProcessor(ctx, c, nil, Config{MaxExportQueue: 16, ExportTimeout: time.Second})
 	require.NoError(t, err)
 	require.True(t, c.started)
 	require.NoError(t, p.ForceFlush(ctx), "nothing to export is not an error")
@@ -317,7 +332,7 @@ func TestExportProcessorLifecycle(t *testing.T) {
 	require.Len(t, c.requests, 1, "spans ending after shutdown are dropped")
 
 	failing := &captureClient{startErr: errors.New("no TLS config")}
-	_, err = newExportProcessor(ctx, failing, Config{MaxExportQueue: 16})
+	_, err = newExportProcessor(ctx, failing, nil, Config{MaxExportQueue: 16})
 	require.ErrorContains(t, err, "no TLS config")
 }
 
@@ -528,7 +543,7 @@ func TestExportProcessorShutdownGivesUpWithItsContext(t *testing.T) {
 	captureErrors(t)
 	c := newBlockingClient()
 	t.Cleanup(c.unblock)
-	p, err := newExportProcessor(context.Background(), c, Config{MaxExportQueue: 16, ExportTimeout: time.Hour})
+	p, err := newExportProcessor(context.Background(), c, nil, Config{MaxExportQueue: 16, ExportTimeout: time.Hour})
 	require.NoError(t, err)
 	p.OnEnd(sampledSpan("stuck"))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -63,12 +63,12 @@ func newTracerProvider(ctx context.Context, c Config) (tp *sdktrace.TracerProvid
 // c.MaxExportQueue spans and drop beyond it, never blocking. Neither client
 // dials at creation: a collector that is down costs nothing at startup.
 func newOTLPProcessor(ctx context.Context, c Config) (sdktrace.SpanProcessor, error) {
-	client, err := newOTLPClient(c)
+	client, lent, err := newOTLPClient(c, !c.stockTransform)
 	if err != nil {
 		return nil, err
 	}
 	if !c.stockTransform {
-		return newExportProcessor(ctx, client, c)
+		return newExportProcessor(ctx, client, lent, c)
 	}
 	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
@@ -81,11 +81,13 @@ func newOTLPProcessor(ctx context.Context, c Config) (sdktrace.SpanProcessor, er
 	), nil
 }
 
-// newOTLPClient creates the stock client of the configured protocol.
-func newOTLPClient(c Config) (otlptrace.Client, error) {
+// newOTLPClient creates the stock client of the configured protocol; with
+// lend, a gRPC client's connection sends the export processor's encoded
+// spans without copying them (spanCodec), and lent counts what it holds.
+func newOTLPClient(c Config, lend bool) (client otlptrace.Client, lent *lentBuffers, err error) {
 	target, err := parseEndpoint(c.OTLPTracesEndpoint)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch p := c.protocol(); p {
 	case ProtocolGRPC:
@@ -93,7 +95,11 @@ func newOTLPClient(c Config) (otlptrace.Client, error) {
 		if target.insecure {
 			opts = append(opts, otlptracegrpc.WithInsecure())
 		}
-		return otlptracegrpc.NewClient(opts...), nil
+		if lend {
+			codec, dial := newSpanCodec()
+			opts, lent = append(opts, otlptracegrpc.WithDialOption(dial)), codec.lent
+		}
+		return otlptracegrpc.NewClient(opts...), lent, nil
 	case ProtocolHTTPProtobuf:
 		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(target.hostPort), otlptracehttp.WithTimeout(c.ExportTimeout)}
 		if target.insecure {
@@ -102,9 +108,9 @@ func newOTLPClient(c Config) (otlptrace.Client, error) {
 		if target.urlPath != "" {
 			opts = append(opts, otlptracehttp.WithURLPath(target.urlPath))
 		}
-		return otlptracehttp.NewClient(opts...), nil
+		return otlptracehttp.NewClient(opts...), nil, nil
 	default:
-		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL %q: want %q or %q", p, ProtocolGRPC, ProtocolHTTPProtobuf)
+		return nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL %q: want %q or %q", p, ProtocolGRPC, ProtocolHTTPProtobuf)
 	}
 }
 
