@@ -138,21 +138,6 @@ func newOwnedEventSink(export *exportProcessor, span trace.Span, buf *[]byte) ev
 	return eventSink{export: export, buf: buf, owned: true}
 }
 
-// add adds event name at time at; attrs are cleared afterwards, as b.add
-// does (normally b.buf() appended within its capacity).
-func (e *eventSink) add(b *eventBuilder, span trace.Span, name string, at time.Time, attrs []attribute.KeyValue) {
-	switch {
-	case e.export == nil:
-		b.add(span, name, at, attrs)
-		return
-	case e.buf != nil:
-		*e.buf = appendEvent(*e.buf, name, at, attrs, 0)
-	}
-	if b.isBuffer(attrs) {
-		clear(attrs) // do not pin strings
-	}
-}
-
 // addFrom adds event name at time at, whose attributes src writes: into
 // b's buffer for the SDK, or straight into the encoding.
 func (e *eventSink) addFrom(b *eventBuilder, span trace.Span, name string, at time.Time, src eventSource) {
@@ -194,6 +179,7 @@ type eventAttrs struct {
 // field depends on the size of its varint: one per size).
 type eventKey struct {
 	name       attribute.Key
+	field      protowire.Number // Event.attributes, or Span.attributes (spanKey)
 	otlp       otlpKey
 	intField   [maxVarintLen]string
 	floatField string
@@ -201,13 +187,19 @@ type eventKey struct {
 
 const maxVarintLen = 10
 
-func newEventKey(name string) *eventKey {
-	k := &eventKey{name: attribute.Key(name), otlp: newOTLPKey(name)}
+func newEventKey(name string) *eventKey { return newAttributeKey(name, eventAttributes) }
+
+// newSpanKey is an eventKey for attributes of a span (Span.attributes),
+// written with its events (eventSink.endWithSource).
+func newSpanKey(name string) *eventKey { return newAttributeKey(name, spanAttributes) }
+
+func newAttributeKey(name string, field protowire.Number) *eventKey {
+	k := &eventKey{name: attribute.Key(name), field: field, otlp: newOTLPKey(name)}
 	for size := 1; size <= maxVarintLen; size++ {
-		b := appendKVStart(nil, eventAttributes, k.otlp, 1+size)
+		b := appendKVStart(nil, field, k.otlp, 1+size)
 		k.intField[size-1] = string(appendTag(b, anyInt, protowire.VarintType))
 	}
-	b := appendKVStart(nil, eventAttributes, k.otlp, 1+8)
+	b := appendKVStart(nil, field, k.otlp, 1+8)
 	k.floatField = string(appendTag(b, anyDouble, protowire.Fixed64Type))
 	return k
 }
@@ -231,22 +223,31 @@ func (w *eventAttrs) float(k *eventKey, v float64) {
 
 func (w *eventAttrs) str(k *eventKey, v string) {
 	if w.otlp {
-		w.enc = appendStringKV(w.enc, eventAttributes, k.otlp, v)
+		w.enc = appendStringKV(w.enc, k.field, k.otlp, v)
 		return
 	}
 	w.list = append(w.list, k.name.String(v))
 }
 
-// endWithAttributes sets attrs on span and ends it: on the export path
-// they are encoded with the events as Span.attributes fields, which a
-// decoder appends to the attributes the SDK exports (the SDK would append
-// them too). Protobuf decoders take fields in any order.
-func (e *eventSink) endWithAttributes(span trace.Span, attrs []attribute.KeyValue, at time.Time) {
+// endWithAttributes sets the attributes src writes (with spanKeys) on span
+// and ends it: on the export path they are encoded with the events as
+// Span.attributes fields, which a decoder appends to the attributes the SDK
+// exports (the SDK would append them too). Protobuf decoders take fields in
+// any order.
+func (e *eventSink) endWithAttributes(b *eventBuilder, span trace.Span, src eventSource, at time.Time) {
+	w := &b.writer
 	switch {
 	case e.export == nil:
-		span.SetAttributes(attrs...)
+		w.list = b.buf()
+		src.writeAttributes(w)
+		span.SetAttributes(w.list...)
+		clear(w.list)
+		w.list = nil
 	case e.buf != nil:
-		*e.buf = appendKeyValues(*e.buf, spanAttributes, attrs)
+		w.otlp, w.enc = true, *e.buf
+		src.writeAttributes(w)
+		*e.buf = w.enc
+		w.otlp, w.enc = false, nil
 	}
 	e.end(span, at)
 }

@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // TestEventBuilderReusesBufferSafely: events built in one reused buffer,
@@ -87,7 +88,8 @@ func TestW3CHeadersExtractLikeHeaderCarrier(t *testing.T) {
 }
 
 // TestKeyedAttributesEncodeAsKeyValues: the keyed writer of frequent
-// events encodes exactly as the general encoder does, over keys and values
+// events (and of llm_request's attributes) encodes exactly as the general
+// encoder does, as event and as span attributes, over keys and values
 // whose lengths take one- and two-byte varints, and ints of every varint
 // size (negative ones take ten bytes).
 func TestKeyedAttributesEncodeAsKeyValues(t *testing.T) {
@@ -101,19 +103,21 @@ func TestKeyedAttributesEncodeAsKeyValues(t *testing.T) {
 	for shift := 0; shift < 64; shift += 7 {
 		ints = append(ints, 1<<shift, 1<<shift-1)
 	}
-	for _, key := range []string{"", "step.id", long} {
-		k := newEventKey(key)
-		for _, v := range ints {
-			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Int64(key, v)),
-				write(func(w *eventAttrs) { w.int(k, v) }), "key %q, int %d", key, v)
-		}
-		for _, v := range []float64{0, -0.5, math.Inf(1)} {
-			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.Float64(key, v)),
-				write(func(w *eventAttrs) { w.float(k, v) }), "key %q, float %v", key, v)
-		}
-		for _, v := range []string{"", "decode", long} {
-			require.Equal(t, appendKeyValue(nil, eventAttributes, attribute.String(key, v)),
-				write(func(w *eventAttrs) { w.str(k, v) }), "key %q, string %q", key, v)
+	for _, field := range []protowire.Number{eventAttributes, spanAttributes} {
+		for _, key := range []string{"", "step.id", long} {
+			k := newAttributeKey(key, field)
+			for _, v := range ints {
+				require.Equal(t, appendKeyValue(nil, field, attribute.Int64(key, v)),
+					write(func(w *eventAttrs) { w.int(k, v) }), "field %d key %q, int %d", field, key, v)
+			}
+			for _, v := range []float64{0, -0.5, math.Inf(1)} {
+				require.Equal(t, appendKeyValue(nil, field, attribute.Float64(key, v)),
+					write(func(w *eventAttrs) { w.float(k, v) }), "field %d key %q, float %v", field, key, v)
+			}
+			for _, v := range []string{"", "decode", long} {
+				require.Equal(t, appendKeyValue(nil, field, attribute.String(key, v)),
+					write(func(w *eventAttrs) { w.str(k, v) }), "field %d key %q, string %q", field, key, v)
+			}
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -150,14 +149,24 @@ func (s *apiSpan) writeHeld() {
 	defer returnBuilder(b)
 	for i := range s.numHeld {
 		e := &s.held[i]
-		attrs := append(b.buf(), attribute.Float64(AttrEventTSMonotonic, monotonicSeconds(e.at)))
-		if e.name == EventAborted {
-			attrs = append(attrs, attribute.String(AttrReason, e.reason), attribute.String(AttrError, e.msg))
-		}
-		s.events.add(b, s.span, e.name, e.at, attrs)
+		s.events.addFrom(b, s.span, e.name, e.at, e)
 		*e = apiEvent{}
 	}
 	s.numHeld = 0
+}
+
+// apiEventKeys are the attribute keys of the api.* events.
+var apiEventKeys = struct{ tsMonotonic, reason, err *eventKey }{
+	tsMonotonic: newEventKey(AttrEventTSMonotonic), reason: newEventKey(AttrReason), err: newEventKey(AttrError),
+}
+
+func (e *apiEvent) writeAttributes(w *eventAttrs) {
+	k := &apiEventKeys
+	w.float(k.tsMonotonic, monotonicSeconds(e.at))
+	if e.name == EventAborted {
+		w.str(k.reason, e.reason)
+		w.str(k.err, e.msg)
+	}
 }
 
 // Parsed records the gen_ai request attributes; unset values are skipped.
@@ -192,40 +201,58 @@ func (s *apiSpan) endLocked(at time.Time) {
 	s.writeHeld()
 	b := borrowBuilder()
 	defer returnBuilder(b)
-	attrs := append(b.buf(), attribute.String(AttrHTTPRoute, s.route))
-	if s.parsed {
-		attrs = appendRequestAttributes(attrs, s.info)
-	}
-	if s.departed {
-		attrs = append(attrs, attribute.Int(AttrCompletionTokens, s.outcome.CompletionTokens))
-		attrs = appendLatencyAttributes(attrs, s.outcome.Times)
-	}
-	s.events.endWithAttributes(s.span, attrs, at)
-	clear(attrs)
+	s.events.endWithAttributes(b, s.span, s, at)
 }
 
-// appendRequestAttributes appends the gen_ai request attributes (at most 7).
-func appendRequestAttributes(attrs []attribute.KeyValue, info server.RequestInfo) []attribute.KeyValue {
+// spanKeys are the attribute keys of llm_request.
+var spanKeys = struct {
+	route, requestID, model, promptTokens, temperature, topP, maxTokens, n *eventKey
+	completionTokens                                                       *eventKey
+	latency                                                                [6]*eventKey // latencyAttributes' order
+}{
+	route: newSpanKey(AttrHTTPRoute), requestID: newSpanKey(AttrRequestID), model: newSpanKey(AttrResponseModel),
+	promptTokens: newSpanKey(AttrPromptTokens), temperature: newSpanKey(AttrTemperature), topP: newSpanKey(AttrTopP),
+	maxTokens: newSpanKey(AttrMaxTokens), n: newSpanKey(AttrN), completionTokens: newSpanKey(AttrCompletionTokens),
+	latency: [6]*eventKey{newSpanKey(AttrTimeInQueue), newSpanKey(AttrTTFT), newSpanKey(AttrE2E),
+		newSpanKey(AttrTimeInPrefill), newSpanKey(AttrTimeInDecode), newSpanKey(AttrTimeInInference)},
+}
+
+// writeAttributes writes llm_request's attributes (at most 15; the span's
+// owner holds mu).
+func (s *apiSpan) writeAttributes(w *eventAttrs) {
+	k := &spanKeys
+	w.str(k.route, s.route)
+	if s.parsed {
+		writeRequestAttributes(w, s.info)
+	}
+	if s.departed {
+		w.int(k.completionTokens, int64(s.outcome.CompletionTokens))
+		writeLatencyAttributes(w, s.outcome.Times)
+	}
+}
+
+// writeRequestAttributes writes the gen_ai request attributes (at most 7).
+func writeRequestAttributes(w *eventAttrs, info server.RequestInfo) {
+	k := &spanKeys
 	if info.RequestID != "" {
-		attrs = append(attrs, attribute.String(AttrRequestID, info.RequestID))
+		w.str(k.requestID, info.RequestID)
 	}
 	if info.Model != "" {
-		attrs = append(attrs, attribute.String(AttrResponseModel, info.Model))
+		w.str(k.model, info.Model)
 	}
-	attrs = append(attrs, attribute.Int(AttrPromptTokens, info.PromptTokens))
+	w.int(k.promptTokens, int64(info.PromptTokens))
 	if info.Temperature != nil {
-		attrs = append(attrs, attribute.Float64(AttrTemperature, *info.Temperature))
+		w.float(k.temperature, *info.Temperature)
 	}
 	if info.TopP != nil {
-		attrs = append(attrs, attribute.Float64(AttrTopP, *info.TopP))
+		w.float(k.topP, *info.TopP)
 	}
 	if info.MaxTokens != nil {
-		attrs = append(attrs, attribute.Int(AttrMaxTokens, *info.MaxTokens))
+		w.int(k.maxTokens, int64(*info.MaxTokens))
 	}
 	if info.N != nil {
-		attrs = append(attrs, attribute.Int(AttrN, *info.N))
+		w.int(k.n, int64(*info.N))
 	}
-	return attrs
 }
 
 // TraceHeaders returns the engine-request headers, shared by the request's
@@ -280,27 +307,25 @@ func (s *apiSpan) Departed(o server.Outcome) {
 	s.outcome, s.departed = o, true
 }
 
-// appendLatencyAttributes appends upstream vLLM's gen_ai.latency set in
+// writeLatencyAttributes writes upstream vLLM's gen_ai.latency set in
 // seconds, each only when the timestamps it spans exist.
-func appendLatencyAttributes(attrs []attribute.KeyValue, t engine.RequestTimes) []attribute.KeyValue {
+func writeLatencyAttributes(w *eventAttrs, t engine.RequestTimes) {
 	arrived, sched, first, last := !t.Arrival.IsZero(), !t.Scheduled.IsZero(), !t.FirstToken.IsZero(), !t.LastToken.IsZero()
-	for _, l := range [...]struct {
-		key string
-		ok  bool
-		d   time.Duration
+	for i, l := range [...]struct {
+		ok bool
+		d  time.Duration
 	}{
-		{AttrTimeInQueue, arrived && sched, t.QueueTime()},
-		{AttrTTFT, arrived && first, t.TTFT()},
-		{AttrE2E, arrived && !t.Finished.IsZero(), t.E2E()},
-		{AttrTimeInPrefill, sched && first, t.Prefill()},
-		{AttrTimeInDecode, first && last, t.Decode()},
-		{AttrTimeInInference, sched && last, t.Inference()},
+		{arrived && sched, t.QueueTime()},
+		{arrived && first, t.TTFT()},
+		{arrived && !t.Finished.IsZero(), t.E2E()},
+		{sched && first, t.Prefill()},
+		{first && last, t.Decode()},
+		{sched && last, t.Inference()},
 	} {
 		if l.ok {
-			attrs = append(attrs, attribute.Float64(l.key, l.d.Seconds()))
+			w.float(spanKeys.latency[i], l.d.Seconds())
 		}
 	}
-	return attrs
 }
 
 // Aborted is api.ABORTED with reason and error; the span status is ERROR.

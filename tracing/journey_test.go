@@ -117,6 +117,13 @@ func TestJourneyNormal(t *testing.T) {
 	assert.NotContains(t, a, AttrTopP, "unset values are skipped")
 	assert.Equal(t, "cmpl-r1", a[AttrRequestID].AsString())
 	assert.Equal(t, int64(3), a[AttrCompletionTokens].AsInt64())
+	for key, d := range map[string]time.Duration{
+		AttrTimeInQueue: f.times.QueueTime(), AttrTTFT: f.times.TTFT(), AttrE2E: f.times.E2E(),
+		AttrTimeInPrefill: f.times.Prefill(), AttrTimeInDecode: f.times.Decode(), AttrTimeInInference: f.times.Inference(),
+	} {
+		assert.Positive(t, d, key)
+		assert.Equal(t, d.Seconds(), a[key].AsFloat64(), key)
+	}
 	assert.Equal(t, codes.Unset, api.Status().Code)
 
 	assert.Equal(t, []string{"journey.QUEUED", "journey.SCHEDULED", "journey.FIRST_TOKEN", "journey.FINISHED"}, eventNames(core))
