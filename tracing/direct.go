@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -178,8 +179,8 @@ func (s *directSpan) SetStatus(code codes.Code, description string) {
 func randomTraceID() trace.TraceID {
 	var id trace.TraceID
 	for !id.IsValid() {
-		putUint64(id[:8], rand.Uint64())
-		putUint64(id[8:], rand.Uint64())
+		binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+		binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
 	}
 	return id
 }
@@ -187,13 +188,7 @@ func randomTraceID() trace.TraceID {
 func randomSpanID() trace.SpanID {
 	var id trace.SpanID
 	for !id.IsValid() {
-		putUint64(id[:], rand.Uint64())
+		binary.LittleEndian.PutUint64(id[:], rand.Uint64())
 	}
 	return id
-}
-
-func putUint64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (8 * i))
-	}
 }
