@@ -38,7 +38,9 @@
 // in batches with the stock OTLP client of the configured protocol
 // (otlptracegrpc.NewClient or otlptracehttp.NewClient), so endpoint, TLS,
 // headers, compression, retries and the OTEL_EXPORTER_OTLP_* variables
-// behave as with the stock exporter. The stock exporter's conversion builds
+// behave as with the stock exporter. Over gRPC the connection's codec
+// (spanCodec, grpccodec.go) sends the batch's encoded spans where they lie
+// instead of marshalling a copy of each request. The stock exporter's conversion builds
 // several heap objects per attribute, and the batch span processor keeps
 // every ended span's snapshot on the heap until its batch is sent; together
 // they were most of tracing's cost. The tests decode both encodings of the
@@ -55,9 +57,10 @@
 // as they come into a buffer of their span (eventSink), which the processor
 // exports with the span when it ends (endWithEvents), copying it once, into
 // the batch; a step window holds its events as values and encodes them all
-// into the step tracer's buffer when it closes. The step and journey events write their attributes
-// from one list (writeAttributes) either as attributes for the SDK or
-// straight into OTLP with keys encoded once (eventKey). The SDK still makes
+// into the step tracer's buffer when it closes. The step, journey and API
+// events and llm_request's attributes are written from one list
+// (writeAttributes) either as attributes for the SDK or straight into OTLP
+// with keys encoded once (eventKey). The SDK still makes
 // every span. Tests that record spans use the SDK path, and tests replay
 // the same journeys and steps both ways and compare exports.
 //
