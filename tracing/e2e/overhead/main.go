@@ -25,6 +25,15 @@
 // Without --model, a random Llama of the shape --spec (default the
 // TinyStories 15M shape) is generated into a temporary directory. Linux
 // only (/proc).
+//
+// The paired differences vary by about ±100 µs per request from round to
+// round, far more than tracing costs. --perf-freq (perf.go) records the
+// servers with Linux perf during the rounds and reports tracing's share of
+// each server's samples times its CPU per request, the figure
+// docs/observability.md quotes:
+//
+//	go build -tags simdevice -o /tmp/vserve-sim ./cmd/vserve
+//	go run ./tracing/e2e/overhead --vserve /tmp/vserve-sim --device sim --rounds 10 --requests 800 --perf-freq 1999
 package main
 
 import (
@@ -33,6 +42,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -67,6 +77,7 @@ type options struct {
 	warmup           int
 	kvCacheMemory    string
 	device           string
+	perfFreq         int
 }
 
 // config is one tracing configuration and the server that runs it.
@@ -76,9 +87,10 @@ type config struct {
 	flags  []string
 	cmd    *exec.Cmd
 	url    string
-	log    string    // the server's log file
-	cpu    []float64 // µs of server CPU per request, per round
-	tput   []float64 // output tokens/s, per round
+	log    string        // the server's log file
+	cpu    []float64     // µs of server CPU per request, per round
+	tput   []float64     // output tokens/s, per round
+	perf   profileShares // its perf samples during the rounds (--perf-freq)
 	// lost is the spans the server's /metrics counted as dropped at a full
 	// export queue or in failed uploads, read after the last round; -1
 	// when it does not show them (an older build: its log is read then).
@@ -101,6 +113,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 0, "warm-up requests per server before the rounds (0: one round's); a server reaches its steady state once its KV cache was written all over and its buffers grew to their working sizes")
 	flag.StringVar(&o.kvCacheMemory, "kv-cache-memory", "256MiB", "each server's --kv-cache-memory: small enough that the warm-up writes all of it (the first write of a page faults), and that the servers fit in memory together")
 	flag.StringVar(&o.device, "device", "cpu", "each server's --device: cpu, or sim (a binary built with -tags simdevice) for the host side of a GPU server, whose forward pass does not run on the cores that serve")
+	flag.IntVar(&o.perfFreq, "perf-freq", 0, "when set (Hz, e.g. 1999): record the servers' call stacks with Linux perf (on PATH, allowed to profile them) during the rounds, and report the share of each server's samples in tracing's code times its CPU per request, which resolves what the paired differences cannot")
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of each server (0: the machine's); one core keeps the servers' CPU time free of idle-worker wakeups")
 	flag.Parse()
 	if o.vserve == "" {
@@ -193,11 +206,30 @@ func run(o options) error {
 	}
 	fmt.Printf("%d rounds x %d requests (prompt %d, output %d tokens, concurrency %d), servers with GOMAXPROCS %d, OTLP %s to a discarding sink\n",
 		o.rounds, o.perRound, o.inputLen, o.outputLen, o.concurrency, o.serverProcs, o.protocol)
+	var perf *perfRecorder
+	if o.perfFreq > 0 {
+		pids := make([]int, len(configs))
+		for i, c := range configs {
+			pids[i] = c.cmd.Process.Pid
+		}
+		if perf, err = startPerf(o.perfFreq, pids); err != nil {
+			return err
+		}
+	}
 	for r := range o.rounds {
 		for _, i := range roundOrder(len(configs), r) {
 			if err := configs[i].round(ctx, clients[i], prompts, o.concurrency); err != nil {
 				return err
 			}
+		}
+	}
+	if perf != nil {
+		shares, err := perf.stop()
+		if err != nil {
+			return err
+		}
+		for _, c := range configs {
+			c.perf = shares[c.cmd.Process.Pid]
 		}
 	}
 	for _, c := range configs {
@@ -382,6 +414,7 @@ func report(configs []*config, s *otlpsink.Sink) {
 			median(c.cpu), median(dcpu), quantile(dcpu, 0.25), quantile(dcpu, 0.75),
 			median(c.tput), median(dtput), quantile(dtput, 0.25), quantile(dtput, 0.75))
 	}
+	reportPerf(configs)
 	fmt.Printf("\nsink: %d export requests, %.1f MB\n", s.Requests(), float64(s.Bytes())/1e6)
 	for _, c := range configs {
 		fmt.Printf("%s, CPU µs/request per round: %s\n", c.name, formatAll(c.cpu))
@@ -398,6 +431,28 @@ func report(configs []*config, s *otlpsink.Sink) {
 		} else if n > 0 {
 			fmt.Printf("%s: DROPPED spans, %d or more (its export queue was full; the log is rate-limited): their export is not in its figures\n", c.name, n)
 		}
+	}
+}
+
+// reportPerf prints tracing's share of each server's perf samples, times
+// its median CPU per request (nothing without --perf-freq).
+func reportPerf(configs []*config) {
+	if configs[0].perf.samples == 0 {
+		return
+	}
+	fmt.Printf("\n| configuration | perf samples | in tracing's code | tracing's CPU per request ± 1σ | metrics' share |\n|---|---|---|---|---|\n")
+	for _, c := range configs {
+		p := c.perf
+		if p.samples == 0 {
+			fmt.Printf("| %s | 0 | | | |\n", c.name)
+			continue
+		}
+		n := float64(p.samples)
+		share := float64(p.tracing) / n
+		sigma := math.Sqrt(share * (1 - share) / n) // of the share, sampled binomially
+		cpu := median(c.cpu)
+		fmt.Printf("| %s | %d | %d (%.3f %%) | %.1f ± %.1f µs | %.2f %% |\n", c.name, p.samples, p.tracing, 100*share,
+			share*cpu, sigma*cpu, 100*float64(p.metrics)/n)
 	}
 }
 
