@@ -93,42 +93,54 @@ type slicedWriter struct {
 // minLent is the least size of spans referenced rather than copied.
 const minLent = 4 << 10
 
-// resourceSpans writes ExportTraceServiceRequest.resource_spans rs: its
-// own fields as proto.Marshal writes them (known fields in number order,
-// then unknown fields), where each ScopeSpans' unknown fields, the encoded
-// spans, are referenced.
+// Field numbers of ExportTraceServiceRequest and ResourceSpans
+// (opentelemetry-proto collector/trace/v1 and trace/v1).
+const (
+	requestResourceSpans    protowire.Number = 1
+	resourceSpansResource   protowire.Number = 1
+	resourceSpansScopeSpans protowire.Number = 2
+	resourceSpansSchemaURL  protowire.Number = 3
+)
+
+// resourceSpans writes ExportTraceServiceRequest.resource_spans rs as
+// proto.Marshal writes it (fields in number order, each message's unknown
+// fields last), with each ScopeSpans' unknown fields, the encoded spans,
+// referenced.
 func (w *slicedWriter) resourceSpans(rs *tracepb.ResourceSpans, lent *lentBuffers) error {
 	if len(rs.ProtoReflect().GetUnknown()) > 0 {
-		return w.copied(1, rs) // not the export processor's: no spans to reference
+		return w.copied(requestResourceSpans, rs) // not the export processor's: no spans to reference
 	}
-	shell, err := proto.Marshal(&tracepb.ResourceSpans{Resource: rs.Resource, SchemaUrl: rs.SchemaUrl})
-	if err != nil {
-		return err
+	var resource []byte
+	if rs.Resource != nil {
+		b, err := proto.Marshal(rs.Resource)
+		if err != nil {
+			return err
+		}
+		resource = appendBytes(appendTag(nil, resourceSpansResource, protowire.BytesType), b)
 	}
+	schema := appendStringField(nil, resourceSpansSchemaURL, rs.SchemaUrl)
 	type scope struct {
 		shell, spans []byte
 	}
 	scopes := make([]scope, len(rs.ScopeSpans))
-	size := len(shell)
+	size := len(resource) + len(schema)
 	for i, ss := range rs.ScopeSpans {
 		s := &scopes[i]
+		var err error
 		if s.shell, err = proto.Marshal(&tracepb.ScopeSpans{Scope: ss.Scope, Spans: ss.Spans, SchemaUrl: ss.SchemaUrl}); err != nil {
 			return err
 		}
 		s.spans = ss.ProtoReflect().GetUnknown()
 		size += 1 + protowire.SizeBytes(len(s.shell)+len(s.spans))
 	}
-	// proto.Marshal writes the shell's resource (field 1), then the scope
-	// spans (2), then its schema URL (3): split the shell around them.
-	resourceEnd := resourceFieldEnd(shell)
-	w.head = appendVarint(appendTag(w.head, 1, protowire.BytesType), uint64(size))
-	w.head = append(w.head, shell[:resourceEnd]...)
+	w.head = appendVarint(appendTag(w.head, requestResourceSpans, protowire.BytesType), uint64(size))
+	w.head = append(w.head, resource...)
 	for _, s := range scopes {
-		w.head = appendVarint(appendTag(w.head, 2, protowire.BytesType), uint64(len(s.shell)+len(s.spans)))
+		w.head = appendVarint(appendTag(w.head, resourceSpansScopeSpans, protowire.BytesType), uint64(len(s.shell)+len(s.spans)))
 		w.head = append(w.head, s.shell...)
 		w.spans(s.spans, lent)
 	}
-	w.head = append(w.head, shell[resourceEnd:]...)
+	w.head = append(w.head, schema...)
 	return nil
 }
 
@@ -163,18 +175,4 @@ func (w *slicedWriter) flushHead() {
 func (w *slicedWriter) finish() mem.BufferSlice {
 	w.flushHead()
 	return w.out
-}
-
-// resourceFieldEnd is where the ResourceSpans shell's resource field (1),
-// written first when present, ends.
-func resourceFieldEnd(shell []byte) int {
-	num, typ, n := protowire.ConsumeTag(shell)
-	if n <= 0 || num != 1 || typ != protowire.BytesType {
-		return 0
-	}
-	_, m := protowire.ConsumeBytes(shell[n:])
-	if m <= 0 {
-		return 0
-	}
-	return n + m
 }
