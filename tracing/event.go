@@ -179,7 +179,7 @@ type eventAttrs struct {
 // field depends on the size of its varint: one per size).
 type eventKey struct {
 	name       attribute.Key
-	field      protowire.Number // Event.attributes, or Span.attributes (spanKey)
+	field      protowire.Number // Event.attributes, or Span.attributes (newSpanKey)
 	otlp       otlpKey
 	intField   [maxVarintLen]string
 	floatField string
@@ -190,7 +190,7 @@ const maxVarintLen = 10
 func newEventKey(name string) *eventKey { return newAttributeKey(name, eventAttributes) }
 
 // newSpanKey is an eventKey for attributes of a span (Span.attributes),
-// written with its events (eventSink.endWithSource).
+// written with its events (eventSink.endWithAttributes).
 func newSpanKey(name string) *eventKey { return newAttributeKey(name, spanAttributes) }
 
 func newAttributeKey(name string, field protowire.Number) *eventKey {

@@ -208,13 +208,13 @@ func (s *apiSpan) endLocked(at time.Time) {
 var spanKeys = struct {
 	route, requestID, model, promptTokens, temperature, topP, maxTokens, n *eventKey
 	completionTokens                                                       *eventKey
-	latency                                                                [6]*eventKey // latencyAttributes' order
+	queue, ttft, e2e, prefill, decode, inference                           *eventKey // gen_ai.latency.*
 }{
 	route: newSpanKey(AttrHTTPRoute), requestID: newSpanKey(AttrRequestID), model: newSpanKey(AttrResponseModel),
 	promptTokens: newSpanKey(AttrPromptTokens), temperature: newSpanKey(AttrTemperature), topP: newSpanKey(AttrTopP),
 	maxTokens: newSpanKey(AttrMaxTokens), n: newSpanKey(AttrN), completionTokens: newSpanKey(AttrCompletionTokens),
-	latency: [6]*eventKey{newSpanKey(AttrTimeInQueue), newSpanKey(AttrTTFT), newSpanKey(AttrE2E),
-		newSpanKey(AttrTimeInPrefill), newSpanKey(AttrTimeInDecode), newSpanKey(AttrTimeInInference)},
+	queue: newSpanKey(AttrTimeInQueue), ttft: newSpanKey(AttrTTFT), e2e: newSpanKey(AttrE2E),
+	prefill: newSpanKey(AttrTimeInPrefill), decode: newSpanKey(AttrTimeInDecode), inference: newSpanKey(AttrTimeInInference),
 }
 
 // writeAttributes writes llm_request's attributes (at most 15; the span's
@@ -310,20 +310,22 @@ func (s *apiSpan) Departed(o server.Outcome) {
 // writeLatencyAttributes writes upstream vLLM's gen_ai.latency set in
 // seconds, each only when the timestamps it spans exist.
 func writeLatencyAttributes(w *eventAttrs, t engine.RequestTimes) {
+	k := &spanKeys
 	arrived, sched, first, last := !t.Arrival.IsZero(), !t.Scheduled.IsZero(), !t.FirstToken.IsZero(), !t.LastToken.IsZero()
-	for i, l := range [...]struct {
-		ok bool
-		d  time.Duration
+	for _, l := range [...]struct {
+		key *eventKey
+		ok  bool
+		d   time.Duration
 	}{
-		{arrived && sched, t.QueueTime()},
-		{arrived && first, t.TTFT()},
-		{arrived && !t.Finished.IsZero(), t.E2E()},
-		{sched && first, t.Prefill()},
-		{first && last, t.Decode()},
-		{sched && last, t.Inference()},
+		{k.queue, arrived && sched, t.QueueTime()},
+		{k.ttft, arrived && first, t.TTFT()},
+		{k.e2e, arrived && !t.Finished.IsZero(), t.E2E()},
+		{k.prefill, sched && first, t.Prefill()},
+		{k.decode, first && last, t.Decode()},
+		{k.inference, sched && last, t.Inference()},
 	} {
 		if l.ok {
-			w.float(spanKeys.latency[i], l.d.Seconds())
+			w.float(l.key, l.d.Seconds())
 		}
 	}
 }
