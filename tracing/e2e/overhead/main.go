@@ -215,6 +215,7 @@ func run(o options) error {
 		if perf, err = startPerf(o.perfFreq, pids); err != nil {
 			return err
 		}
+		defer perf.abort()
 	}
 	for r := range o.rounds {
 		for _, i := range roundOrder(len(configs), r) {

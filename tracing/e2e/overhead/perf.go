@@ -41,10 +41,11 @@ type profileShares struct {
 
 // perfRecorder is a running `perf record` of the servers.
 type perfRecorder struct {
-	cmd  *exec.Cmd
-	dir  string
-	data string
-	log  string
+	cmd     *exec.Cmd
+	dir     string
+	data    string
+	log     string
+	stopped bool
 }
 
 // startPerf records the call stacks of the processes pids at freq Hz.
@@ -76,8 +77,19 @@ func startPerf(freq int, pids []int) (*perfRecorder, error) {
 	return p, nil
 }
 
+// abort ends a recording that stop did not (the rounds failed).
+func (p *perfRecorder) abort() {
+	if !p.stopped {
+		p.stopped = true
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		os.RemoveAll(p.dir)
+	}
+}
+
 // stop ends the recording and returns each process's shares.
 func (p *perfRecorder) stop() (map[int]profileShares, error) {
+	p.stopped = true
 	defer os.RemoveAll(p.dir)
 	_ = p.cmd.Process.Signal(syscall.SIGINT) // perf writes its data and exits
 	waitErr := p.cmd.Wait()
