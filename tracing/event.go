@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -174,18 +175,26 @@ type eventAttrs struct {
 }
 
 // eventKey is an attribute key of a frequent event, with its OTLP encoding
-// made once: for strings, the start of the KeyValue; for ints and floats,
-// the whole Event.attributes field but for the value's own bytes (an int's
-// field depends on the size of its varint: one per size).
+// made once: for ints, the whole Event.attributes field of a value whose
+// varint takes one byte but for that byte (a longer varint changes two
+// length bytes of it, patched after the copy); for floats, the whole field
+// but for the value's eight bytes; for strings, the start of the KeyValue.
+//
+// The encodings of all keys lie side by side in one block of memory
+// (keyArena), in the order the keys are made: each event kind's keys in
+// the order its attributes are written. In a server every hook finds them
+// evicted by the serving code in between, and an event's attributes then
+// cost a cache miss per line of key data they read: one contiguous block
+// of a few lines, where the keys' separately allocated strings (one per
+// varint size) took two or three misses per attribute.
 type eventKey struct {
-	name       attribute.Key
-	field      protowire.Number // Event.attributes, or Span.attributes (newSpanKey)
-	otlp       otlpKey
-	intField   [maxVarintLen]string
-	floatField string
+	int1    []byte // the int field for a one-byte varint; otlp lies within it
+	float   []byte
+	otlp    otlpKey
+	kvLenAt int              // index in int1 of the KeyValue's length byte; -1: int1 cannot be patched (a long key)
+	field   protowire.Number // Event.attributes, or Span.attributes (newSpanKey)
+	name    attribute.Key
 }
-
-const maxVarintLen = 10
 
 func newEventKey(name string) *eventKey { return newAttributeKey(name, eventAttributes) }
 
@@ -194,20 +203,69 @@ func newEventKey(name string) *eventKey { return newAttributeKey(name, eventAttr
 func newSpanKey(name string) *eventKey { return newAttributeKey(name, spanAttributes) }
 
 func newAttributeKey(name string, field protowire.Number) *eventKey {
-	k := &eventKey{name: attribute.Key(name), field: field, otlp: newOTLPKey(name)}
-	for size := 1; size <= maxVarintLen; size++ {
-		b := appendKVStart(nil, field, k.otlp, 1+size)
-		k.intField[size-1] = string(appendTag(b, anyInt, protowire.VarintType))
+	otlp := newOTLPKey(name)
+	int1 := appendTag(appendKVStart(nil, field, otlp, 1+1), anyInt, protowire.VarintType)
+	float := appendTag(appendKVStart(nil, field, otlp, 1+8), anyDouble, protowire.Fixed64Type)
+	block := keyArena.hold(append(slices.Clip(int1), float...))
+	k := &eventKey{name: attribute.Key(name), field: field, kvLenAt: -1,
+		int1: block[:len(int1):len(int1)], float: block[len(int1):]}
+	end := len(int1) - 2 // then the AnyValue's length and the int's tag
+	k.otlp = otlpKey(k.int1[end-len(otlp) : end : end])
+	// The KeyValue's length (one byte after the tag) and the AnyValue's
+	// (the byte before the int's tag) stay one byte for every varint size.
+	if len(otlp)+2+maxVarintLen < 0x80 {
+		k.kvLenAt = protowire.SizeTag(field)
 	}
-	b := appendKVStart(nil, field, k.otlp, 1+8)
-	k.floatField = string(appendTag(b, anyDouble, protowire.Fixed64Type))
 	return k
+}
+
+const maxVarintLen = 10
+
+// appendInt appends the field of int attribute k = v.
+func (k *eventKey) appendInt(b []byte, v uint64) []byte {
+	size := protowire.SizeVarint(v)
+	if size == 1 {
+		return append(append(b, k.int1...), byte(v))
+	}
+	if k.kvLenAt < 0 {
+		b = appendKVStart(b, k.field, k.otlp, 1+size)
+		return appendVarint(appendTag(b, anyInt, protowire.VarintType), v)
+	}
+	n := len(b)
+	b = append(b, k.int1...)
+	b[n+k.kvLenAt] += byte(size - 1)
+	b[len(b)-2] = byte(1 + size)
+	return appendVarint(b, v)
+}
+
+// keyArena is the block of memory that holds the keys' encodings.
+var keyArena = &arena{buf: make([]byte, 0, keyArenaSize)}
+
+// keyArenaSize holds the encodings of vserve's keys (about 3 KB) with room
+// for more; keys made once it is full get memory of their own.
+const keyArenaSize = 8 << 10
+
+// arena hands out memory from one block, never moving what it gave out.
+type arena struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// hold returns a copy of b in the arena (its own memory once it is full).
+func (a *arena) hold(b []byte) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.buf)+len(b) > cap(a.buf) {
+		return slices.Clone(b)
+	}
+	n := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[n:len(a.buf):len(a.buf)]
 }
 
 func (w *eventAttrs) int(k *eventKey, v int64) {
 	if w.otlp {
-		field := k.intField[protowire.SizeVarint(uint64(v))-1]
-		w.enc = appendVarint(append(w.enc, field...), uint64(v))
+		w.enc = k.appendInt(w.enc, uint64(v))
 		return
 	}
 	w.list = append(w.list, k.name.Int64(v))
@@ -215,7 +273,7 @@ func (w *eventAttrs) int(k *eventKey, v int64) {
 
 func (w *eventAttrs) float(k *eventKey, v float64) {
 	if w.otlp {
-		w.enc = appendFixed64(append(w.enc, k.floatField...), math.Float64bits(v))
+		w.enc = appendFixed64(append(w.enc, k.float...), math.Float64bits(v))
 		return
 	}
 	w.list = append(w.list, k.name.Float64(v))

@@ -146,7 +146,7 @@ const eventLenBytes = 2
 // otlpKey is an attribute key encoded as the start of a KeyValue message:
 // the key field and the value field's tag. Made once per key (eventKey),
 // it lets frequent events write their attributes without encoding keys.
-type otlpKey string
+type otlpKey []byte
 
 func newOTLPKey(key string) otlpKey {
 	b := appendStringField(nil, keyValueKey, key)
