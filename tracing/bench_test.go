@@ -204,6 +204,37 @@ type benchSim struct {
 	step  uint64
 	req   *http.Request
 	seq   int
+	cold  *coldHooks // nil: hooks run back to back
+}
+
+// coldHooks makes every hook of the simulation find the caches as a
+// server's hooks do, evicted by the serving code that ran since the last
+// one: before each hook it writes through a buffer larger than this
+// core's L2 cache. It times the hooks alone (the eviction is not
+// counted): inHooks is their wall time, on this goroutine.
+type coldHooks struct {
+	buf     []byte
+	t0      time.Time
+	inHooks time.Duration
+}
+
+func newColdHooks(evict int) *coldHooks { return &coldHooks{buf: make([]byte, evict)} }
+
+// pre evicts the caches and starts timing a hook.
+func (s *benchSim) pre() {
+	if c := s.cold; c != nil {
+		for i := 0; i < len(c.buf); i += 64 {
+			c.buf[i]++
+		}
+		c.t0 = time.Now()
+	}
+}
+
+// post ends timing a hook.
+func (s *benchSim) post() {
+	if c := s.cold; c != nil {
+		c.inHooks += time.Since(c.t0)
+	}
 }
 
 func newBenchSim(tel *Telemetry, batch int) *benchSim {
@@ -228,15 +259,27 @@ func (s *benchSim) run() {
 		s.seq++
 		id := "bench-" + strconv.Itoa(s.seq)
 		q := &benchReq{r: &fakeReq{id: id, prompt: 32, maxTokens: benchRequestTokens, phase: scheduler.PhaseWaiting}}
+		s.pre()
 		q.api = s.http.Arrived(s.req, "/v1/completions")
+		s.post()
 		maxTokens := benchRequestTokens
+		s.pre()
 		q.api.Parsed(server.RequestInfo{RequestID: "cmpl-" + id, Model: "m", PromptTokens: 32, MaxTokens: &maxTokens, N: ptr(1)})
+		s.post()
+		s.pre()
 		q.headers = q.api.TraceHeaders()
+		s.post()
 		q.times.Arrival = time.Now()
+		s.pre()
 		s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,
 			MaxTokens: maxTokens, Arrival: q.times.Arrival})
+		s.post()
+		s.pre()
 		s.obs.Queued(q.r, s.step)
+		s.post()
+		s.pre()
 		q.api.HandoffToCore(time.Time{})
+		s.post()
 		reqs[i] = q
 		view.running = append(view.running, q.r)
 	}
@@ -253,13 +296,17 @@ func (s *benchSim) run() {
 				n = q.r.prompt
 				q.r.phase = scheduler.PhasePrefill
 				q.times.Scheduled = view.start
+				s.pre()
 				s.obs.Scheduled(q.r, s.step, false)
+				s.post()
 			}
 			view.scheduled[q.r.id] = n
 			total += n
 		}
 		out.Step, out.TotalNumScheduledTokens = s.step, total
+		s.pre()
 		s.obs.StepBuilt(out, view)
+		s.post()
 		now := time.Now()
 		for i, q := range reqs {
 			q.r.computed += view.scheduled[q.r.id]
@@ -268,24 +315,89 @@ func (s *benchSim) run() {
 			q.r.phase = scheduler.PhaseDecode
 			if q.r.output == 1 {
 				q.times.FirstToken = now
+				s.pre()
 				s.obs.FirstToken(q.r, s.step)
+				s.post()
+				s.pre()
 				q.api.FirstResponseFromCore(now)
+				s.post()
 			}
 			q.times.LastToken = now
 			rec.Outputs[i] = scheduler.RequestOutput{ID: q.r.id, Step: s.step, NewTokenIDs: token}
 			if q.r.output == benchRequestTokens {
+				s.pre()
 				s.obs.Finished(q.r, s.step, scheduler.FinishLength)
+				s.post()
 			}
 		}
 		rec.Step, rec.Start, rec.End, rec.NumScheduledTokens = s.step, view.start, time.Now(), total
+		s.pre()
 		s.tel.OnStep(rec)
+		s.post()
 	}
 	for _, q := range reqs {
 		q.times.Finished = time.Now()
+		s.pre()
 		s.tel.OnRequestEnd(engine.RequestEnd{ID: q.r.id, TraceHeaders: q.headers, Reason: scheduler.FinishLength,
 			NumPromptTokens: 32, NumOutputTokens: q.r.output, MaxTokens: benchRequestTokens, Times: q.times})
+		s.post()
+		s.pre()
 		q.api.Departed(server.Outcome{CompletionTokens: q.r.output, Times: q.times})
+		s.post()
+		s.pre()
 		q.api.End()
+		s.post()
 		delete(view.scheduled, q.r.id)
 	}
 }
+
+// BenchmarkColdHooks measures the hooks' own time per request with the
+// caches evicted before each hook (coldHooks): in a server the serving code
+// between two hooks evicts tracing's code and data, and the hooks take
+// several times their warm time (docs/observability.md). hook-ns/req is
+// the hooks' wall time on the benchmark's goroutine (not the export
+// goroutine's upload); compare configurations, and code, side by side.
+func BenchmarkColdHooks(b *testing.B) {
+	sink := startSinkProcess(b, ProtocolGRPC)
+	cases := []struct {
+		name string
+		cfg  func(*Config)
+	}{
+		{"off", func(*Config) {}},
+		{"journey=1", func(c *Config) {
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink, true
+		}},
+		{"journey=1,steps=1,rich=0.1", func(c *Config) {
+			c.OTLPTracesEndpoint, c.EnableJourneyTracing = sink, true
+			c.StepTracingEnabled, c.StepSampleRate, c.StepRichSubsampleRate = true, 1, 0.1
+		}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			c := DefaultConfig()
+			c.Protocol = ProtocolGRPC
+			c.MaxExportQueue = 1 << 16
+			tc.cfg(&c)
+			tel, err := Setup(context.Background(), c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = tel.Shutdown(context.Background()) }()
+			const batch = 16
+			sim := newBenchSim(tel, batch)
+			sim.cold = newColdHooks(coldEvictBytes)
+			sim.run() // warm-up: first-use allocations
+			sim.cold.inHooks = 0
+			b.ResetTimer()
+			n := 0
+			for ; n < b.N; n += batch {
+				sim.run()
+			}
+			b.ReportMetric(float64(sim.cold.inHooks.Nanoseconds())/float64(n), "hook-ns/req")
+		})
+	}
+}
+
+// coldEvictBytes is what coldHooks writes through before each hook: twice
+// this machine class's L2 cache per core.
+const coldEvictBytes = 2 << 20
