@@ -114,8 +114,11 @@ func (p *perfRecorder) stop() (map[int]profileShares, error) {
 
 // parsePerfScript reads `perf script -F pid,ip,sym` output: one sample per
 // paragraph, its first line the process id and then one line per frame
-// (address and function), and counts each process's samples and those
-// whose stack passes through tracing's or (only) the metrics' code.
+// (address and function), innermost first, and counts each process's
+// samples and those in tracing's and in the metrics' code: the innermost
+// frame that is either's decides, since tracing's hooks also feed metrics
+// that every request records, traced or not (the request metrics that
+// apiSpan.End records are the metrics', as metricsOnlySpan.End's are).
 func parsePerfScript(r io.Reader) (map[int]profileShares, error) {
 	shares := map[int]profileShares{}
 	sc := bufio.NewScanner(r)
@@ -135,6 +138,7 @@ func parsePerfScript(r io.Reader) (map[int]profileShares, error) {
 		}
 		inSample, isTracing, isMetrics = false, false, false
 	}
+	classified := func() bool { return isTracing || isMetrics }
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
@@ -146,9 +150,9 @@ func parsePerfScript(r io.Reader) (map[int]profileShares, error) {
 				return nil, fmt.Errorf("perf script: sample header %q: %w", line, err)
 			}
 			pid, inSample = n, true
-		default:
-			isTracing = isTracing || tracingFrame.MatchString(line)
-			isMetrics = isMetrics || metricsFrame.MatchString(line)
+		case !classified():
+			isMetrics = metricsFrame.MatchString(line)
+			isTracing = !isMetrics && tracingFrame.MatchString(line)
 		}
 	}
 	flush()

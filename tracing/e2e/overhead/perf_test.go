@@ -10,7 +10,8 @@ import (
 
 // perfScript is `perf script -F pid,ip,sym` output of two servers, with
 // stacks as vserve's look: a step hook, a metrics-only step, serving code,
-// the gRPC upload and a kernel sample under the socket write.
+// the gRPC upload, a kernel sample under the socket write, and a request
+// metric recorded from llm_request's end (the metrics', not tracing's).
 const perfScript = `13830 
 	          3d0977 github.com/vserve/vserve/server.(*job).consume
 	          3d0291 github.com/vserve/vserve/server.(*job).run
@@ -38,6 +39,12 @@ const perfScript = `13830
 
  13836 
 	          3d0291 github.com/vserve/vserve/server.(*job).run
+
+13836 
+	          6b2000 go.opentelemetry.io/otel/sdk/metric.(*int64Inst).Record
+	          6b3000 github.com/vserve/vserve/tracing.(*metrics).requestParamsN
+	          5ac000 github.com/vserve/vserve/tracing.(*apiSpan).End
+	          3d0977 github.com/vserve/vserve/server.(*Server).serveGeneration
 `
 
 func TestParsePerfScript(t *testing.T) {
@@ -45,7 +52,7 @@ func TestParsePerfScript(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[int]profileShares{
 		13830: {samples: 3, tracing: 1, metrics: 1},
-		13836: {samples: 3, tracing: 2},
+		13836: {samples: 4, tracing: 2, metrics: 1},
 	}, shares)
 }
 
