@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // spanStarter starts the spans of one kind (llm_request, llm_core or the
@@ -25,14 +26,14 @@ type spanStarter struct {
 	kind    trace.SpanKind
 	kindOpt trace.SpanStartOption // made once: each WithSpanKind allocates
 	direct  *directSpans          // nil: through the SDK
-	scope   instrumentation.Scope
+	scope   *instrumentation.Scope
 }
 
 // newSpanStarter starts spans name of kind with the provider's tracer of
 // scope, or directly when direct is set.
 func newSpanStarter(tp trace.TracerProvider, scope, name string, kind trace.SpanKind, direct *directSpans) *spanStarter {
 	return &spanStarter{tracer: tp.Tracer(scope), name: name, kind: kind, kindOpt: trace.WithSpanKind(kind),
-		direct: direct, scope: instrumentation.Scope{Name: scope}}
+		direct: direct, scope: &instrumentation.Scope{Name: scope}}
 }
 
 // start starts a span under the span context in parent (a new trace when
@@ -107,7 +108,7 @@ func (d *directSpans) start(j *spanStarter, name string, parent trace.SpanContex
 type directSpan struct {
 	embedded.Span
 	spans  *directSpans
-	scope  instrumentation.Scope
+	scope  *instrumentation.Scope // its starter's: batches find its group by this pointer
 	name   string
 	kind   trace.SpanKind
 	sc     trace.SpanContext
@@ -137,13 +138,24 @@ func (s *directSpan) endWithEvents(events []byte, end time.Time) {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	p := s.spans.export
-	scratch := appendSpanStart(p.takeScratch(), s.sc, s.parent, s.name, s.kind, s.start, end, s.attrs)
-	head := len(scratch)
-	scratch = appendSpanEnd(scratch, s.status, s.sc, s.parent)
-	p.enqueue(s.spans.res, s.scope, encodedSpan{head: scratch[:head], events: events, tail: scratch[head:]}, scratch)
+	s.spans.export.addDirect(s, events, end)
 	s.attrs = nil
 }
+
+// appendTo appends the span, ended at end, as one ScopeSpans.spans field,
+// with events between its attributes and its status.
+func (s *directSpan) appendTo(b []byte, events []byte, end time.Time) []byte {
+	lenBytes := protowire.SizeVarint(uint64(len(events) + directSpanFields))
+	b, mark := openSizedMessage(b, scopeSpansSpans, lenBytes)
+	b = appendSpanStart(b, s.sc, s.parent, s.name, s.kind, s.start, end, s.attrs)
+	b = append(b, events...)
+	b = appendSpanEnd(b, s.status, s.sc, s.parent)
+	return closeSizedMessage(b, mark, lenBytes)
+}
+
+// directSpanFields is about the size of a direct span's own fields (ids,
+// name, kind, times, a few attributes, status and flags).
+const directSpanFields = 128
 
 func (s *directSpan) AddEvent(string, ...trace.EventOption)   {}
 func (s *directSpan) AddLink(trace.Link)                      {}

@@ -274,8 +274,7 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 	}
 	size := enc.size()
 	if p.queuedSpans >= p.maxQueueSpans || p.queuedBytes+size > p.maxQueueBytes {
-		p.dropped++
-		p.totals.dropped++
+		p.dropLocked()
 		return
 	}
 	p.totals.queued++
@@ -291,6 +290,57 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 	if p.cur.spans >= p.maxBatchSpans {
 		p.sealLocked()
 	}
+}
+
+// addDirect queues direct span s, ended at end with events, encoding it
+// straight into the filling batch under the lock: where a span made by the
+// SDK is encoded into a scratch buffer outside the lock and then copied
+// (enqueue), a direct span takes one lock and is written once. A span too
+// large for what is left of the batch's request moves to the next batch; one
+// the queue has no room for is dropped.
+func (p *exportProcessor) addDirect(s *directSpan, events []byte, end time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	if p.queuedSpans >= p.maxQueueSpans {
+		p.dropLocked()
+		return
+	}
+	if p.cur == nil {
+		p.cur = p.batchLocked()
+	}
+	g := p.cur.groupOf(s.spans.res, s.scope)
+	mark := len(g.enc)
+	g.enc = s.appendTo(growGroupBuffer(g.enc, len(events)+2*directSpanFields), events, end)
+	size := len(g.enc) - mark
+	switch {
+	case p.queuedBytes+size > p.maxQueueBytes:
+		g.enc = g.enc[:mark]
+		p.dropLocked()
+		return
+	case p.cur.spans > 0 && p.cur.bytes+size > p.maxRequestBytes:
+		enc := slices.Clone(g.enc[mark:])
+		g.enc = g.enc[:mark]
+		p.sealLocked()
+		p.cur = p.batchLocked()
+		g = p.cur.groupOf(s.spans.res, s.scope)
+		g.enc = append(growGroupBuffer(g.enc, size), enc...)
+	}
+	p.totals.queued++
+	p.cur.added(g, size)
+	p.queuedSpans++
+	p.queuedBytes += size
+	if p.cur.spans >= p.maxBatchSpans {
+		p.sealLocked()
+	}
+}
+
+// dropLocked counts a span dropped because the queue is full.
+func (p *exportProcessor) dropLocked() {
+	p.dropped++
+	p.totals.dropped++
 }
 
 // batchLocked returns an empty batch, reusing an uploaded one if any.
@@ -534,11 +584,12 @@ type spanBatch struct {
 
 // spanGroup is one ScopeSpans: the spans of one resource and scope.
 type spanGroup struct {
-	res   *resource.Resource
-	scope instrumentation.Scope
-	enc   []byte // its ScopeSpans.spans fields
-	spans int    // in enc
-	first int    // the batch's span count when this use's first span came
+	res      *resource.Resource
+	scope    instrumentation.Scope
+	scopeRef *instrumentation.Scope // the direct spans' scope of this group (groupOf), if any
+	enc      []byte                 // its ScopeSpans.spans fields
+	spans    int                    // in enc
+	first    int                    // the batch's span count when this use's first span came
 }
 
 // maxBatchGroups bounds the groups a batch keeps between uses: a process
@@ -550,15 +601,20 @@ const maxBatchGroups = 8
 // resource and a few scopes: a linear search suffices).
 func (b *spanBatch) add(res *resource.Resource, scope instrumentation.Scope, enc encodedSpan) {
 	g := b.group(res, scope)
-	if g.spans == 0 {
-		g.first = b.spans
-	}
 	n := len(g.enc)
 	g.enc = growGroupBuffer(g.enc, enc.size())
 	g.enc = enc.appendTo(g.enc)
+	b.added(g, len(g.enc)-n)
+}
+
+// added counts a span of size bytes appended to g.
+func (b *spanBatch) added(g *spanGroup, size int) {
+	if g.spans == 0 {
+		g.first = b.spans
+	}
 	g.spans++
 	b.spans++
-	b.bytes += len(g.enc) - n
+	b.bytes += size
 }
 
 // minGroupBuffer is the least capacity a group's buffer grows to.
@@ -578,6 +634,19 @@ func growGroupBuffer(b []byte, n int) []byte {
 	return slices.Grow(b, target-len(b))
 }
 
+// groupOf is group for direct spans, whose scope is their starter's: it
+// finds the group by the scope's address, without comparing scopes.
+func (b *spanBatch) groupOf(res *resource.Resource, scope *instrumentation.Scope) *spanGroup {
+	for i := range b.groups {
+		if g := &b.groups[i]; g.scopeRef == scope && g.res == res {
+			return g
+		}
+	}
+	g := b.group(res, *scope)
+	g.scopeRef = scope
+	return g
+}
+
 func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *spanGroup {
 	for i := range b.groups {
 		if g := &b.groups[i]; g.scope == scope && sameResource(g.res, res) {
@@ -587,7 +656,7 @@ func (b *spanBatch) group(res *resource.Resource, scope instrumentation.Scope) *
 	if len(b.groups) >= maxBatchGroups {
 		for i := range b.groups {
 			if g := &b.groups[i]; g.spans == 0 {
-				g.res, g.scope = res, scope
+				g.res, g.scope, g.scopeRef = res, scope, nil
 				return g
 			}
 		}

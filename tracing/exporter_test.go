@@ -787,3 +787,65 @@ func TestExportErrorType(t *testing.T) {
 		require.Equal(t, tc.want, exportErrorType(tc.err), "%v", tc.err)
 	}
 }
+
+// TestDirectSpansKeepTheExportLimits: direct spans, encoded straight into
+// the filling batch, keep the limits spans from the SDK keep: requests
+// under the request limit (a span that does not fit moves to the next
+// request, whole), every span once under its own scope, and spans past the
+// queue's bound dropped and counted.
+func TestDirectSpansKeepTheExportLimits(t *testing.T) {
+	c := &captureClient{}
+	p := newTestProcessor(t, c)
+	p.maxRequestBytes = 2 << 10
+	res := resource.NewSchemaless(attribute.String("service.name", "vserve"))
+	tp := sdktrace.NewTracerProvider()
+	direct := newDirectSpans(p, res, tp)
+	starters := []*spanStarter{
+		newSpanStarter(tp, ScopeAPI, SpanRequest, trace.SpanKindServer, direct),
+		newSpanStarter(tp, ScopeScheduler, SpanCore, trace.SpanKindInternal, direct),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := time.Unix(1700000000, 0)
+	var want []string
+	for i := range 40 {
+		j := starters[i%2]
+		name := fmt.Sprint("span ", i)
+		span := j.startNamed(context.Background(), name, at, attribute.Int("i", i)).(*directSpan)
+		var events []byte
+		for range rng.IntN(6) {
+			var mark int
+			events, mark = openEvent(events, "e", at)
+			events = appendKeyValue(events, eventAttributes, attribute.String("pad", strings.Repeat("x", rng.IntN(300))))
+			events = closeEvent(events, mark, 0)
+		}
+		span.endWithEvents(events, at.Add(time.Second))
+		want = append(want, j.scope.Name+"|"+name)
+	}
+	require.NoError(t, p.ForceFlush(context.Background()))
+	require.Greater(t, len(c.requests), 5, "40 spans of up to 2 KB need several 2 KiB requests")
+	var got []string
+	for _, b := range c.requests {
+		var req coltracepb.ExportTraceServiceRequest
+		require.NoError(t, proto.Unmarshal(b, &req))
+		spans := 0
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					got = append(got, ss.Scope.GetName()+"|"+s.Name)
+					spans++
+				}
+			}
+		}
+		require.True(t, len(b) <= p.maxRequestBytes+256 || spans == 1, "a request over the limit holds one span alone")
+	}
+	require.ElementsMatch(t, want, got)
+
+	captureErrors(t)
+	p.maxQueueSpans = 3 // with nothing queued; no batch is sealed before the next flush
+	for i := range 5 {
+		starters[0].startNamed(context.Background(), fmt.Sprint("late ", i), at).(*directSpan).endWithEvents(nil, at)
+	}
+	st := p.state()
+	require.Equal(t, int64(2), st.dropped, "past the queue's bound of 3 spans, 2 are dropped")
+	require.Equal(t, int64(3), st.queueSpans)
+}
