@@ -131,6 +131,13 @@ func (s *directSpan) End(opts ...trace.SpanEndOption) {
 // encoding, with events (Span.events fields) between its attributes and
 // its status.
 func (s *directSpan) endWithEvents(events []byte, end time.Time) {
+	s.endWithContent(end, len(events), func(b []byte) []byte { return append(b, events...) })
+}
+
+// endWithContent is endWithEvents with the events (and late Span.attributes
+// fields) appended by content, of about size bytes, while the exporter
+// holds its lock: content must not end spans.
+func (s *directSpan) endWithContent(end time.Time, size int, content func([]byte) []byte) {
 	if s.ended {
 		return
 	}
@@ -138,17 +145,18 @@ func (s *directSpan) endWithEvents(events []byte, end time.Time) {
 	if end.IsZero() {
 		end = time.Now()
 	}
-	s.spans.export.addDirect(s, events, end)
+	s.spans.export.addDirect(s, size, content, end)
 	s.attrs = nil
 }
 
 // appendTo appends the span, ended at end, as one ScopeSpans.spans field,
-// with events between its attributes and its status.
-func (s *directSpan) appendTo(b []byte, events []byte, end time.Time) []byte {
-	lenBytes := protowire.SizeVarint(uint64(len(events) + directSpanFields))
+// with what content appends (about size bytes) between its attributes and
+// its status.
+func (s *directSpan) appendTo(b []byte, size int, content func([]byte) []byte, end time.Time) []byte {
+	lenBytes := protowire.SizeVarint(uint64(size + directSpanFields))
 	b, mark := openSizedMessage(b, scopeSpansSpans, lenBytes)
 	b = appendSpanStart(b, s.sc, s.parent, s.name, s.kind, s.start, end, s.attrs)
-	b = append(b, events...)
+	b = content(b)
 	b = appendSpanEnd(b, s.status, s.sc, s.parent)
 	return closeSizedMessage(b, mark, lenBytes)
 }

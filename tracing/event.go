@@ -22,6 +22,7 @@ type eventBuilder struct {
 	cache  [3]lenOption
 	opts   [2]trace.EventOption
 	writer eventAttrs // for eventSink.addFrom
+	enc    []byte     // a direct span's encoding while its content is written (eventSink.finish)
 }
 
 // lenOption is WithAttributes(attrs[:n]...) of the buffer.
@@ -102,9 +103,11 @@ func returnBuilder(b *eventBuilder) { builders.Put(b) }
 
 // eventSink is where one span's events go. Through the SDK (AddEvent) by
 // default; when the export processor is the provider's only processor
-// (every running server), they are written in OTLP encoding into a pooled
-// buffer as they come, and the processor exports them with the span when
-// it ends (exportProcessor.endWithEvents). Adding an event through the SDK
+// (every running server), they are written in OTLP encoding: for a span
+// made without the SDK (directSpan) while the span itself is encoded into
+// the export batch, at its end (finish); for others into a buffer as they
+// come, and the processor exports them with the span when it ends
+// (exportProcessor.endWithEvents). Adding an event through the SDK
 // copies its attributes, grows the span's event list, and End copies the
 // list again; the encoding costs a fraction of that (docs/observability.md
 // has the figures). Tests that record spans use the SDK path; they require
@@ -120,8 +123,8 @@ type eventSink struct {
 // export is set (and dropped when the span is not sampled, as the export
 // processor would drop them), else through the SDK.
 func newEventSink(export *exportProcessor, span trace.Span) eventSink {
-	if export == nil || !span.SpanContext().IsSampled() {
-		return eventSink{export: export}
+	if _, direct := span.(*directSpan); direct || export == nil || !span.SpanContext().IsSampled() {
+		return eventSink{export: export} // a direct span's events need no buffer: see finish
 	}
 	return eventSink{export: export, buf: eventBuffers.Get().(*[]byte)}
 }
@@ -199,7 +202,7 @@ type eventKey struct {
 func newEventKey(name string) *eventKey { return newAttributeKey(name, eventAttributes) }
 
 // newSpanKey is an eventKey for attributes of a span (Span.attributes),
-// written with its events (eventSink.endWithAttributes).
+// written with its events (eventSink.setAttributes).
 func newSpanKey(name string) *eventKey { return newAttributeKey(name, spanAttributes) }
 
 func newAttributeKey(name string, field protowire.Number) *eventKey {
@@ -287,12 +290,43 @@ func (w *eventAttrs) str(k *eventKey, v string) {
 	w.list = append(w.list, k.name.String(v))
 }
 
-// endWithAttributes sets the attributes src writes (with spanKeys) on span
-// and ends it: on the export path they are encoded with the events as
-// Span.attributes fields, which a decoder appends to the attributes the SDK
-// exports (the SDK would append them too). Protobuf decoders take fields in
-// any order.
-func (e *eventSink) endWithAttributes(b *eventBuilder, span trace.Span, src eventSource, at time.Time) {
+// spanContent is what the owner of a journey span holds back until the
+// span ends: its events, and the attributes it sets at the end.
+// writeContent adds them, in order, through e (addFrom, setAttributes).
+type spanContent interface {
+	writeContent(e *eventSink, b *eventBuilder, span trace.Span)
+}
+
+// finish ends span at time at with the events and attributes c holds back.
+// A direct span's are written while the exporter encodes the span into its
+// batch (directSpan.endWithContent): once, into the batch, with no buffer
+// of their own; a buffer from a pool, cold at every span's end in a
+// server, cost more than writing the bytes. Other spans take them as
+// addFrom and setAttributes do.
+func (e *eventSink) finish(b *eventBuilder, span trace.Span, c spanContent, at time.Time) {
+	if d, ok := span.(*directSpan); ok && e.export != nil && e.buf == nil {
+		d.endWithContent(at, journeySpanContent, func(enc []byte) []byte {
+			b.enc, e.buf = enc, &b.enc
+			c.writeContent(e, b, span)
+			enc = b.enc
+			b.enc, e.buf = nil, nil
+			return enc
+		})
+		return
+	}
+	c.writeContent(e, b, span)
+	e.end(span, at)
+}
+
+// journeySpanContent is about the size of a journey span's events and
+// attributes: llm_core's four events take 1.2 KB.
+const journeySpanContent = 2048
+
+// setAttributes sets the attributes src writes (with spanKeys) on span: on
+// the export path they are encoded with the events as Span.attributes
+// fields, which a decoder appends to the attributes the SDK exports (the
+// SDK would append them too). Protobuf decoders take fields in any order.
+func (e *eventSink) setAttributes(b *eventBuilder, span trace.Span, src eventSource) {
 	w := &b.writer
 	switch {
 	case e.export == nil:
@@ -307,7 +341,6 @@ func (e *eventSink) endWithAttributes(b *eventBuilder, span trace.Span, src even
 		*e.buf = w.enc
 		w.otlp, w.enc = false, nil
 	}
-	e.end(span, at)
 }
 
 // end ends span at time at with its events and releases the buffer; later
@@ -338,10 +371,9 @@ func (e *eventSink) end(span trace.Span, at time.Time) {
 // every step needs about 3 MB; a journey span about 1 KB.
 const maxPooledEventBuffer = 4 << 20
 
-// newEventBufferSize holds a journey span's events: llm_core's four
-// events of a request that ran without preemption take 1.2 KB, and a
-// smaller buffer grew, copying, for most requests.
-const newEventBufferSize = 2048
+// newEventBufferSize holds a journey span's events where the SDK makes the
+// span (journeySpanContent).
+const newEventBufferSize = journeySpanContent
 
 // endAt ends span at time at.
 func endAt(span trace.Span, at time.Time) {

@@ -292,13 +292,14 @@ func (p *exportProcessor) enqueue(res *resource.Resource, scope instrumentation.
 	}
 }
 
-// addDirect queues direct span s, ended at end with events, encoding it
+// addDirect queues direct span s, ended at end with what content appends
+// (about size bytes: its events), encoding it
 // straight into the filling batch under the lock: where a span made by the
 // SDK is encoded into a scratch buffer outside the lock and then copied
 // (enqueue), a direct span takes one lock and is written once. A span too
 // large for what is left of the batch's request moves to the next batch; one
 // the queue has no room for is dropped.
-func (p *exportProcessor) addDirect(s *directSpan, events []byte, end time.Time) {
+func (p *exportProcessor) addDirect(s *directSpan, size int, content func([]byte) []byte, end time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
@@ -313,8 +314,8 @@ func (p *exportProcessor) addDirect(s *directSpan, events []byte, end time.Time)
 	}
 	g := p.cur.groupOf(s.spans.res, s.scope)
 	mark := len(g.enc)
-	g.enc = s.appendTo(growGroupBuffer(g.enc, len(events)+2*directSpanFields), events, end)
-	size := len(g.enc) - mark
+	g.enc = s.appendTo(growGroupBuffer(g.enc, size+2*directSpanFields), size, content, end)
+	size = len(g.enc) - mark
 	switch {
 	case p.queuedBytes+size > p.maxQueueBytes:
 		g.enc = g.enc[:mark]

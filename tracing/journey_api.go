@@ -88,15 +88,15 @@ func traceHeaders(ctx context.Context, journey bool) map[string]string {
 // ends (the SDK grows the span's attribute array on every call), encoded
 // with its events when they are (eventSink).
 type apiSpan struct {
-	t       *Telemetry
-	key     uint64 // server-generated, never a client id
-	span    trace.Span
-	journey bool // events on; false: plain request span (endpoint only)
-	events  eventSink
-	headers map[string]string
-	route   string
-	held    [maxAPIEvents]apiEvent // see event
-	numHeld int
+	t         *Telemetry
+	key       uint64 // server-generated, never a client id
+	span      trace.Span
+	journey   bool // events on; false: plain request span (endpoint only)
+	events    eventSink
+	headers   map[string]string
+	route     string
+	held      []apiEvent // see event
+	heldArray [maxAPIEvents]apiEvent
 
 	mu        sync.Mutex
 	info      server.RequestInfo // set by Parsed; its pointers point at the copies below
@@ -136,23 +136,22 @@ func (s *apiSpan) event(name string, at time.Time) {
 }
 
 func (s *apiSpan) hold(e apiEvent) {
-	if s.numHeld == maxAPIEvents { // never: one of each
-		s.writeHeld()
+	if s.held == nil {
+		s.held = s.heldArray[:0]
 	}
-	s.held[s.numHeld] = e
-	s.numHeld++
+	s.held = append(s.held, e)
 }
 
-// writeHeld writes the held events, in order.
-func (s *apiSpan) writeHeld() {
-	b := borrowBuilder()
-	defer returnBuilder(b)
-	for i := range s.numHeld {
-		e := &s.held[i]
-		s.events.addFrom(b, s.span, e.name, e.at, e)
-		*e = apiEvent{}
+// writeContent writes the held events, in order, and the attributes
+// (spanContent).
+func (s *apiSpan) writeContent(e *eventSink, b *eventBuilder, span trace.Span) {
+	for i := range s.held {
+		ev := &s.held[i]
+		e.addFrom(b, span, ev.name, ev.at, ev)
 	}
-	s.numHeld = 0
+	clear(s.held)
+	s.held = nil
+	e.setAttributes(b, span, s)
 }
 
 // apiEventKeys are the attribute keys of the api.* events.
@@ -195,13 +194,12 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 	}
 }
 
-// endLocked ends the span with its attributes, from Arrived, Parsed and
-// Departed, set in one call.
+// endLocked ends the span with its events and its attributes, from
+// Arrived, Parsed and Departed, set in one call.
 func (s *apiSpan) endLocked(at time.Time) {
-	s.writeHeld()
 	b := borrowBuilder()
 	defer returnBuilder(b)
-	s.events.endWithAttributes(b, s.span, s, at)
+	s.events.finish(b, s.span, s, at)
 }
 
 // spanKeys are the attribute keys of llm_request.

@@ -180,14 +180,18 @@ func (st *coreState) end() {
 	if !st.ended {
 		st.ended = true
 		b := borrowBuilder()
-		for i := range st.held {
-			e := &st.held[i]
-			st.events.addFrom(b, st.span, journeyEventName(e.typ), e.at, e)
-		}
+		st.events.finish(b, st.span, st, st.now())
 		returnBuilder(b)
 		clear(st.held)
 		st.held = nil
-		st.events.end(st.span, st.now())
+	}
+}
+
+// writeContent writes the held events, in order (spanContent).
+func (st *coreState) writeContent(e *eventSink, b *eventBuilder, span trace.Span) {
+	for i := range st.held {
+		ev := &st.held[i]
+		e.addFrom(b, span, journeyEventName(ev.typ), ev.at, ev)
 	}
 }
 
