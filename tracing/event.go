@@ -115,8 +115,7 @@ func returnBuilder(b *eventBuilder) { builders.Put(b) }
 // span's owner serialises its events and its end.
 type eventSink struct {
 	export *exportProcessor // nil: through the SDK
-	buf    *[]byte          // export path, sampled span: the events' encoding
-	owned  bool             // buf is the span owner's, not the pool's
+	buf    *[]byte          // export path, sampled span made by the SDK: the events' encoding
 }
 
 // newEventSink returns the sink of span's events: encoded for export when
@@ -127,19 +126,6 @@ func newEventSink(export *exportProcessor, span trace.Span) eventSink {
 		return eventSink{export: export} // a direct span's events need no buffer: see finish
 	}
 	return eventSink{export: export, buf: eventBuffers.Get().(*[]byte)}
-}
-
-// newOwnedEventSink is newEventSink with the owner's buffer in place of a
-// pooled one, for an owner whose spans come one after another (the step
-// tracer's windows): the buffer keeps its size from one span to the next,
-// where a pooled one is lost at every garbage collection and the next
-// window regrew one from 1 KB, on fresh pages once past 32 KB. end empties
-// it, or drops it when it grew past maxPooledEventBuffer.
-func newOwnedEventSink(export *exportProcessor, span trace.Span, buf *[]byte) eventSink {
-	if export == nil || !span.SpanContext().IsSampled() {
-		return eventSink{export: export}
-	}
-	return eventSink{export: export, buf: buf, owned: true}
 }
 
 // addFrom adds event name at time at, whose attributes src writes: into
@@ -303,9 +289,11 @@ type spanContent interface {
 // of their own; a buffer from a pool, cold at every span's end in a
 // server, cost more than writing the bytes. Other spans take them as
 // addFrom and setAttributes do.
-func (e *eventSink) finish(b *eventBuilder, span trace.Span, c spanContent, at time.Time) {
+//
+// size is about the bytes c writes.
+func (e *eventSink) finish(b *eventBuilder, span trace.Span, c spanContent, size int, at time.Time) {
 	if d, ok := span.(*directSpan); ok && e.export != nil && e.buf == nil {
-		d.endWithContent(at, journeySpanContent, func(enc []byte) []byte {
+		d.endWithContent(at, size, func(enc []byte) []byte {
 			b.enc, e.buf = enc, &b.enc
 			c.writeContent(e, b, span)
 			enc = b.enc
@@ -352,14 +340,7 @@ func (e *eventSink) end(span trace.Span, at time.Time) {
 		return
 	}
 	e.export.endWithEvents(span, *e.buf, at)
-	switch {
-	case cap(*e.buf) > maxPooledEventBuffer:
-		if e.owned {
-			*e.buf = nil
-		}
-	case e.owned:
-		*e.buf = (*e.buf)[:0]
-	default:
+	if cap(*e.buf) <= maxPooledEventBuffer {
 		*e.buf = (*e.buf)[:0]
 		eventBuffers.Put(e.buf)
 	}

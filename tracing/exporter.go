@@ -309,6 +309,9 @@ func (p *exportProcessor) addDirect(s *directSpan, size int, content func([]byte
 		p.dropLocked()
 		return
 	}
+	if p.cur != nil && p.cur.spans > 0 && p.cur.bytes+size+directSpanFields > p.maxRequestBytes {
+		p.sealLocked() // it will not fit
+	}
 	if p.cur == nil {
 		p.cur = p.batchLocked()
 	}

@@ -39,10 +39,10 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	}
 	now := t.now()
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
-	span := t.apiSpans.start(parent, now)
-	ctx := trace.ContextWithSpan(context.Background(), span)
-	s := &apiSpan{t: t, span: span, journey: journey, headers: traceHeaders(ctx, journey), route: route,
-		events: newEventSink(t.export, span)}
+	s := &apiSpan{t: t, journey: journey, route: route}
+	s.span = t.apiSpans.startIn(&s.direct, parent, now)
+	s.headers = traceHeaders(trace.ContextWithSpan(context.Background(), s.span), journey)
+	s.events = newEventSink(t.export, s.span)
 	if journey {
 		s.event(EventArrived, now)
 	}
@@ -91,7 +91,8 @@ type apiSpan struct {
 	t         *Telemetry
 	key       uint64 // server-generated, never a client id
 	span      trace.Span
-	journey   bool // events on; false: plain request span (endpoint only)
+	direct    directSpan // span's memory when it is made directly
+	journey   bool       // events on; false: plain request span (endpoint only)
 	events    eventSink
 	headers   map[string]string
 	route     string
@@ -199,7 +200,7 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 func (s *apiSpan) endLocked(at time.Time) {
 	b := borrowBuilder()
 	defer returnBuilder(b)
-	s.events.finish(b, s.span, s, at)
+	s.events.finish(b, s.span, s, journeySpanContent, at)
 }
 
 // spanKeys are the attribute keys of llm_request.

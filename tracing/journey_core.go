@@ -28,6 +28,8 @@ type coreTracer struct {
 // it; shutdown may end it concurrently, hence the mutex around its events.
 type coreState struct {
 	span        trace.Span
+	direct      directSpan            // span's memory when it is made directly
+	attrs       [1]attribute.KeyValue // span's attributes at its start
 	now         func() time.Time
 	mu          sync.Mutex
 	events      eventSink
@@ -103,13 +105,16 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 		at = c.now()
 	}
 	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
-	span := c.spans.start(parent, at, attribute.String(AttrRequestID, id))
+	st := &coreState{now: c.now, promptLen: promptLen, maxTokens: maxTokens}
+	st.attrs[0] = attribute.String(AttrRequestID, id)
+	st.span = c.spans.startIn(&st.direct, parent, at, st.attrs[:]...)
+	st.events = newEventSink(c.export, st.span)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.states[id]; old != nil { // a reused id: never leak the old span
 		old.end()
 	}
-	c.states[id] = &coreState{span: span, now: c.now, events: newEventSink(c.export, span), promptLen: promptLen, maxTokens: maxTokens}
+	c.states[id] = st
 }
 
 // lookup returns the state of a sampled live request, or nil.
@@ -156,12 +161,12 @@ func (st *coreState) phase(r scheduler.RequestView) string {
 
 // emit adds journey.<typ> with the common keys and, when extraKey is set,
 // one extra attribute (schedule.kind or finish.status).
-func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extraKey *eventKey, extra string) {
+func (st *coreState) emit(typ string, step uint64, phase string, outputTokens int, extraKey *eventKey, extra string) (at time.Time) {
 	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended {
-		return
+		return now
 	}
 	if st.held == nil {
 		st.held = st.heldArray[:0]
@@ -171,16 +176,20 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 		prefillDone: st.highWater, prefillAll: st.promptLen, decodeDone: outputTokens, decodeMax: st.maxTokens,
 		preemptions: st.preemptions, extraKey: extraKey, extra: extra,
 	})
+	return now
 }
 
-// end ends the span once, with its events.
-func (st *coreState) end() {
+// end ends the span once, with its events, now.
+func (st *coreState) end() { st.endAt(st.now()) }
+
+// endAt ends the span once, with its events, at time at.
+func (st *coreState) endAt(at time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.ended {
 		st.ended = true
 		b := borrowBuilder()
-		st.events.finish(b, st.span, st, st.now())
+		st.events.finish(b, st.span, st, journeySpanContent, at)
 		returnBuilder(b)
 		clear(st.held)
 		st.held = nil
@@ -274,11 +283,12 @@ func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReaso
 	}
 	st.finished = true
 	status := finishStatus(reason)
-	st.emit(JourneyFinished, step, phase, outputTokens, journeyEventKeys.finishStatus, status)
+	at := st.emit(JourneyFinished, step, phase, outputTokens, journeyEventKeys.finishStatus, status)
 	if reason == scheduler.FinishError {
 		st.span.SetStatus(codes.Error, "generation error")
 	}
-	st.end()
+	st.endAt(at) // the span ends with its last event
+
 }
 
 // finishFromEnd finishes from the engine's RequestEnd: the path for requests

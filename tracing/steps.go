@@ -44,7 +44,6 @@ type stepTracer struct {
 	disabled bool
 	win      *stepWindow
 	held     heldEvents // the open window's events, written when it closes
-	winBuf   []byte     // the events' encoding of every window in turn (newOwnedEventSink)
 	seq      int64
 	pending  []*pendingStep // oldest first, at most maxPendingSteps
 	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
@@ -56,7 +55,7 @@ type stepTracer struct {
 const maxPendingSteps = 4
 
 // heldEvents are the events of the open window, kept as plain values and
-// written into its span all at once when it closes (writeHeldLocked).
+// written into its span all at once when it closes (writeContent).
 // Written one step at a time, each event found the caches emptied by the
 // forward pass and the HTTP handlers in between, and fetched the code, the
 // keys' encodings and the buffer from memory at every step; written
@@ -376,19 +375,32 @@ func (s *stepTracer) addEventLocked(step uint64, at time.Time, summary *pendingS
 	s.win.last = step
 }
 
-// writeHeldLocked writes the held events into w's span, in the order they
-// came, and empties them.
-func (s *stepTracer) writeHeldLocked(w *stepWindow) {
+// writeContent writes the held events into the window's span, in the
+// order they came, and empties them (spanContent: the tracer's lock is
+// held).
+func (s *stepTracer) writeContent(e *eventSink, b *eventBuilder, span trace.Span) {
 	h := &s.held
 	defer h.reset()
-	for _, e := range h.order {
-		if e.summary {
-			w.sink.addFrom(&s.events, w.span, EventBatchSummary, e.at, &h.steps[e.i])
+	for _, ev := range h.order {
+		if ev.summary {
+			e.addFrom(b, span, EventBatchSummary, ev.at, &h.steps[ev.i])
 		} else {
-			w.sink.addFrom(&s.events, w.span, EventRequestSnapshot, e.at, &h.snaps[e.i])
+			e.addFrom(b, span, EventRequestSnapshot, ev.at, &h.snaps[ev.i])
 		}
 	}
 }
+
+// size is about the bytes of the held events' encoding.
+func (h *heldEvents) size() int {
+	return len(h.steps)*summaryBytes + len(h.snaps)*snapshotBytes
+}
+
+// About the encoded size of a step.BATCH_SUMMARY and a
+// step.REQUEST_SNAPSHOT.
+const (
+	summaryBytes  = 600
+	snapshotBytes = 420
+)
 
 // reset empties h, keeping its memory up to maxHeldEvents of each kind.
 func (h *heldEvents) reset() {
@@ -431,7 +443,7 @@ func (s *stepTracer) openLocked(step uint64, at time.Time) (ok bool) {
 		return false
 	}
 	s.seq = seq
-	s.win = &stepWindow{span: span, start: step, last: step, sink: newOwnedEventSink(s.export, span, &s.winBuf)}
+	s.win = &stepWindow{span: span, start: step, last: step, sink: newEventSink(s.export, span)}
 	return true
 }
 
@@ -444,9 +456,8 @@ func (s *stepTracer) closeLocked(at time.Time) {
 			s.log.Warn("step tracing: closing a step span failed", "err", p)
 		}
 	}()
-	s.writeHeldLocked(w)
 	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
-	w.sink.end(w.span, at)
+	w.sink.finish(&s.events, w.span, s, s.held.size(), at)
 }
 
 func (s *stepTracer) disableLocked(err error) {
