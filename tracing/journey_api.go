@@ -55,16 +55,20 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 // on every lookup, allocating. Only extraction uses it.
 type w3cHeaders http.Header
 
-var canonicalW3C = map[string]string{"traceparent": "Traceparent", "tracestate": "Tracestate"}
-
 func (h w3cHeaders) Get(key string) string {
-	if k, ok := canonicalW3C[key]; ok {
-		if v := h[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
+	var canonical string
+	switch key {
+	case "traceparent":
+		canonical = "Traceparent"
+	case "tracestate":
+		canonical = "Tracestate"
+	default:
+		return http.Header(h).Get(key)
 	}
-	return http.Header(h).Get(key)
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func (h w3cHeaders) Set(key, value string) { http.Header(h).Set(key, value) }
@@ -89,7 +93,7 @@ func traceHeaders(ctx context.Context, journey bool) map[string]string {
 // with its events when they are (eventSink).
 type apiSpan struct {
 	t         *Telemetry
-	key       uint64 // server-generated, never a client id
+	slot      int // in Telemetry.apiOpen
 	span      trace.Span
 	direct    directSpan // span's memory when it is made directly
 	journey   bool       // events on; false: plain request span (endpoint only)

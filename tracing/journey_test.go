@@ -498,3 +498,28 @@ func TestEverySubRequestGetsItsCoreSpan(t *testing.T) {
 	}
 	h.requireNoState()
 }
+
+// TestAPIRegistryReusesSlots: ended spans free their slots for later ones,
+// takeAll returns exactly the live spans, and a span released after
+// takeAll leaves the emptied registry alone.
+func TestAPIRegistryReusesSlots(t *testing.T) {
+	var r apiRegistry
+	a, b, c, d := &apiSpan{}, &apiSpan{}, &apiSpan{}, &apiSpan{}
+	r.add(a)
+	r.add(b)
+	r.add(c)
+	r.remove(b)
+	require.Equal(t, 2, r.live())
+	r.add(d)
+	require.Equal(t, 1, d.slot, "the freed slot is reused")
+	require.Len(t, r.spans, 3, "no slot is added while one is free")
+	r.remove(d)
+	r.remove(d) // twice: the second finds the slot free
+	require.Equal(t, 2, r.live())
+	require.ElementsMatch(t, []*apiSpan{a, c}, r.takeAll())
+	require.Zero(t, r.live())
+	r.remove(c) // ended after Shutdown took it
+	require.Zero(t, r.live())
+	r.add(b)
+	require.Equal(t, []*apiSpan{b}, r.takeAll())
+}

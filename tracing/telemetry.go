@@ -35,9 +35,7 @@ type Telemetry struct {
 	lastStep atomic.Uint64 // the scheduler's current counter, from StepBuilt
 	closed   atomic.Bool
 
-	apiMu   sync.Mutex
-	apiSeq  uint64
-	apiOpen map[uint64]*apiSpan
+	apiOpen apiRegistry
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -55,7 +53,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Telemetry{cfg: c, metrics: m, now: time.Now, apiOpen: make(map[uint64]*apiSpan)}
+	t := &Telemetry{cfg: c, metrics: m, now: time.Now}
 	if !c.tracingOn() {
 		return t, nil
 	}
@@ -150,26 +148,67 @@ func (t *Telemetry) OnStep(rec *engine.StepRecord) {
 	}
 }
 
-// openAPI registers a live llm_request span under a server-generated key.
-func (t *Telemetry) openAPI(s *apiSpan) {
-	t.apiMu.Lock()
-	defer t.apiMu.Unlock()
-	t.apiSeq++
-	s.key = t.apiSeq
-	t.apiOpen[s.key] = s
+// openAPI registers a live llm_request span, for Shutdown to end.
+func (t *Telemetry) openAPI(s *apiSpan) { t.apiOpen.add(s) }
+
+func (t *Telemetry) closeAPI(s *apiSpan) { t.apiOpen.remove(s) }
+
+// apiRegistry holds the live llm_request spans in slots that ended spans
+// free for later ones: registering and releasing a span writes a slot and
+// a free-list entry, where a map hashed, probed and rehashed.
+type apiRegistry struct {
+	mu    sync.Mutex
+	spans []*apiSpan // nil: free
+	free  []int      // free slots of spans
 }
 
-func (t *Telemetry) closeAPI(s *apiSpan) {
-	t.apiMu.Lock()
-	defer t.apiMu.Unlock()
-	delete(t.apiOpen, s.key)
+func (r *apiRegistry) add(s *apiSpan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.free); n > 0 {
+		s.slot = r.free[n-1]
+		r.free = r.free[:n-1]
+		r.spans[s.slot] = s
+		return
+	}
+	s.slot = len(r.spans)
+	r.spans = append(r.spans, s)
+}
+
+// remove releases s's slot, unless takeAll took it.
+func (r *apiRegistry) remove(s *apiSpan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s.slot < len(r.spans) && r.spans[s.slot] == s {
+		r.spans[s.slot] = nil
+		r.free = append(r.free, s.slot)
+	}
+}
+
+// takeAll empties the registry and returns the spans it held.
+func (r *apiRegistry) takeAll() []*apiSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var live []*apiSpan
+	for _, s := range r.spans {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	r.spans, r.free = nil, nil
+	return live
+}
+
+// live is the number of registered spans.
+func (r *apiRegistry) live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.spans) - len(r.free)
 }
 
 // liveState counts per-request state held anywhere (tests assert 0).
 func (t *Telemetry) liveState() (api, core, metric int) {
-	t.apiMu.Lock()
-	api = len(t.apiOpen)
-	t.apiMu.Unlock()
+	api = t.apiOpen.live()
 	if t.core != nil {
 		core = t.core.live()
 	}
@@ -201,11 +240,7 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 }
 
 func (t *Telemetry) endOpenAPISpans() {
-	t.apiMu.Lock()
-	open := t.apiOpen
-	t.apiOpen = make(map[uint64]*apiSpan)
-	t.apiMu.Unlock()
-	for _, s := range open {
+	for _, s := range t.apiOpen.takeAll() {
 		s.endWith(server.ReasonShutdown, errShutdown)
 	}
 }
