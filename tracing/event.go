@@ -290,17 +290,26 @@ type spanContent interface {
 // server, cost more than writing the bytes. Other spans take them as
 // addFrom and setAttributes do.
 //
-// size is about the bytes c writes.
+// size is about the bytes c writes. b, where not nil, is the caller's
+// builder; else the exporter's (under its lock) or a pooled one serves.
 func (e *eventSink) finish(b *eventBuilder, span trace.Span, c spanContent, size int, at time.Time) {
 	if d, ok := span.(*directSpan); ok && e.export != nil && e.buf == nil {
 		d.endWithContent(at, size, func(enc []byte) []byte {
-			b.enc, e.buf = enc, &b.enc
-			c.writeContent(e, b, span)
-			enc = b.enc
-			b.enc, e.buf = nil, nil
+			w := b
+			if w == nil {
+				w = &e.export.contentBuilder // the exporter's lock is held
+			}
+			w.enc, e.buf = enc, &w.enc
+			c.writeContent(e, w, span)
+			enc = w.enc
+			w.enc, e.buf = nil, nil
 			return enc
 		})
 		return
+	}
+	if b == nil {
+		b = borrowBuilder()
+		defer returnBuilder(b)
 	}
 	c.writeContent(e, b, span)
 	e.end(span, at)

@@ -67,18 +67,19 @@ type exportProcessor struct {
 	attached    map[trace.SpanID][]byte // encoded events of spans ending in endWithEvents
 	numAttached atomic.Int32            // len(attached), read without the lock
 
-	mu          sync.Mutex
-	scratch     [][]byte     // spare buffers to encode a span in outside the lock
-	cur         *spanBatch   // filling
-	sealed      []*spanBatch // waiting for upload, oldest first
-	free        []*spanBatch // uploaded, kept for reuse; the last is taken first
-	freeBytes   int          // their buffers' capacity
-	freeLow     int          // the fewest free batches since the last trim
-	queuedSpans int          // in cur and sealed
-	queuedBytes int
-	dropped     int          // since the last report
-	totals      exportTotals // since startup, for the SDK's own metrics
-	stopped     bool
+	mu             sync.Mutex
+	contentBuilder eventBuilder // writes direct spans' content (addDirect)
+	scratch        [][]byte     // spare buffers to encode a span in outside the lock
+	cur            *spanBatch   // filling
+	sealed         []*spanBatch // waiting for upload, oldest first
+	free           []*spanBatch // uploaded, kept for reuse; the last is taken first
+	freeBytes      int          // their buffers' capacity
+	freeLow        int          // the fewest free batches since the last trim
+	queuedSpans    int          // in cur and sealed
+	queuedBytes    int
+	dropped        int          // since the last report
+	totals         exportTotals // since startup, for the SDK's own metrics
+	stopped        bool
 
 	wake     chan struct{}      // capacity 1: a batch was sealed
 	flush    chan chan struct{} // ForceFlush: closed once everything before it is sent

@@ -202,9 +202,7 @@ func (s *apiSpan) Parsed(info server.RequestInfo) {
 // endLocked ends the span with its events and its attributes, from
 // Arrived, Parsed and Departed, set in one call.
 func (s *apiSpan) endLocked(at time.Time) {
-	b := borrowBuilder()
-	defer returnBuilder(b)
-	s.events.finish(b, s.span, s, journeySpanContent, at)
+	s.events.finish(nil, s.span, s, journeySpanContent, at)
 }
 
 // spanKeys are the attribute keys of llm_request.

@@ -188,9 +188,7 @@ func (st *coreState) endAt(at time.Time) {
 	defer st.mu.Unlock()
 	if !st.ended {
 		st.ended = true
-		b := borrowBuilder()
-		st.events.finish(b, st.span, st, journeySpanContent, at)
-		returnBuilder(b)
+		st.events.finish(nil, st.span, st, journeySpanContent, at)
 		clear(st.held)
 		st.held = nil
 	}
