@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"sync"
@@ -41,7 +42,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 	parent := w3c.Extract(context.Background(), w3cHeaders(r.Header))
 	s := &apiSpan{t: t, journey: journey, route: route}
 	s.span = t.apiSpans.startIn(&s.direct, parent, now)
-	s.headers = traceHeaders(trace.ContextWithSpan(context.Background(), s.span), journey)
+	s.headers = traceHeaders(s.span.SpanContext(), journey)
 	s.events = newEventSink(t.export, s.span)
 	if journey {
 		s.event(EventArrived, now)
@@ -58,9 +59,9 @@ type w3cHeaders http.Header
 func (h w3cHeaders) Get(key string) string {
 	var canonical string
 	switch key {
-	case "traceparent":
+	case traceparentHeader:
 		canonical = "Traceparent"
-	case "tracestate":
+	case tracestateHeader:
 		canonical = "Tracestate"
 	default:
 		return http.Header(h).Get(key)
@@ -75,15 +76,47 @@ func (h w3cHeaders) Set(key, value string) { http.Header(h).Set(key, value) }
 func (h w3cHeaders) Keys() []string        { return propagation.HeaderCarrier(h).Keys() }
 
 // traceHeaders returns the headers the engine request carries: the W3C
-// context of llm_request and, for journey-sampled requests, the flag that
-// makes the engine create llm_core.
-func traceHeaders(ctx context.Context, journey bool) map[string]string {
+// context of llm_request (traceparent and, when it has one, tracestate)
+// and, for journey-sampled requests, the flag that makes the engine create
+// llm_core. The W3C headers are those propagation.TraceContext.Inject
+// writes (a test requires equal headers for random span contexts), written
+// here because Inject takes a context holding the span, which cost an
+// allocation, and looks the span up in it again: in a server's profile
+// that was about 0.8 µs per request. The engine reads them back with the
+// library's Extract.
+func traceHeaders(sc trace.SpanContext, journey bool) map[string]string {
 	h := make(map[string]string, 3)
-	w3c.Inject(ctx, propagation.MapCarrier(h))
+	if sc.IsValid() {
+		if ts := sc.TraceState().String(); ts != "" {
+			h[tracestateHeader] = ts
+		}
+		h[traceparentHeader] = traceparent(sc)
+	}
 	if journey {
 		h[JourneySampledHeader] = "1"
 	}
 	return h
+}
+
+// The W3C trace context headers (lower case, as Inject writes them).
+const (
+	traceparentHeader = "traceparent"
+	tracestateHeader  = "tracestate"
+)
+
+// traceparent formats sc as a version 00 traceparent header, keeping only
+// the flags the specification defines (sampled, random), as Inject does.
+func traceparent(sc trace.SpanContext) string {
+	var b [55]byte // 00-<32 hex>-<16 hex>-<2 hex>
+	tid, sid := sc.TraceID(), sc.SpanID()
+	flags := [1]byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))}
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], flags[:])
+	return string(b[:])
 }
 
 // apiSpan is the llm_request span of one traced API request. The handler

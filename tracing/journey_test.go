@@ -1,14 +1,18 @@
 package tracing
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -522,4 +526,34 @@ func TestAPIRegistryReusesSlots(t *testing.T) {
 	require.Zero(t, r.live())
 	r.add(b)
 	require.Equal(t, []*apiSpan{b}, r.takeAll())
+}
+
+// TestTraceHeadersAreInjects: the engine request's W3C headers are exactly
+// those propagation.TraceContext.Inject writes, for valid and invalid ids,
+// every flag byte and trace states with and without entries, and the
+// journey flag is added only for journey-sampled requests.
+func TestTraceHeadersAreInjects(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	states := []string{"", "vendor=x", "a=1,tenant@vendor=b-2"}
+	for i := range 2000 {
+		var cfg trace.SpanContextConfig
+		if i%7 != 0 { // every seventh: zero ids, an invalid context
+			binary.LittleEndian.PutUint64(cfg.TraceID[:8], rng.Uint64())
+			binary.LittleEndian.PutUint64(cfg.TraceID[8:], rng.Uint64())
+			binary.LittleEndian.PutUint64(cfg.SpanID[:], rng.Uint64())
+		}
+		cfg.TraceFlags = trace.TraceFlags(rng.UintN(256))
+		ts, err := trace.ParseTraceState(states[rng.IntN(len(states))])
+		require.NoError(t, err)
+		cfg.TraceState = ts
+		sc := trace.NewSpanContext(cfg)
+		journey := rng.IntN(2) == 0
+
+		want := map[string]string{}
+		w3c.Inject(trace.ContextWithSpanContext(context.Background(), sc), propagation.MapCarrier(want))
+		if journey {
+			want[JourneySampledHeader] = "1"
+		}
+		require.Equal(t, want, traceHeaders(sc, journey), "span context %v, journey %v", cfg, journey)
+	}
 }
