@@ -15,7 +15,7 @@ import (
 
 // coreTracer owns the llm_core spans (scope vllm.scheduler). State exists
 // only for requests whose trace headers carry x-vllm-journey-sampled "1",
-// and one idempotent cleanup (finish) releases it on every path.
+// and one idempotent cleanup (take, then finish) releases it on every path.
 type coreTracer struct {
 	spans  *spanStarter
 	export *exportProcessor // see eventSink
@@ -261,22 +261,30 @@ func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
 }
 
 func (c *coreTracer) finishedView(r scheduler.RequestView, step uint64, reason scheduler.FinishReason) {
-	st := c.lookup(r.RequestID())
+	st := c.take(r.RequestID())
 	if st == nil {
 		return
 	}
 	st.update(r)
-	c.finish(r.RequestID(), step, reason, st.phase(r), r.NumOutputTokens())
+	st.finish(step, reason, st.phase(r), r.NumOutputTokens())
 }
 
-// finish is the one idempotent cleanup: it emits journey.FINISHED unless it
-// was emitted, ends the span and releases the state.
-func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReason, phase string, outputTokens int) {
+// take removes the state of a sampled live request from the tracer and
+// returns it, or nil.
+func (c *coreTracer) take(id string) *coreState {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	st := c.states[id]
-	delete(c.states, id)
-	c.mu.Unlock()
-	if st == nil || st.finished {
+	if st != nil {
+		delete(c.states, id)
+	}
+	return st
+}
+
+// finish is the one idempotent cleanup of a state taken from the tracer:
+// it emits journey.FINISHED unless it was emitted and ends the span.
+func (st *coreState) finish(step uint64, reason scheduler.FinishReason, phase string, outputTokens int) {
+	if st.finished {
 		return
 	}
 	st.finished = true
@@ -286,13 +294,12 @@ func (c *coreTracer) finish(id string, step uint64, reason scheduler.FinishReaso
 		st.span.SetStatus(codes.Error, "generation error")
 	}
 	st.endAt(at) // the span ends with its last event
-
 }
 
 // finishFromEnd finishes from the engine's RequestEnd: the path for requests
 // that ended without a scheduler Finished event (rejected, shut down).
 func (c *coreTracer) finishFromEnd(id string, step uint64, reason scheduler.FinishReason, outputTokens int) {
-	st := c.lookup(id)
+	st := c.take(id)
 	if st == nil {
 		return
 	}
@@ -303,7 +310,7 @@ func (c *coreTracer) finishFromEnd(id string, step uint64, reason scheduler.Fini
 	case st.scheduled:
 		phase = string(scheduler.PhasePrefill)
 	}
-	c.finish(id, step, reason, phase, outputTokens)
+	st.finish(step, reason, phase, outputTokens)
 }
 
 // finishStatus maps a FinishReason onto the journey's finish.status.
