@@ -51,23 +51,24 @@
 // queue are on /metrics under the OpenTelemetry SDK's own metric names
 // (observeExport).
 //
-// Span events skip the SDK too when the export processor is the provider's
-// only processor (every running server) and the span limits cannot trim
-// them: journey and API events, and llm_request's attributes, are encoded
-// as they come into a buffer of their span (eventSink), which the processor
-// exports with the span when it ends (endWithEvents), copying it once, into
-// the batch; a step window holds its events as values and encodes them all
-// into the step tracer's buffer when it closes. The step, journey and API
-// events and llm_request's attributes are written from one list
-// (writeAttributes) either as attributes for the SDK or straight into OTLP
-// with keys encoded once (eventKey). The SDK still makes
-// every span. Tests that record spans use the SDK path, and tests replay
-// the same journeys and steps both ways and compare exports.
+// Spans and their events skip the SDK when the export processor is the
+// provider's only processor (every running server) and the span limits
+// cannot trim them: llm_request, llm_core and the step windows are made
+// directly (directSpan, direct.go), their owners hold their events (and
+// llm_request's attributes) as plain values, and when a span ends the
+// export processor encodes it with them straight into the batch being
+// filled, under its lock (eventSink.finish, exportProcessor.addDirect).
+// The step, journey and API events and llm_request's attributes are
+// written from one list (writeAttributes) either as attributes for the SDK
+// or straight into OTLP with keys encoded once (eventKey), the encodings of
+// all keys side by side in one block (keyArena). Tests that record spans
+// use the SDK path, and tests replay the same journeys and steps both ways
+// and compare exports.
 //
 // # State
 //
 // Per-request tracing state exists only for sampled requests (llm_request
-// spans keyed by a server-generated id, llm_core spans keyed by the engine
+// spans in reusable slots of a registry, llm_core spans keyed by the engine
 // request id) and is released by one idempotent cleanup on every path;
 // request metrics keep four fields per live request, released by
 // OnRequestEnd. Shutdown ends every open span.
@@ -78,8 +79,10 @@
 // recorder by driving the hooks with scripted scheduler views; one test runs
 // the real scheduler and engine loop. tracing/e2e/jaeger.sh checks the same
 // against a real Jaeger through its query API. BenchmarkRequestOverhead
-// measures the CPU cost per request, BenchmarkSpanExport the exporter and
-// BenchmarkStepEventEncoding a step's events;
+// measures the CPU cost per request, BenchmarkColdHooks the hooks' time
+// with the caches evicted before each (as in a server),
+// BenchmarkSpanExport the exporter and BenchmarkStepEventEncoding a step's
+// events;
 // tracing/e2e/overhead measures running vserve processes with and without
 // tracing (docs/observability.md has the figures).
 package tracing

@@ -31,7 +31,9 @@ import (
 // exportProcessor is the span processor that exports ended spans over OTLP,
 // in place of the SDK's batch span processor and otlptrace.Exporter. It
 // encodes each span into OTLP protobuf (appendSpanHead, appendSpanTail)
-// when the span ends and queues only those bytes; a goroutine uploads them
+// when the span ends and queues only those bytes (spans made without the
+// SDK are encoded straight into the batch being filled: addDirect); a
+// goroutine uploads them
 // in batches through the stock OTLP client (otlptracegrpc.NewClient or
 // otlptracehttp.NewClient: endpoint, TLS, headers, compression, retries,
 // timeouts and the OTEL_EXPORTER_OTLP_* variables all behave as in the
