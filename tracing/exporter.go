@@ -106,15 +106,8 @@ const (
 	maxRetainedExportBuffer = 2 * defaultMaxRequestBytes
 	// queuedRequests bounds the bytes waiting: this many full requests.
 	queuedRequests = 16
-	// maxBatchSpans bounds the spans of a request: four times the SDK batch
-	// span processor's default (sdkBatchSpans). What limits a request for
-	// collectors is its size (defaultMaxRequestBytes); each upload costs a
-	// gRPC call and its stream, and 512 journey spans, 256 requests' worth,
-	// made that a few per cent of tracing's CPU in a server.
-	maxBatchSpans = 4 * sdkBatchSpans
-	// sdkBatchSpans is the SDK batch span processor's default batch size,
-	// which vserve keeps when that processor exports (provider.go).
-	sdkBatchSpans = 512
+	// maxBatchSpans is the SDK batch span processor's default batch size.
+	maxBatchSpans = 512
 	// defaultScheduleDelay is the SDK's default OTEL_BSP_SCHEDULE_DELAY.
 	defaultScheduleDelay = 5 * time.Second
 	// Uploaded batches are kept for reuse up to the bytes the queue may
