@@ -36,15 +36,19 @@ func newSpanStarter(tp trace.TracerProvider, scope, name string, kind trace.Span
 		direct: direct, scope: &instrumentation.Scope{Name: scope}}
 }
 
-// startIn starts a span under the span context in parent (a new trace
-// when it has none) at time at, with its memory in ds, a field of the
-// span's owner, where the span is made directly: an allocation fewer per
-// span. attrs must stay unchanged while the span lives.
-func (j *spanStarter) startIn(ds *directSpan, parent context.Context, at time.Time, attrs ...attribute.KeyValue) trace.Span {
+// startIn starts a span under the remote span context parent (a new
+// trace when it is not valid) at time at, with its memory in ds, a field
+// of the span's owner, where the span is made directly: an allocation
+// fewer per span. attrs must stay unchanged while the span lives.
+func (j *spanStarter) startIn(ds *directSpan, parent trace.SpanContext, at time.Time, attrs ...attribute.KeyValue) trace.Span {
 	if j.direct == nil {
-		return j.startNamed(parent, j.name, at, attrs...)
+		ctx := context.Background()
+		if parent.IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+		}
+		return j.startNamed(ctx, j.name, at, attrs...)
 	}
-	return j.direct.startIn(ds, j, j.name, trace.SpanContextFromContext(parent), at, attrs)
+	return j.direct.startIn(ds, j, j.name, parent, at, attrs)
 }
 
 // startNamed is start for a span named name.

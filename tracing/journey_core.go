@@ -1,13 +1,11 @@
 package tracing
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vserve/vserve/scheduler"
@@ -104,7 +102,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	if at.IsZero() {
 		at = c.now()
 	}
-	parent := w3c.Extract(context.Background(), propagation.MapCarrier(headers))
+	parent := remoteParent(headers)
 	st := &coreState{now: c.now, promptLen: promptLen, maxTokens: maxTokens}
 	st.attrs[0] = attribute.String(AttrRequestID, id)
 	st.span = c.spans.startIn(&st.direct, parent, at, st.attrs[:]...)

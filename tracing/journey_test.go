@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -556,4 +557,69 @@ func TestTraceHeadersAreInjects(t *testing.T) {
 		}
 		require.Equal(t, want, traceHeaders(sc, journey), "span context %v, journey %v", cfg, journey)
 	}
+}
+
+// extracted is the span context propagation.TraceContext.Extract reads
+// from headers: what remoteParent must return.
+func extracted(headers map[string]string) trace.SpanContext {
+	return trace.SpanContextFromContext(w3c.Extract(context.Background(), propagation.MapCarrier(headers)))
+}
+
+func TestRemoteParentIsExtract(t *testing.T) {
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	cases := []struct {
+		name, traceparent, tracestate string
+		valid                         bool
+	}{
+		{"sampled", "00-" + tid + "-" + sid + "-01", "", true},
+		{"not sampled", "00-" + tid + "-" + sid + "-00", "", true},
+		{"random flag", "00-" + tid + "-" + sid + "-03", "", true},
+		{"reserved flag in version 00", "00-" + tid + "-" + sid + "-05", "", false},
+		{"reserved flags of a later version dropped", "01-" + tid + "-" + sid + "-ff", "", true},
+		{"a later version's extra fields", "cc-" + tid + "-" + sid + "-01-what-ever", "", true},
+		{"extra field in version 00", "00-" + tid + "-" + sid + "-01-00", "", false},
+		{"trailing dash in version 00", "00-" + tid + "-" + sid + "-01-", "", true},
+		{"version ff", "ff-" + tid + "-" + sid + "-01", "", false},
+		{"upper-case hex", "00-" + strings.ToUpper(tid) + "-" + sid + "-01", "", false},
+		{"zero trace id", "00-00000000000000000000000000000000-" + sid + "-01", "", false},
+		{"zero span id", "00-" + tid + "-0000000000000000-01", "", false},
+		{"short span id", "00-" + tid + "-" + sid[1:] + "-01", "", false},
+		{"no flags", "00-" + tid + "-" + sid, "", false},
+		{"not hex", "00-" + tid[:31] + "g-" + sid + "-01", "", false},
+		{"empty", "", "", false},
+		{"trace state", "00-" + tid + "-" + sid + "-01", "a=1,tenant@vendor=b-2", true},
+		{"bad trace state ignored", "00-" + tid + "-" + sid + "-01", "not a trace state", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{traceparentHeader: tc.traceparent, tracestateHeader: tc.tracestate, JourneySampledHeader: "1"}
+			got := remoteParent(h)
+			require.Equal(t, extracted(h), got)
+			require.Equal(t, tc.valid, got.IsValid())
+			if got.IsValid() {
+				require.True(t, got.IsRemote())
+			}
+		})
+	}
+	// every context traceHeaders writes reads back as Extract reads it
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 500 {
+		var cfg trace.SpanContextConfig
+		binary.LittleEndian.PutUint64(cfg.TraceID[:8], rng.Uint64())
+		binary.LittleEndian.PutUint64(cfg.TraceID[8:], rng.Uint64())
+		binary.LittleEndian.PutUint64(cfg.SpanID[:], rng.Uint64())
+		cfg.TraceFlags = trace.TraceFlags(rng.UintN(256))
+		h := traceHeaders(trace.NewSpanContext(cfg), true)
+		require.Equal(t, extracted(h), remoteParent(h))
+	}
+}
+
+func FuzzRemoteParent(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=x")
+	f.Add("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff-x", "")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "a=1,b=2")
+	f.Fuzz(func(t *testing.T, traceparent, tracestate string) {
+		h := map[string]string{traceparentHeader: traceparent, tracestateHeader: tracestate}
+		require.Equal(t, extracted(h), remoteParent(h))
+	})
 }
