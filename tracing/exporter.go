@@ -138,7 +138,7 @@ func newExportProcessor(ctx context.Context, client otlptrace.Client, lent *lent
 		client:          client,
 		lent:            lent,
 		maxRequestBytes: defaultMaxRequestBytes,
-		maxBatchSpans:   min(maxBatchSpans, c.MaxExportQueue),
+		maxBatchSpans:   exportBatchSpans(c.MaxExportQueue),
 		maxQueueSpans:   c.MaxExportQueue,
 		maxQueueBytes:   queuedRequests * defaultMaxRequestBytes,
 		maxFreeBytes:    queuedRequests * defaultMaxRequestBytes,
@@ -163,6 +163,17 @@ func scheduleDelay() time.Duration {
 		return time.Duration(ms) * time.Millisecond
 	}
 	return defaultScheduleDelay
+}
+
+// exportBatchSpans reads OTEL_BSP_MAX_EXPORT_BATCH_SIZE, the most spans of
+// one export request (default 512), which the SDK's batch span processor
+// honours; as there, it is at most the queue's size.
+func exportBatchSpans(queue int) int {
+	n, err := strconv.Atoi(os.Getenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"))
+	if err != nil || n <= 0 {
+		n = maxBatchSpans
+	}
+	return min(n, queue)
 }
 
 func (p *exportProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}

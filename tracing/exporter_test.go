@@ -853,3 +853,28 @@ func TestDirectSpansKeepTheExportLimits(t *testing.T) {
 	require.Equal(t, int64(2), st.dropped, "past the queue's bound of 3 spans, 2 are dropped")
 	require.Equal(t, int64(3), st.queueSpans)
 }
+
+// TestExportBatchSpansFromEnvironment: OTEL_BSP_MAX_EXPORT_BATCH_SIZE sets
+// the most spans of one export request, as for the batch span processor:
+// a positive number, at most the queue's size; anything else is the
+// default.
+func TestExportBatchSpansFromEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		env   string
+		queue int
+		want  int
+	}{
+		{"", 2048, maxBatchSpans},
+		{"100", 2048, 100},
+		{"4096", 2048, 2048},
+		{"", 64, 64},
+		{"0", 2048, maxBatchSpans},
+		{"-5", 2048, maxBatchSpans},
+		{"many", 2048, maxBatchSpans},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", tc.env)
+			require.Equal(t, tc.want, exportBatchSpans(tc.queue))
+		})
+	}
+}
