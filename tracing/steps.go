@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,7 +30,11 @@ import (
 //
 // A window's events are held as plain values and written into its span
 // when it closes (heldEvents), through an eventSink: in a running server
-// in OTLP encoding, exported with the window span.
+// in OTLP encoding, exported with the window span. A sampled step's
+// events are built where they are held, at the end of the held events,
+// and join the window when the step's timing arrives: built elsewhere and
+// copied in then, they were fetched from memory again after the forward
+// pass had evicted them.
 type stepTracer struct {
 	spans      *spanStarter
 	sampler    StepSampler
@@ -43,10 +48,9 @@ type stepTracer struct {
 	mu       sync.Mutex
 	disabled bool
 	win      *stepWindow
-	held     heldEvents // the open window's events, written when it closes
+	held     heldEvents // the open window's events, then the pending steps'
 	seq      int64
-	pending  []*pendingStep // oldest first, at most maxPendingSteps
-	spare    []*pendingStep // emitted, for reuse (at most maxPendingSteps)
+	pending  []pendingStep // oldest first, at most maxPendingSteps
 	events   eventBuilder
 	visitor  *stepVisitor
 }
@@ -54,8 +58,10 @@ type stepTracer struct {
 // maxPendingSteps bounds the sampled steps waiting for their timing.
 const maxPendingSteps = 4
 
-// heldEvents are the events of the open window, kept as plain values and
-// written into its span all at once when it closes (writeContent).
+// heldEvents are the events of the open window (the first inWindow of
+// order), kept as plain values and written into its span all at once when
+// it closes (writeContent), followed by those of the sampled steps still
+// waiting for their timing, in step order.
 // Written one step at a time, each event found the caches emptied by the
 // forward pass and the HTTP handlers in between, and fetched the code, the
 // keys' encodings and the buffer from memory at every step; written
@@ -65,9 +71,10 @@ const maxPendingSteps = 4
 // carries its own timestamp. The slices keep their memory from window to
 // window.
 type heldEvents struct {
-	order []heldEvent
-	steps []pendingStep // summaries; their snapshots are in snaps
-	snaps []requestSnapshot
+	order    []heldEvent
+	steps    []stepEvent // summaries; their snapshots are in snaps
+	snaps    []requestSnapshot
+	inWindow int // the open window's events: order[:inWindow]
 }
 
 // heldEvent is one event of the open window: a summary (steps[i]) or a
@@ -90,17 +97,23 @@ type stepWindow struct {
 	sink   eventSink
 }
 
-// pendingStep holds a sampled step's figures until its timing arrives. It
-// keeps plain values (about a seventh of the size of the attributes); the
-// events' attributes are written from them when the events are added
+// pendingStep is a sampled step waiting for its timing: its events are
+// the events of heldEvents.order from first on, up to the next pending
+// step's.
+type pendingStep struct {
+	step  uint64
+	first int // in heldEvents.order
+}
+
+// stepEvent is the content of one step.BATCH_SUMMARY. It keeps plain
+// values (about a seventh of the size of the attributes); the event's
+// attributes are written from them when the window closes
 // (writeAttributes: encoded for export, or built for the SDK, which copies
 // them).
-type pendingStep struct {
-	step      uint64
-	at        time.Time
-	summary   stepSummary
-	timed     bool // prepare, forward and sample are set
-	snapshots []requestSnapshot
+type stepEvent struct {
+	step    uint64
+	summary stepSummary
+	timed   bool // prepare, forward and sample are set
 }
 
 // stepSummary is the content of step.BATCH_SUMMARY.
@@ -136,7 +149,7 @@ func newStepTracer(spans *spanStarter, c Config, export *exportProcessor) *stepT
 		eventLimit: c.MaxEventsPerSpan,
 		log:        c.Logger,
 		events:     newEventBuilder(make([]attribute.KeyValue, 0, summaryAttrs)),
-		pending:    make([]*pendingStep, 0, maxPendingSteps),
+		pending:    make([]pendingStep, 0, maxPendingSteps),
 		visitor:    newStepVisitor(),
 	}
 }
@@ -158,25 +171,18 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, s.visitor.build(s.takeSpareLocked(), out, v, s.rich.SampleStep(step), s.now()))
+	s.pending = append(s.pending, pendingStep{step: step, first: len(s.held.order)})
+	s.visitor.build(&s.held, out, v, s.rich.SampleStep(step), s.now())
 }
 
-// takeSpareLocked returns an emitted pendingStep to reuse, or a new one.
-func (s *stepTracer) takeSpareLocked() *pendingStep {
-	n := len(s.spare)
-	if n == 0 {
-		return &pendingStep{}
-	}
-	p := s.spare[n-1]
-	s.spare = s.spare[:n-1]
-	return p
-}
-
-// stepVisitor fills a pendingStep from the running requests of a step. The
-// tracer keeps one, with its method value made once: a closure handed to
-// StepView.Running escapes, which cost an allocation per step.
+// stepVisitor adds a step's events to the held events: its summary and,
+// from the running requests, its snapshots. The tracer keeps one, with its
+// method value made once: a closure handed to StepView.Running escapes,
+// which cost an allocation per step.
 type stepVisitor struct {
-	p     *pendingStep
+	h     *heldEvents
+	step  uint64
+	at    time.Time
 	visit func(r scheduler.RequestView, scheduled, computedBefore int) // add
 }
 
@@ -186,19 +192,18 @@ func newStepVisitor() *stepVisitor {
 	return v
 }
 
-// build fills p with the summary and, when rich, the snapshots: the
-// counts come with the view (StepView.Batch); only a rich step visits the
-// running requests, O(1) each. now is the end of scheduling.
-func (vis *stepVisitor) build(p *pendingStep, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) *pendingStep {
+// build adds the summary and, when rich, the snapshots to h: the counts
+// come with the view (StepView.Batch); only a rich step visits the running
+// requests, O(1) each. now is the end of scheduling, the events' time.
+func (vis *stepVisitor) build(h *heldEvents, out *scheduler.Output, v scheduler.StepView, rich bool, now time.Time) {
 	start := v.StartTime()
-	*p = pendingStep{step: out.Step, at: now, snapshots: p.snapshots[:0]}
+	h.steps = append(h.steps, stepEvent{step: out.Step})
+	h.order = append(h.order, heldEvent{at: now, summary: true, i: len(h.steps) - 1})
+	p := &h.steps[len(h.steps)-1]
 	if rich {
-		if cap(p.snapshots) < v.NumRunning() {
-			p.snapshots = make([]requestSnapshot, 0, v.NumRunning())
-		}
-		vis.p = p
+		vis.h, vis.step, vis.at = h, out.Step, now
 		v.Running(vis.visit)
-		vis.p = nil
+		vis.h = nil
 	}
 	sum := &p.summary
 	b := v.Batch()
@@ -208,14 +213,14 @@ func (vis *stepVisitor) build(p *pendingStep, out *scheduler.Output, v scheduler
 	sum.scheduledTokens = out.TotalNumScheduledTokens
 	sum.finished, sum.preempted = v.NumFinishedSincePrevStep(), len(out.PreemptedRequestIDs)
 	sum.kvUsage, sum.kvTotal, sum.kvFree = v.KVUsage(), v.KVBlocksTotal(), v.KVBlocksFree()
-	return p
 }
 
 // add adds the snapshot of one running request.
 func (vis *stepVisitor) add(r scheduler.RequestView, scheduled, computedBefore int) {
-	p := vis.p
-	p.snapshots = append(p.snapshots, requestSnapshot{
-		step: p.step, id: r.RequestID(), decode: r.NumOutputTokens() > 0, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
+	h := vis.h
+	h.order = append(h.order, heldEvent{at: vis.at, i: len(h.snaps)})
+	h.snaps = append(h.snaps, requestSnapshot{
+		step: vis.step, id: r.RequestID(), decode: r.NumOutputTokens() > 0, prompt: r.NumPromptTokens(), computedBefore: computedBefore,
 		output: r.NumOutputTokens(), preemptions: r.NumPreemptions(), scheduled: scheduled,
 		blocksAllocated: r.BlocksAllocated(), blocksCached: r.BlocksCached(), cached: r.NumCachedTokens(),
 	})
@@ -252,7 +257,7 @@ var stepKeys = struct {
 }
 
 // writeAttributes writes step.BATCH_SUMMARY's attributes.
-func (p *pendingStep) writeAttributes(w *eventAttrs) {
+func (p *stepEvent) writeAttributes(w *eventAttrs) {
 	k, s := &stepKeys, &p.summary
 	w.int(k.stepID, int64(p.step))
 	w.int(k.startNS, s.startNS)
@@ -308,53 +313,43 @@ func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Durat
 	}
 	for _, p := range s.pending {
 		if p.step == step {
-			p.timed = true
-			p.summary.forwardUS, p.summary.sampleUS = forward.Microseconds(), sample.Microseconds()
-			p.summary.prepareUS = prepare.Microseconds()
+			e := &s.held.steps[s.held.order[p.first].i]
+			e.timed = true
+			e.summary.forwardUS, e.summary.sampleUS = forward.Microseconds(), sample.Microseconds()
+			e.summary.prepareUS = prepare.Microseconds()
 		}
 	}
 	s.flushLocked(step)
 }
 
 // flushLocked emits the events of the pending steps up to and including
-// step, in step order.
+// step, in step order: they join the open window.
 func (s *stepTracer) flushLocked(step uint64) {
 	for len(s.pending) > 0 && s.pending[0].step <= step && !s.disabled {
 		p := s.pending[0]
 		n := copy(s.pending, s.pending[1:]) // at most maxPendingSteps: keep the array
-		s.pending[n] = nil
 		s.pending = s.pending[:n]
-		s.addEventLocked(p.step, p.at, p, nil)
-		for i := range p.snapshots {
-			s.addEventLocked(p.step, p.at, nil, &p.snapshots[i])
+		end := len(s.held.order)
+		if n > 0 {
+			end = s.pending[0].first
+		}
+		for range end - p.first {
+			s.admitEventLocked(p.step)
 		}
 		s.closeIfDueLocked(p.step + 1)
-		s.keepSpareLocked(p)
 	}
 }
 
-// maxSpareSnapshots bounds the snapshot capacity a spare pendingStep keeps.
-const maxSpareSnapshots = 1024
-
-// keepSpareLocked keeps an emitted step's memory for the next sampled step.
-func (s *stepTracer) keepSpareLocked(p *pendingStep) {
-	if len(s.spare) >= maxPendingSteps {
-		return
-	}
-	clear(p.snapshots) // do not pin request ids
-	if cap(p.snapshots) > maxSpareSnapshots {
-		p.snapshots = nil
-	}
-	s.spare = append(s.spare, p)
-}
-
-// addEventLocked adds one event, a summary or a snapshot, to the open
-// window's held events, opening a window if none is open and closing a
-// full one first, so that no event is dropped by the SDK limit.
-func (s *stepTracer) addEventLocked(step uint64, at time.Time, summary *pendingStep, snap *requestSnapshot) {
+// admitEventLocked moves the first held event past the open window's, of
+// a step being emitted, into the window, opening a window if none is open
+// and closing a full one first, so that no event is dropped by the SDK
+// limit. A window that closes leaves the events after its own held
+// (closeLocked), so the event moved is always order[inWindow].
+func (s *stepTracer) admitEventLocked(step uint64) {
 	if s.disabled {
 		return
 	}
+	at := s.held.order[s.held.inWindow].at
 	s.closeIfDueLocked(step) // an untimed step may have kept it open past its interval
 	if s.win != nil && s.win.events >= s.eventLimit {
 		s.closeLocked(at)
@@ -362,26 +357,16 @@ func (s *stepTracer) addEventLocked(step uint64, at time.Time, summary *pendingS
 	if s.win == nil && !s.openLocked(step, at) {
 		return
 	}
-	h := &s.held
-	if summary != nil {
-		h.steps = append(h.steps, *summary)
-		h.steps[len(h.steps)-1].snapshots = nil // copied into snaps one by one
-		h.order = append(h.order, heldEvent{at: at, summary: true, i: len(h.steps) - 1})
-	} else {
-		h.snaps = append(h.snaps, *snap)
-		h.order = append(h.order, heldEvent{at: at, i: len(h.snaps) - 1})
-	}
+	s.held.inWindow++
 	s.win.events++
 	s.win.last = step
 }
 
-// writeContent writes the held events into the window's span, in the
-// order they came, and empties them (spanContent: the tracer's lock is
-// held).
+// writeContent writes the window's held events into its span, in the
+// order they came (spanContent: the tracer's lock is held).
 func (s *stepTracer) writeContent(e *eventSink, b *eventBuilder, span trace.Span) {
 	h := &s.held
-	defer h.reset()
-	for _, ev := range h.order {
+	for _, ev := range h.order[:h.inWindow] {
 		if ev.summary {
 			e.addFrom(b, span, EventBatchSummary, ev.at, &h.steps[ev.i])
 		} else {
@@ -390,9 +375,17 @@ func (s *stepTracer) writeContent(e *eventSink, b *eventBuilder, span trace.Span
 	}
 }
 
-// size is about the bytes of the held events' encoding.
+// size is about the bytes of the open window's events' encoding.
 func (h *heldEvents) size() int {
-	return len(h.steps)*summaryBytes + len(h.snaps)*snapshotBytes
+	n := 0
+	for _, ev := range h.order[:h.inWindow] {
+		if ev.summary {
+			n += summaryBytes
+		} else {
+			n += snapshotBytes
+		}
+	}
+	return n
 }
 
 // About the encoded size of a step.BATCH_SUMMARY and a
@@ -402,19 +395,46 @@ const (
 	snapshotBytes = 420
 )
 
-// reset empties h, keeping its memory up to maxHeldEvents of each kind.
-func (h *heldEvents) reset() {
-	clear(h.snaps) // do not pin request ids
-	h.order, h.steps, h.snaps = h.order[:0], h.steps[:0], h.snaps[:0]
-	if cap(h.order) > maxHeldEvents {
-		h.order = nil
+// dropWindowLocked drops the events of the window just written, moving
+// the pending steps' events (at most maxPendingSteps steps') to the front
+// of the held memory, which is kept up to maxHeldEvents of each kind.
+func (s *stepTracer) dropWindowLocked() {
+	h := &s.held
+	rest := h.order[h.inWindow:]
+	firstStep, firstSnap := len(h.steps), len(h.snaps)
+	for _, ev := range rest {
+		if ev.summary {
+			firstStep = min(firstStep, ev.i)
+		} else {
+			firstSnap = min(firstSnap, ev.i)
+		}
 	}
-	if cap(h.steps) > maxHeldEvents {
-		h.steps = nil
+	for i := range rest {
+		if rest[i].summary {
+			rest[i].i -= firstStep
+		} else {
+			rest[i].i -= firstSnap
+		}
 	}
-	if cap(h.snaps) > maxHeldEvents {
-		h.snaps = nil
+	for i := range s.pending {
+		s.pending[i].first -= h.inWindow
 	}
+	h.order = keepTail(h.order, h.inWindow)
+	h.steps = keepTail(h.steps, firstStep)
+	h.snaps = keepTail(h.snaps, firstSnap)
+	h.inWindow = 0
+}
+
+// keepTail moves s[from:] to the front of s, clearing what it leaves (no
+// request id stays pinned), and returns it, in new memory when s's holds
+// more than maxHeldEvents.
+func keepTail[T any](s []T, from int) []T {
+	n := copy(s, s[from:])
+	clear(s[n:])
+	if cap(s) > maxHeldEvents {
+		return slices.Clone(s[:n])
+	}
+	return s[:n]
 }
 
 // closeIfDueLocked closes the open window once next is closure-interval
@@ -456,6 +476,7 @@ func (s *stepTracer) closeLocked(at time.Time) {
 			s.log.Warn("step tracing: closing a step span failed", "err", p)
 		}
 	}()
+	defer s.dropWindowLocked() // also when the span was dropped unwritten (a full queue)
 	w.span.SetAttributes(attribute.Int64(AttrStepRangeEnd, int64(w.last)))
 	w.sink.finish(&s.events, w.span, s, s.held.size(), at)
 }
@@ -463,6 +484,7 @@ func (s *stepTracer) closeLocked(at time.Time) {
 func (s *stepTracer) disableLocked(err error) {
 	s.disabled = true
 	s.pending = nil
+	s.held = heldEvents{}
 	s.log.Warn("step tracing disabled: opening a step span failed", "err", err)
 }
 

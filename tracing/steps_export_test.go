@@ -202,3 +202,35 @@ func TestStepWindowHoldsItsEventsUntilItCloses(t *testing.T) {
 	require.Len(t, spans, 1)
 	require.Len(t, spans[0].span.Events, want+1+len(view.running), "every held event was written")
 }
+
+// TestDroppedStepWindowTakesItsEvents: a window dropped at the full export
+// queue takes its held events with it, and the next window holds only its
+// own steps' events.
+func TestDroppedStepWindowTakesItsEvents(t *testing.T) {
+	tel, client := everyStepExported(t)
+	obs := tel.SchedulerObserver()
+	r := rand.New(rand.NewPCG(12, 12))
+	setQueueSpans := func(n int) (old int) {
+		tel.export.mu.Lock()
+		defer tel.export.mu.Unlock()
+		old, tel.export.maxQueueSpans = tel.export.maxQueueSpans, n
+		return old
+	}
+	full := setQueueSpans(0) // the first window's end finds the queue full
+	want := 0
+	for s := uint64(1); s <= 2*MinStepClosureInterval; s++ {
+		out, view := randomBatch(r, s)
+		obs.StepBuilt(out, view)
+		tel.OnStep(&engine.StepRecord{Step: s})
+		if s == MinStepClosureInterval {
+			setQueueSpans(full)
+		} else if s > MinStepClosureInterval {
+			want += 1 + len(view.running)
+		}
+	}
+	require.NoError(t, tel.Shutdown(context.Background()))
+	spans := decodeExported(t, client)
+	require.Len(t, spans, 1, "the first window was dropped")
+	require.Len(t, spans[0].span.Events, want, "the second window holds its own events only")
+	require.Equal(t, int64(1), tel.export.totals.dropped)
+}
