@@ -55,33 +55,37 @@ import (
 // Collector's and Jaeger's OTLP gRPC receivers take 4 MiB by default), and
 // every scheduleDelay.
 type exportProcessor struct {
-	client          otlptrace.Client
-	lent            *lentBuffers // gRPC's references to batch buffers (spanCodec); nil: none are lent
+	// What adding an ended span reads and writes comes first, in as few
+	// cache lines as may be: in a server each span's end finds them
+	// evicted by the serving code since the last.
+	mu              sync.Mutex
+	stopped         bool
+	cur             *spanBatch // filling
+	queuedSpans     int        // in cur and sealed
+	queuedBytes     int
 	maxRequestBytes int
 	maxBatchSpans   int
 	maxQueueSpans   int
 	maxQueueBytes   int
-	maxFreeBytes    int // bound of freeBytes
-	exportTimeout   time.Duration
-	scheduleDelay   time.Duration
+	totals          exportTotals // since startup, for the SDK's own metrics
+	contentBuilder  eventBuilder // writes direct spans' content (addDirect)
+
+	scratch   [][]byte     // spare buffers to encode a span in outside the lock
+	sealed    []*spanBatch // waiting for upload, oldest first
+	free      []*spanBatch // uploaded, kept for reuse; the last is taken first
+	freeBytes int          // their buffers' capacity
+	freeLow   int          // the fewest free batches since the last trim
+	dropped   int          // since the last report
+
+	client        otlptrace.Client
+	lent          *lentBuffers // gRPC's references to batch buffers (spanCodec); nil: none are lent
+	maxFreeBytes  int          // bound of freeBytes
+	exportTimeout time.Duration
+	scheduleDelay time.Duration
 
 	attachMu    sync.Mutex
 	attached    map[trace.SpanID][]byte // encoded events of spans ending in endWithEvents
 	numAttached atomic.Int32            // len(attached), read without the lock
-
-	mu             sync.Mutex
-	contentBuilder eventBuilder // writes direct spans' content (addDirect)
-	scratch        [][]byte     // spare buffers to encode a span in outside the lock
-	cur            *spanBatch   // filling
-	sealed         []*spanBatch // waiting for upload, oldest first
-	free           []*spanBatch // uploaded, kept for reuse; the last is taken first
-	freeBytes      int          // their buffers' capacity
-	freeLow        int          // the fewest free batches since the last trim
-	queuedSpans    int          // in cur and sealed
-	queuedBytes    int
-	dropped        int          // since the last report
-	totals         exportTotals // since startup, for the SDK's own metrics
-	stopped        bool
 
 	wake     chan struct{}      // capacity 1: a batch was sealed
 	flush    chan chan struct{} // ForceFlush: closed once everything before it is sent
@@ -602,12 +606,13 @@ type spanBatch struct {
 
 // spanGroup is one ScopeSpans: the spans of one resource and scope.
 type spanGroup struct {
-	res      *resource.Resource
-	scope    instrumentation.Scope
+	// What adding a direct span reads and writes (groupOf, added) first.
 	scopeRef *instrumentation.Scope // the direct spans' scope of this group (groupOf), if any
-	enc      []byte                 // its ScopeSpans.spans fields
-	spans    int                    // in enc
-	first    int                    // the batch's span count when this use's first span came
+	res      *resource.Resource
+	enc      []byte // its ScopeSpans.spans fields
+	spans    int    // in enc
+	first    int    // the batch's span count when this use's first span came
+	scope    instrumentation.Scope
 }
 
 // maxBatchGroups bounds the groups a batch keeps between uses: a process

@@ -36,23 +36,25 @@ import (
 // copied in then, they were fetched from memory again after the forward
 // pass had evicted them.
 type stepTracer struct {
-	spans      *spanStarter
+	// What every step's hooks read comes first, in as few cache lines as
+	// may be: in a server the forward pass evicts them between two hooks.
+	mu         sync.Mutex
+	disabled   bool
+	pending    []pendingStep // oldest first, at most maxPendingSteps
+	held       heldEvents    // the open window's events, then the pending steps'
+	win        *stepWindow
 	sampler    StepSampler
 	rich       StepSampler
+	now        func() time.Time // time.Now; tests make it deterministic
+	visitor    *stepVisitor
 	interval   uint64
 	eventLimit int
-	log        *slog.Logger
-	export     *exportProcessor // see eventSink
-	now        func() time.Time // time.Now; tests make it deterministic
 
-	mu       sync.Mutex
-	disabled bool
-	win      *stepWindow
-	held     heldEvents // the open window's events, then the pending steps'
-	seq      int64
-	pending  []pendingStep // oldest first, at most maxPendingSteps
-	events   eventBuilder
-	visitor  *stepVisitor
+	spans  *spanStarter
+	log    *slog.Logger
+	export *exportProcessor // see eventSink
+	seq    int64
+	events eventBuilder
 }
 
 // maxPendingSteps bounds the sampled steps waiting for their timing.

@@ -22,20 +22,23 @@ import (
 // collector is configured), journey and step tracing, and the metrics. Its
 // hooks are safe to call after Shutdown (they record nothing new).
 type Telemetry struct {
-	cfg            Config
-	tp             *sdktrace.TracerProvider // nil: tracing off
-	export         *exportProcessor         // the provider's only processor, or nil (see eventSink)
-	now            func() time.Time         // time.Now; tests make it deterministic
-	apiSpans       *spanStarter             // llm_request; nil: tracing off
+	// What the hooks read comes first, in as few cache lines as may be: in
+	// a server each hook finds them evicted by the serving code between.
+	closed         atomic.Bool
+	journey        bool         // cfg.EnableJourneyTracing
+	apiSpans       *spanStarter // llm_request; nil: tracing off
 	journeySampler RequestSampler
-	core           *coreTracer // nil: tracing off
-	steps          *stepTracer // nil: step tracing off
+	now            func() time.Time // time.Now; tests make it deterministic
+	export         *exportProcessor // the provider's only processor, or nil (see eventSink)
+	core           *coreTracer      // nil: tracing off
+	steps          *stepTracer      // nil: step tracing off
 	metrics        *metrics
-
-	lastStep atomic.Uint64 // the scheduler's current counter, from StepBuilt
-	closed   atomic.Bool
+	lastStep       atomic.Uint64 // the scheduler's current counter, from StepBuilt
 
 	apiOpen apiRegistry
+
+	cfg Config
+	tp  *sdktrace.TracerProvider // nil: tracing off
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -53,7 +56,7 @@ func Setup(ctx context.Context, c Config) (*Telemetry, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Telemetry{cfg: c, metrics: m, now: time.Now}
+	t := &Telemetry{cfg: c, journey: c.EnableJourneyTracing, metrics: m, now: time.Now}
 	if !c.tracingOn() {
 		return t, nil
 	}
