@@ -202,33 +202,30 @@ var hexDigits = func() (t [256]byte) {
 // ends (the SDK grows the span's attribute array on every call), encoded
 // with its events when they are (eventSink).
 type apiSpan struct {
-	// What the hooks after Arrived read and write comes first, in the
-	// first cache line and the event slots after it: in a server each
-	// hook finds the span evicted by the serving code in between.
-	mu        sync.Mutex
 	t         *Telemetry
-	journey   bool // events on; false: plain request span (endpoint only)
-	parsed    bool
-	departed  bool
-	handedOff bool
-	firstResp bool
-	terminal  bool
-	ended     bool
+	slot      int // in Telemetry.apiOpen
+	span      trace.Span
+	direct    directSpan // span's memory when it is made directly
+	journey   bool       // events on; false: plain request span (endpoint only)
+	events    eventSink
+	headers   map[string]string
+	route     string
 	held      []apiEvent // see event
-	slot      int        // in Telemetry.apiOpen
 	heldArray [maxAPIEvents]apiEvent
 
-	headers   map[string]string
-	span      trace.Span
-	events    eventSink
-	route     string
+	mu        sync.Mutex
 	info      server.RequestInfo // set by Parsed; its pointers point at the copies below
 	temp      float64
 	topP      float64
 	maxTokens int
 	n         int
+	parsed    bool
 	outcome   server.Outcome // set by Departed
-	direct    directSpan     // span's memory when it is made directly
+	departed  bool
+	handedOff bool
+	firstResp bool
+	terminal  bool
+	ended     bool
 }
 
 // apiEvent is an api.* event held until its span ends: its name, time

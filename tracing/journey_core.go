@@ -25,26 +25,22 @@ type coreTracer struct {
 // coreState is one sampled request's journey. The engine goroutine drives
 // it; shutdown may end it concurrently, hence the mutex around its events.
 type coreState struct {
-	// What the hooks after start read and write comes first, followed by
-	// the event slots: in a server each hook finds the state evicted by
-	// the forward pass and the serving code in between.
-	mu          sync.Mutex
-	ended       bool
-	scheduled   bool
-	firstToken  bool
-	finished    bool
+	span        trace.Span
+	direct      directSpan            // span's memory when it is made directly
+	attrs       [1]attribute.KeyValue // span's attributes at its start
 	now         func() time.Time
-	held        []journeyEvent // written when the span ends (see apiSpan.event)
+	mu          sync.Mutex
+	events      eventSink
+	ended       bool
 	promptLen   int
 	maxTokens   int
 	highWater   int
 	preemptions int
+	scheduled   bool
+	firstToken  bool
+	finished    bool
+	held        []journeyEvent // written when the span ends (see apiSpan.event)
 	heldArray   [4]journeyEvent
-
-	span   trace.Span
-	events eventSink
-	attrs  [1]attribute.KeyValue // span's attributes at its start
-	direct directSpan            // span's memory when it is made directly
 }
 
 // journeyEvent is the content of one journey.<typ> event: the common keys
