@@ -88,8 +88,8 @@ func (h w3cHeaders) Keys() []string        { return propagation.HeaderCarrier(h)
 func traceHeaders(sc trace.SpanContext, journey bool) map[string]string {
 	h := make(map[string]string, 3)
 	if sc.IsValid() {
-		if ts := sc.TraceState().String(); ts != "" {
-			h[tracestateHeader] = ts
+		if ts := sc.TraceState(); ts.Len() > 0 {
+			h[tracestateHeader] = ts.String()
 		}
 		h[traceparentHeader] = traceparent(sc)
 	}
