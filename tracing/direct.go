@@ -135,22 +135,20 @@ type directSpan struct {
 
 var _ trace.Span = (*directSpan)(nil)
 
-// End exports the span (without events: see eventSink.end).
+// End exports the span without events (its owner's are written by
+// eventSink.finish).
 func (s *directSpan) End(opts ...trace.SpanEndOption) {
 	cfg := trace.NewSpanEndConfig(opts...)
-	s.endWithEvents(nil, cfg.Timestamp())
+	s.endWithContent(cfg.Timestamp(), 0, noContent)
 }
 
-// endWithEvents ends the span once at time end (zero: now) and queues its
-// encoding, with events (Span.events fields) between its attributes and
-// its status.
-func (s *directSpan) endWithEvents(events []byte, end time.Time) {
-	s.endWithContent(end, len(events), func(b []byte) []byte { return append(b, events...) })
-}
+// noContent is the content of a span ended without events.
+func noContent(b []byte) []byte { return b }
 
-// endWithContent is endWithEvents with the events (and late Span.attributes
-// fields) appended by content, of about size bytes, while the exporter
-// holds its lock: content must not end spans.
+// endWithContent ends the span once at time end (zero: now) and queues
+// its encoding, with the events (and late Span.attributes fields) that
+// content appends, of about size bytes, between its attributes and its
+// status, while the exporter holds its lock: content must not end spans.
 func (s *directSpan) endWithContent(end time.Time, size int, content func([]byte) []byte) {
 	if s.ended {
 		return

@@ -368,7 +368,7 @@ const newEventBufferSize = journeySpanContent
 // endAt ends span at time at.
 func endAt(span trace.Span, at time.Time) {
 	if d, ok := span.(*directSpan); ok {
-		d.endWithEvents(nil, at)
+		d.endWithContent(at, 0, noContent)
 		return
 	}
 	span.End(trace.WithTimestamp(at))

@@ -223,12 +223,9 @@ func (e encodedSpan) appendTo(b []byte) []byte {
 // appendEvent) as the span's events after those the SDK recorded (see
 // eventSink). The SDK still gives the span its ids, sampling decision,
 // attributes and timestamps, and calls every processor. events is not
-// retained after End returns.
+// retained after End returns. (A direct span's events never come here:
+// eventSink.finish writes them while the span is encoded.)
 func (p *exportProcessor) endWithEvents(span trace.Span, events []byte, at time.Time) {
-	if d, ok := span.(*directSpan); ok {
-		d.endWithEvents(events, at)
-		return
-	}
 	if len(events) == 0 || !span.SpanContext().IsSampled() {
 		span.End(trace.WithTimestamp(at))
 		return

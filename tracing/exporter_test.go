@@ -818,11 +818,11 @@ func TestDirectSpansKeepTheExportLimits(t *testing.T) {
 			events = appendKeyValue(events, eventAttributes, attribute.String("pad", strings.Repeat("x", rng.IntN(300))))
 			events = closeEvent(events, mark, 0)
 		}
+		size := len(events)
 		if i%3 == 0 { // a span larger than its owner said moves once written
-			span.endWithContent(at.Add(time.Second), 0, func(b []byte) []byte { return append(b, events...) })
-		} else {
-			span.endWithEvents(events, at.Add(time.Second))
+			size = 0
 		}
+		span.endWithContent(at.Add(time.Second), size, func(b []byte) []byte { return append(b, events...) })
 		want = append(want, j.scope.Name+"|"+name)
 	}
 	require.NoError(t, p.ForceFlush(context.Background()))
@@ -847,7 +847,7 @@ func TestDirectSpansKeepTheExportLimits(t *testing.T) {
 	captureErrors(t)
 	p.maxQueueSpans = 3 // with nothing queued; no batch is sealed before the next flush
 	for i := range 5 {
-		starters[0].startNamed(context.Background(), fmt.Sprint("late ", i), at).(*directSpan).endWithEvents(nil, at)
+		starters[0].startNamed(context.Background(), fmt.Sprint("late ", i), at).(*directSpan).endWithContent(at, 0, noContent)
 	}
 	st := p.state()
 	require.Equal(t, int64(2), st.dropped, "past the queue's bound of 3 spans, 2 are dropped")
