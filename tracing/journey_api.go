@@ -1,7 +1,6 @@
 package tracing
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -21,10 +20,6 @@ import (
 // Aborted: the handler returned early or panicked.
 var errNoOutcome = errors.New("request ended without an outcome")
 
-// w3c propagates only traceparent and tracestate: nothing else is taken from
-// (or written to) HTTP headers.
-var w3c = propagation.TraceContext{}
-
 // httpTelemetry implements server.Telemetry.
 type httpTelemetry struct{ t *Telemetry }
 
@@ -40,7 +35,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 		return &metricsOnlySpan{m: t.metrics}
 	}
 	now := t.now()
-	parent := trace.SpanContextFromContext(w3c.Extract(context.Background(), w3cHeaders(r.Header)))
+	parent := remoteParent(w3cHeaders(r.Header))
 	s := &apiSpan{t: t, journey: journey, route: route}
 	s.span = t.apiSpans.startIn(&s.direct, parent, now)
 	s.headers = traceHeaders(s.span.SpanContext(), journey)
@@ -54,7 +49,7 @@ func (h httpTelemetry) Arrived(r *http.Request, route string) server.RequestSpan
 
 // w3cHeaders reads traceparent and tracestate from HTTP headers under their
 // canonical keys directly: propagation.HeaderCarrier canonicalises each key
-// on every lookup, allocating. Only extraction uses it.
+// on every lookup, allocating. Only remoteParent uses it.
 type w3cHeaders http.Header
 
 func (h w3cHeaders) Get(key string) string {
@@ -121,16 +116,16 @@ func traceparent(sc trace.SpanContext) string {
 }
 
 // remoteParent returns the span context in the traceparent and tracestate
-// headers of an engine request, as propagation.TraceContext.Extract reads
-// it (a fuzz test requires the same context from both, for any headers):
-// version 00 with exactly four fields and no reserved flag bits, or a
-// later version with at least four, all fields of lower-case hex, only
-// the sampled and random flags kept, a tracestate that does not parse
-// ignored. Extract wraps the context in a context.Context, an allocation,
-// and reads it through a carrier's interface; in a server's profile that
-// was about half of starting llm_core.
-func remoteParent(headers map[string]string) trace.SpanContext {
-	h := headers[traceparentHeader]
+// headers carrier holds (a client's HTTP headers, or an engine request's),
+// as propagation.TraceContext.Extract reads it (a fuzz test requires the
+// same context from both, for any headers): version 00 with exactly four
+// fields and no reserved flag bits, or a later version with at least four,
+// all fields of lower-case hex, only the sampled and random flags kept, a
+// tracestate that does not parse ignored. Extract wraps the context in a
+// context.Context, an allocation; in a server's profile that was about
+// half of starting llm_core.
+func remoteParent(carrier propagation.TextMapCarrier) trace.SpanContext {
+	h := carrier.Get(traceparentHeader)
 	var version, flags [1]byte
 	var c trace.SpanContextConfig
 	if len(h) == traceparentLen && h[2] == '-' && h[35] == '-' && h[52] == '-' {
@@ -148,7 +143,7 @@ func remoteParent(headers map[string]string) trace.SpanContext {
 		return trace.SpanContext{}
 	}
 	c.TraceFlags = trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom)
-	c.TraceState, _ = trace.ParseTraceState(headers[tracestateHeader]) // a bad tracestate does not void the parent
+	c.TraceState, _ = trace.ParseTraceState(carrier.Get(tracestateHeader)) // a bad tracestate does not void the parent
 	c.Remote = true
 	if sc := trace.NewSpanContext(c); sc.IsValid() {
 		return sc

@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vserve/vserve/scheduler"
@@ -102,7 +103,7 @@ func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxT
 	if at.IsZero() {
 		at = c.now()
 	}
-	parent := remoteParent(headers)
+	parent := remoteParent(propagation.MapCarrier(headers))
 	st := &coreState{now: c.now, promptLen: promptLen, maxTokens: maxTokens}
 	st.attrs[0] = attribute.String(AttrRequestID, id)
 	st.span = c.spans.startIn(&st.direct, parent, at, st.attrs[:]...)

@@ -559,6 +559,10 @@ func TestTraceHeadersAreInjects(t *testing.T) {
 	}
 }
 
+// w3c is the library's W3C propagator, the oracle of traceHeaders
+// (Inject) and remoteParent (Extract).
+var w3c = propagation.TraceContext{}
+
 // extracted is the span context propagation.TraceContext.Extract reads
 // from headers: what remoteParent must return.
 func extracted(headers map[string]string) trace.SpanContext {
@@ -597,7 +601,7 @@ func TestRemoteParentIsExtract(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := map[string]string{traceparentHeader: tc.traceparent, tracestateHeader: tc.tracestate, JourneySampledHeader: "1"}
-			got := remoteParent(h)
+			got := remoteParent(propagation.MapCarrier(h))
 			require.Equal(t, extracted(h), got)
 			require.Equal(t, tc.valid, got.IsValid())
 			if got.IsValid() {
@@ -614,7 +618,7 @@ func TestRemoteParentIsExtract(t *testing.T) {
 		binary.LittleEndian.PutUint64(cfg.SpanID[:], rng.Uint64())
 		cfg.TraceFlags = trace.TraceFlags(rng.UintN(256))
 		h := traceHeaders(trace.NewSpanContext(cfg), true)
-		require.Equal(t, extracted(h), remoteParent(h))
+		require.Equal(t, extracted(h), remoteParent(propagation.MapCarrier(h)))
 	}
 }
 
@@ -624,6 +628,6 @@ func FuzzRemoteParent(f *testing.F) {
 	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "a=1,b=2")
 	f.Fuzz(func(t *testing.T, traceparent, tracestate string) {
 		h := map[string]string{traceparentHeader: traceparent, tracestateHeader: tracestate}
-		require.Equal(t, extracted(h), remoteParent(h))
+		require.Equal(t, extracted(h), remoteParent(propagation.MapCarrier(h)))
 	})
 }
