@@ -354,7 +354,7 @@ func (s *benchSim) run() {
 // BenchmarkColdHooks measures the hooks' own time per request with the
 // caches evicted before each hook (coldHooks): in a server the serving code
 // between two hooks evicts tracing's code and data, and the hooks take
-// several times their warm time (docs/observability.md). hook-ns/req is
+// several times their warm time (docs/tracing-overhead.md). hook-ns/req is
 // the hooks' wall time on the benchmark's goroutine (not the export
 // goroutine's upload); compare configurations, and code, side by side.
 func BenchmarkColdHooks(b *testing.B) {

@@ -66,7 +66,7 @@ func (j *spanStarter) startNamed(parent context.Context, name string, at time.Ti
 // the SDK's span, its start and end configurations, its sampler, its id
 // generator's lock and the read-only snapshot End makes for the processors
 // cost more than the export processor's encoding of the same span, and in
-// a server each hook finds them cold (docs/observability.md has the
+// a server each hook finds them cold (docs/tracing-overhead.md has the
 // figures). When the export processor is the provider's only processor, no
 // span limit can trim a journey span, and the sampler is the SDK's default
 // (OTEL_TRACES_SAMPLER unset), the spans are made here instead, with what

@@ -84,5 +84,5 @@
 // BenchmarkSpanExport the exporter and BenchmarkStepEventEncoding a step's
 // events;
 // tracing/e2e/overhead measures running vserve processes with and without
-// tracing (docs/observability.md has the figures).
+// tracing (docs/tracing-overhead.md has the figures).
 package tracing

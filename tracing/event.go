@@ -109,7 +109,7 @@ func returnBuilder(b *eventBuilder) { builders.Put(b) }
 // come, and the processor exports them with the span when it ends
 // (exportProcessor.endWithEvents). Adding an event through the SDK
 // copies its attributes, grows the span's event list, and End copies the
-// list again; the encoding costs a fraction of that (docs/observability.md
+// list again; the encoding costs a fraction of that (docs/tracing-overhead.md
 // has the figures). Tests that record spans use the SDK path; they require
 // both paths to export the same spans. Not safe for concurrent use: the
 // span's owner serialises its events and its end.

@@ -44,7 +44,7 @@ import (
 // hands every span to its goroutine through a channel. Until a batch of 512
 // fills, those snapshots are live heap that each garbage collection scans;
 // in the overhead benchmark this cost more CPU per request than encoding
-// them (docs/observability.md has the figures). The encodings are plain
+// them (docs/tracing-overhead.md has the figures). The encodings are plain
 // bytes, and an ended span's snapshot is garbage at once.
 //
 // Bounds: at most maxQueueSpans spans and maxQueueBytes bytes wait; spans

@@ -21,7 +21,7 @@ import (
 // pooled buffer that a garbage collection empties between two uploads, so
 // that every upload also faulted fresh pages in. In profiles of servers
 // under load, that copy was about a tenth of tracing's CPU
-// (docs/observability.md). The bytes sent are those proto.Marshal writes
+// (docs/tracing-overhead.md). The bytes sent are those proto.Marshal writes
 // (the tests compare them). Everything else, and the response, goes
 // through the stock codec.
 //

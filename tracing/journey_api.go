@@ -239,7 +239,7 @@ const maxAPIEvents = 4
 // published). The events are written when the span ends (endLocked):
 // written one at a time, each found the caches emptied by the serving
 // code that ran since the last, and fetched its code, keys and buffer
-// from memory again (docs/observability.md). The exported span is the
+// from memory again (docs/tracing-overhead.md). The exported span is the
 // same: each event carries its own time.
 func (s *apiSpan) event(name string, at time.Time) {
 	s.hold(apiEvent{name: name, at: at})

@@ -20,7 +20,7 @@ import (
 // decode both and compare them field by field) without building a tree of
 // generated messages first: the stock transform makes about three heap
 // objects per attribute, which at the event volume of journey and step
-// tracing was most of tracing's CPU cost (see docs/observability.md).
+// tracing was most of tracing's CPU cost (see docs/tracing-overhead.md).
 
 // OTLP field numbers (opentelemetry/proto/trace/v1/trace.proto and
 // common/v1/common.proto).

@@ -69,7 +69,7 @@ const maxPendingSteps = 4
 // keys' encodings and the buffer from memory at every step; written
 // together, only a window's first events do. In profiles of servers on the
 // 15M shape, the step events' share of CPU fell from 0.12 to 0.06 %
-// (docs/observability.md). The exported span is the same: each event
+// (docs/tracing-overhead.md). The exported span is the same: each event
 // carries its own timestamp. The slices keep their memory from window to
 // window.
 type heldEvents struct {

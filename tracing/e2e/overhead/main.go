@@ -30,7 +30,7 @@
 // round, far more than tracing costs. --perf-freq (perf.go) records the
 // servers with Linux perf during the rounds and reports tracing's share of
 // each server's samples times its CPU per request, the figure
-// docs/observability.md quotes:
+// docs/tracing-overhead.md quotes:
 //
 //	go build -tags simdevice -o /tmp/vserve-sim ./cmd/vserve
 //	go run ./tracing/e2e/overhead --vserve /tmp/vserve-sim --device sim --rounds 10 --requests 800 --perf-freq 1999

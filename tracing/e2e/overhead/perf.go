@@ -20,7 +20,7 @@ import (
 // rounds instead and attributes each server's samples: tracing's share of
 // them, times the server's CPU per request, is tracing's CPU per request,
 // to a few per cent of itself once a server has a few hundred samples in
-// tracing's code (docs/observability.md).
+// tracing's code (docs/tracing-overhead.md).
 
 // tracingFrame matches the functions of a call stack that make a sample
 // tracing's: the journey and step hooks and what they call, the export
