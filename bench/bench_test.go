@@ -38,6 +38,10 @@ func TestSSEReader(t *testing.T) {
 		{"other fields skipped", "event: e\nid: 1\ndata:{}\n\n", []string{"{}"}, io.EOF},
 		{"cut off", "data: a\n\ndata: part", []string{"a", "part"}, io.ErrUnexpectedEOF},
 		{"blank lines only", "\n\n\n", nil, io.EOF},
+		{"lone CR ends lines", "data: a\rdata: b\r\rdata: c\r\r", []string{"a\nb", "c"}, io.EOF},
+		{"lone CR, then a line feed", "data: a\r\ndata: b\r\n\r\n: x\r\r", []string{"a\nb"}, io.EOF},
+		{"cut off after a CR", "data: a\r\rdata: x\r", []string{"a", "x"}, io.ErrUnexpectedEOF},
+		{"a field named by a lone CR's rest", "data: a\r0\r\r", []string{"a"}, io.EOF},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,9 +10,16 @@ import (
 // SSEReader reads the data fields of a server-sent event stream, one event
 // at a time. Comment lines and fields other than data are skipped; the data
 // lines of one event are joined with "\n" as the SSE specification says.
+// Lines end with CRLF, LF or a lone CR, as the specification allows.
 type SSEReader struct {
 	r   *bufio.Reader
 	buf bytes.Buffer
+
+	// The rest of the chunk read up to the last LF, after a lone CR ended
+	// a line within it (see readLine).
+	chunk           []byte
+	inChunk         bool
+	chunkTerminated bool // the chunk ended with LF (else at the end of the stream)
 }
 
 // NewSSEReader reads events from r.
@@ -27,8 +34,8 @@ func (s *SSEReader) Next() ([]byte, error) {
 	s.buf.Reset()
 	haveData := false
 	for {
-		line, err := s.r.ReadBytes('\n')
-		if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		line, terminated, err := s.readLine()
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if haveData {
 					return s.buf.Bytes(), io.ErrUnexpectedEOF
@@ -37,15 +44,11 @@ func (s *SSEReader) Next() ([]byte, error) {
 			}
 			return nil, err
 		}
-		line = bytes.TrimRight(line, "\r\n")
 		if len(line) == 0 {
-			if haveData {
+			if haveData && terminated {
 				return s.buf.Bytes(), nil
 			}
-			if err != nil {
-				return nil, io.EOF
-			}
-			continue
+			continue // a blank line, or nothing before the end of the stream
 		}
 		if line[0] == ':' {
 			continue
@@ -60,8 +63,32 @@ func (s *SSEReader) Next() ([]byte, error) {
 		}
 		s.buf.Write(value)
 		haveData = true
-		if err != nil {
+		if !terminated {
 			return s.buf.Bytes(), io.ErrUnexpectedEOF
 		}
 	}
+}
+
+// readLine returns the next line without its end (CRLF, LF or CR), and
+// whether it had one: the stream's last line may not. At the end of the
+// stream it returns io.EOF. Lines are read up to each LF, and a chunk so
+// read is split at its lone CRs.
+func (s *SSEReader) readLine() (line []byte, terminated bool, err error) {
+	if !s.inChunk {
+		chunk, err := s.r.ReadBytes('\n')
+		if err != nil && (len(chunk) == 0 || !errors.Is(err, io.EOF)) {
+			return nil, false, err
+		}
+		s.chunkTerminated = err == nil
+		if s.chunkTerminated {
+			chunk = bytes.TrimSuffix(chunk[:len(chunk)-1], []byte("\r"))
+		}
+		s.chunk, s.inChunk = chunk, true
+	}
+	if i := bytes.IndexByte(s.chunk, '\r'); i >= 0 {
+		line, s.chunk = s.chunk[:i], s.chunk[i+1:]
+		return line, true, nil
+	}
+	s.inChunk = false
+	return s.chunk, s.chunkTerminated, nil
 }
