@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -114,10 +115,24 @@ func TestParseBytes(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, in := range []string{"", "-1", "0", "GiB", "1.2.3M"} {
+	for _, in := range []string{"", "-1", "0", "GiB", "1.2.3M", "0.5", "0.4B", "1e-12GiB", "NaN", "InfGiB", "9e18"} {
 		_, err := ParseBytes(in)
 		assert.Error(t, err, in)
 	}
+	_, err := ParseBytes("lotsGiB")
+	assert.ErrorContains(t, err, `"lotsGiB"`, "the error quotes the flag's value as given")
+}
+
+func FuzzParseBytes(f *testing.F) {
+	for _, s := range []string{"1000", "2GiB", "1.5G", "10 KB", "0.5", "-1", "1e300T", "NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		n, err := ParseBytes(in)
+		if err == nil && (n < 1 || n > math.MaxInt64/2) {
+			t.Fatalf("ParseBytes(%q) = %d, want a positive count", in, n)
+		}
+	})
 }
 
 // startApp starts vserve on a free loopback port and waits until loading

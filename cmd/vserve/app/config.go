@@ -246,8 +246,8 @@ func parseLevel(s string) (slog.Level, error) {
 
 // ParseBytes reads a byte count: a plain integer or one with a suffix
 // K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB (powers of 1024).
-func ParseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
+func ParseBytes(in string) (int64, error) {
+	s := strings.TrimSpace(in)
 	units := []struct {
 		suffix string
 		mult   float64
@@ -264,8 +264,8 @@ func ParseBytes(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || !(f > 0) || f*mult > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q is not a positive byte count (e.g. 2GiB, 512MiB, 1000000)", s)
+	if err != nil || !(f*mult >= 1) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("%q is not a positive byte count (e.g. 2GiB, 512MiB, 1000000)", in)
 	}
 	return int64(f * mult), nil
 }
