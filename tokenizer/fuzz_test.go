@@ -189,3 +189,40 @@ func FuzzFastJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenizerConfig feeds arbitrary tokenizer_config.json contents to a
+// tokenizer (what LoadDir does with the file): applying it must fail with
+// an error or leave a tokenizer that encodes, decodes, streams and renders
+// its chat template without panicking.
+func FuzzTokenizerConfig(f *testing.F) {
+	f.Add(`{"bos_token":"<s>","eos_token":"</s>","add_bos_token":true,"add_eos_token":true}`)
+	f.Add(`{"added_tokens_decoder":{"1":{"content":"<s>","special":true},"300":{"content":"<x>","special":true}},"bos_token":{"content":"<s>"}}`)
+	f.Add(`{"chat_template":"{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}","clean_up_tokenization_spaces":true}`)
+	f.Add(`{"chat_template":[{"name":"default","template":"{{ messages[0].content }}"},{"name":"tool_use","template":"x"}],"additional_special_tokens":["<x>"]}`)
+	f.Add(`{"eos_token":"<none>","add_eos_token":true,"unk_token":null,"pad_token":{"content":"</s>"}}`)
+	f.Fuzz(func(t *testing.T, config string) {
+		tok, err := parseTokenizerJSON([]byte(tinySentencePieceJSON))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg tokenizerConfig
+		if json.Unmarshal([]byte(config), &cfg) != nil {
+			return
+		}
+		if tok.applyConfig(&cfg) != nil {
+			return
+		}
+		ids := tok.Encode("ab <s> abc</s> é", true)
+		for _, id := range ids {
+			if int(id) < 0 || int(id) >= tok.VocabSize() {
+				t.Fatalf("Encode gave id %d outside the vocabulary of %d", id, tok.VocabSize())
+			}
+		}
+		_ = tok.Decode(ids, true)
+		d := tok.NewIncrementalDecoder(ids[:len(ids)/2], true)
+		for _, id := range ids[len(ids)/2:] {
+			_ = d.Add(id)
+		}
+		_, _ = tok.ApplyChatTemplate([]ChatMessage{{Role: "user", Content: "a"}}, RenderOptions{AddGenerationPrompt: true})
+	})
+}
