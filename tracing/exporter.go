@@ -163,21 +163,24 @@ func newExportProcessor(ctx context.Context, client otlptrace.Client, lent *lent
 // scheduleDelay reads OTEL_BSP_SCHEDULE_DELAY (milliseconds), which the
 // SDK's batch span processor honours, so that deployments keep working.
 func scheduleDelay() time.Duration {
-	if ms, err := strconv.Atoi(os.Getenv("OTEL_BSP_SCHEDULE_DELAY")); err == nil && ms > 0 {
-		return time.Duration(ms) * time.Millisecond
-	}
-	return defaultScheduleDelay
+	ms := positiveEnvInt("OTEL_BSP_SCHEDULE_DELAY", int(defaultScheduleDelay/time.Millisecond))
+	return time.Duration(ms) * time.Millisecond
 }
 
 // exportBatchSpans reads OTEL_BSP_MAX_EXPORT_BATCH_SIZE, the most spans of
 // one export request (default 512), which the SDK's batch span processor
 // honours; as there, it is at most the queue's size.
 func exportBatchSpans(queue int) int {
-	n, err := strconv.Atoi(os.Getenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"))
-	if err != nil || n <= 0 {
-		n = maxBatchSpans
+	return min(positiveEnvInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", maxBatchSpans), queue)
+}
+
+// positiveEnvInt returns the positive integer in the environment variable
+// name, or def when it is unset or anything else.
+func positiveEnvInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
 	}
-	return min(n, queue)
+	return def
 }
 
 func (p *exportProcessor) OnStart(context.Context, sdktrace.ReadWriteSpan) {}

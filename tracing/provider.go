@@ -76,7 +76,7 @@ func newOTLPProcessor(ctx context.Context, c Config) (sdktrace.SpanProcessor, er
 	}
 	return sdktrace.NewBatchSpanProcessor(exp,
 		sdktrace.WithMaxQueueSize(c.MaxExportQueue),
-		sdktrace.WithMaxExportBatchSize(min(maxBatchSpans, c.MaxExportQueue)),
+		sdktrace.WithMaxExportBatchSize(exportBatchSpans(c.MaxExportQueue)),
 		sdktrace.WithExportTimeout(c.ExportTimeout),
 	), nil
 }
