@@ -143,6 +143,7 @@ type entry struct {
 	preempted  int
 	addedToSch bool
 	started    bool // OnRequestStart was called
+	observed   any  // what OnRequestStart returned (Hooks.OnRequestStart)
 }
 
 // New makes an engine and starts its loop. Stop it with Shutdown.

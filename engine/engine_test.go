@@ -85,10 +85,17 @@ func TestHooksSeeEveryStepAndRequest(t *testing.T) {
 			steps = append(steps, r.Step)
 			mu.Unlock()
 		},
-		OnRequestStart: func(r engine.RequestStart) { mu.Lock(); starts[r.ID]++; mu.Unlock() },
-		OnRequestEnd:   func(r engine.RequestEnd) { mu.Lock(); ends[r.ID] = r; mu.Unlock() },
+		OnRequestStart: func(r engine.RequestStart) any {
+			mu.Lock()
+			defer mu.Unlock()
+			starts[r.ID]++
+			return "state of " + r.ID
+		},
+		OnRequestEnd: func(r engine.RequestEnd) { mu.Lock(); ends[r.ID] = r; mu.Unlock() },
 	}}
-	e, _ := newEngine(t, cfg, &enginetest.FakeExecutor{})
+	sched := &observerStateScheduler{SimpleScheduler: &enginetest.SimpleScheduler{MaxSeqs: 8}, states: map[string]any{}}
+	e := engine.New(cfg, sched, &enginetest.FakeExecutor{})
+	t.Cleanup(func() { require.NoError(t, e.Shutdown(context.Background())) })
 	for i := range 3 {
 		r := req(fmt.Sprint(i), 3)
 		r.TraceHeaders = map[string]string{"traceparent": "x"}
@@ -111,8 +118,21 @@ func TestHooksSeeEveryStepAndRequest(t *testing.T) {
 		assert.Equal(t, scheduler.FinishLength, end.Reason)
 		assert.Equal(t, 3, end.NumOutputTokens)
 		assert.Equal(t, "x", end.TraceHeaders["traceparent"])
+		assert.Equal(t, "state of "+id, end.ObserverState, "OnRequestEnd gets what OnRequestStart returned")
+		assert.Equal(t, "state of "+id, sched.states[id], "the scheduler's request carries it")
 	}
 	assert.Equal(t, uint64(len(steps)), e.Snapshot().Steps)
+}
+
+// observerStateScheduler records the ObserverState of each request added.
+type observerStateScheduler struct {
+	*enginetest.SimpleScheduler
+	states map[string]any // by id; the engine's goroutine writes, the test reads after Shutdown
+}
+
+func (s *observerStateScheduler) AddRequest(r *scheduler.Request) error {
+	s.states[r.ID] = r.ObserverState
+	return s.SimpleScheduler.AddRequest(r)
 }
 
 // blockingExec holds every step until released, so tests can act between

@@ -102,6 +102,8 @@ type RequestEnd struct {
 	MaxTokens       int
 	NumPreemptions  int
 	Times           RequestTimes
+	// ObserverState is what OnRequestStart returned for the request.
+	ObserverState any
 	// Stats are the scheduler statistics once the request's resources were
 	// freed (as Snapshot shows them), so that gauges follow requests that
 	// end between steps (aborts, timeouts), not only at the next step.
@@ -123,8 +125,12 @@ type Hooks struct {
 	Observer scheduler.Observer
 	// OnStep is called after every step that scheduled work.
 	OnStep func(*StepRecord)
-	// OnRequestStart is called when a request is accepted.
-	OnRequestStart func(RequestStart)
+	// OnRequestStart is called when a request is accepted. What it returns
+	// (nil for nothing) is the request's observer state: the scheduler
+	// hands it back to the Observer (scheduler.RequestView.ObserverState)
+	// and the engine to OnRequestEnd (RequestEnd.ObserverState), so that
+	// the hooks find their per-request state without a lookup by id.
+	OnRequestStart func(RequestStart) (observerState any)
 	// OnRequestEnd is called exactly once per accepted request when it ends.
 	OnRequestEnd func(RequestEnd)
 }

@@ -82,7 +82,7 @@ func (e *Engine) intakeAdd(en *entry) {
 	e.live[r.ID] = en
 	en.started = true
 	if e.cfg.OnRequestStart != nil {
-		e.cfg.OnRequestStart(RequestStart{
+		en.observed = e.cfg.OnRequestStart(RequestStart{
 			ID: r.ID, TraceHeaders: r.TraceHeaders, NumPromptTokens: len(r.PromptTokenIDs),
 			MaxTokens: r.Params.MaxTokens, Arrival: en.times.Arrival,
 		})
@@ -90,6 +90,7 @@ func (e *Engine) intakeAdd(en *entry) {
 	sr := &scheduler.Request{
 		ID: r.ID, PromptTokenIDs: r.PromptTokenIDs, Params: r.Params,
 		EOSTokenIDs: r.EOSTokenIDs, Priority: r.Priority, CacheSalt: r.CacheSalt,
+		ObserverState: en.observed,
 	}
 	if err := e.sched.AddRequest(sr); err != nil {
 		e.finish(en, scheduler.FinishError, CauseError, fmt.Errorf("engine: scheduler rejected request: %w", err))
@@ -379,6 +380,7 @@ func (e *Engine) finish(en *entry, reason scheduler.FinishReason, cause string, 
 			NumPromptTokens: len(en.req.PromptTokenIDs), NumOutputTokens: en.numOutput,
 			NumCachedTokens: en.numCached, MaxTokens: en.req.Params.MaxTokens,
 			NumPreemptions: en.preempted, Times: en.times, Stats: e.publishedStats(),
+			ObserverState: en.observed,
 		})
 	}
 }

@@ -125,7 +125,8 @@ func TestRequestView(t *testing.T) {
 	s, f := newTestScheduler(t, testConfig())
 	add(t, s, "a", tokens(9, 10), 5)
 	step(t, s, f)
-	add(t, s, "b", tokens(10, 10), 5, func(r *Request) { r.Priority = 3 })
+	state := new(int) // an observer's own state
+	add(t, s, "b", tokens(10, 10), 5, func(r *Request) { r.Priority, r.ObserverState = 3, state })
 	v, ok := s.Request("b")
 	require.True(t, ok)
 	assert.Equal(t, PhaseWaiting, v.Phase())
@@ -143,6 +144,9 @@ func TestRequestView(t *testing.T) {
 	assert.Equal(t, 3, v.BlocksAllocated())
 	assert.Equal(t, 2, v.BlocksCached())
 	assert.Equal(t, 3, v.Priority())
+	assert.Same(t, state, v.ObserverState(), "handed back as given")
+	a, _ := s.Request("a")
+	assert.Nil(t, a.ObserverState())
 	_, ok = s.Request("nope")
 	assert.False(t, ok)
 }

@@ -43,6 +43,8 @@ type request struct {
 	schedStep   uint64 // step that last scheduled it
 	schedTokens int    // tokens scheduled in schedStep
 	finish      FinishReason
+
+	observerState any // Request.ObserverState
 }
 
 func (r *request) numOutputs() int  { return len(r.tokens) - r.numPrompt }
@@ -74,6 +76,7 @@ func (r *request) NumCachedTokens() int   { return r.numCachedTokens }
 func (r *request) BlocksAllocated() int   { return r.seq.NumBlocks() }
 func (r *request) BlocksCached() int      { return r.seq.NumHitBlocks() }
 func (r *request) Priority() int          { return r.priority }
+func (r *request) ObserverState() any     { return r.observerState }
 func (r *request) Phase() Phase {
 	switch {
 	case !r.everScheduled:

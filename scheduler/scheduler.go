@@ -173,6 +173,8 @@ func (s *Scheduler) AddRequest(req *Request) error {
 		eos:       append([]int32(nil), req.EOSTokenIDs...),
 		priority:  req.Priority,
 		arrival:   s.arrivals,
+
+		observerState: req.ObserverState,
 	}
 	s.arrivals++
 	copy(r.tokens, req.PromptTokenIDs)

@@ -88,6 +88,10 @@ type Request struct {
 	EOSTokenIDs    []int32 // the model's end-of-sequence ids
 	Priority       int     // lower is more urgent (PolicyPriority)
 	CacheSalt      string  // isolates prefix-cache entries between tenants
+	// ObserverState is opaque to the scheduler: the Observer's own state
+	// of the request (journey tracing's), handed back to it by
+	// RequestView.ObserverState so that it needs no lookup by id.
+	ObserverState any
 }
 
 // FinishReason says why a request ended. The empty string means it has not.
@@ -237,6 +241,7 @@ type RequestView interface {
 	BlocksAllocated() int
 	BlocksCached() int // blocks that came from prefix-cache hits
 	Priority() int
+	ObserverState() any // Request.ObserverState, as given
 }
 
 // Observer receives scheduling events as they happen inside Schedule,

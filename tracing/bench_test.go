@@ -271,7 +271,7 @@ func (s *benchSim) run() {
 		s.post()
 		q.times.Arrival = time.Now()
 		s.pre()
-		s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,
+		q.r.state = s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: q.headers, NumPromptTokens: 32,
 			MaxTokens: maxTokens, Arrival: q.times.Arrival})
 		s.post()
 		s.pre()
@@ -339,7 +339,8 @@ func (s *benchSim) run() {
 		q.times.Finished = time.Now()
 		s.pre()
 		s.tel.OnRequestEnd(engine.RequestEnd{ID: q.r.id, TraceHeaders: q.headers, Reason: scheduler.FinishLength,
-			NumPromptTokens: 32, NumOutputTokens: q.r.output, MaxTokens: benchRequestTokens, Times: q.times})
+			NumPromptTokens: 32, NumOutputTokens: q.r.output, MaxTokens: benchRequestTokens, Times: q.times,
+			ObserverState: q.r.state})
 		s.post()
 		s.pre()
 		q.api.Departed(server.Outcome{CompletionTokens: q.r.output, Times: q.times})

@@ -67,9 +67,13 @@
 //
 // # State
 //
-// Per-request tracing state exists only for sampled requests (llm_request
-// spans in reusable slots of a registry, llm_core spans keyed by the engine
-// request id) and is released by one idempotent cleanup on every path;
+// Per-request tracing state exists only for sampled requests and is held
+// by what owns the request: the HTTP layer holds its llm_request span, and
+// the engine holds its llm_core journey as the request's observer state
+// (engine.Hooks.OnRequestStart returns it; the scheduler's views and
+// RequestEnd hand it back), so no hook looks a request up by id. Both sit
+// in reusable slots of a registry for Shutdown to end, and are released
+// by one idempotent cleanup on every path;
 // request metrics keep four fields per live request, released by
 // OnRequestEnd. Shutdown ends every open span.
 //

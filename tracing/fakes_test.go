@@ -24,6 +24,7 @@ type fakeReq struct {
 	phase                      scheduler.Phase
 	preemptions, cached        int
 	blocksAllocated, blocksHit int
+	state                      any // what OnRequestStart returned
 }
 
 func (r *fakeReq) RequestID() string      { return r.id }
@@ -38,6 +39,7 @@ func (r *fakeReq) NumCachedTokens() int   { return r.cached }
 func (r *fakeReq) BlocksAllocated() int   { return r.blocksAllocated }
 func (r *fakeReq) BlocksCached() int      { return r.blocksHit }
 func (r *fakeReq) Priority() int          { return 0 }
+func (r *fakeReq) ObserverState() any     { return r.state }
 func newFakeReq(id string, prompt, max int) *fakeReq {
 	return &fakeReq{id: id, prompt: prompt, maxTokens: max, phase: scheduler.PhaseWaiting}
 }
@@ -113,13 +115,14 @@ func (h *harness) arrive(headers map[string]string) server.RequestSpan {
 
 // start hands a request to the "engine".
 func (h *harness) start(req *fakeReq, headers map[string]string) {
-	h.tel.OnRequestStart(engine.RequestStart{ID: req.id, TraceHeaders: headers,
+	req.state = h.tel.OnRequestStart(engine.RequestStart{ID: req.id, TraceHeaders: headers,
 		NumPromptTokens: req.prompt, MaxTokens: req.maxTokens, Arrival: h.tel.now()})
 }
 
 func (h *harness) end(req *fakeReq, headers map[string]string, reason scheduler.FinishReason, times engine.RequestTimes) {
 	h.tel.OnRequestEnd(engine.RequestEnd{ID: req.id, TraceHeaders: headers, Reason: reason,
-		NumPromptTokens: req.prompt, NumOutputTokens: req.output, MaxTokens: req.maxTokens, Times: times})
+		NumPromptTokens: req.prompt, NumOutputTokens: req.output, MaxTokens: req.maxTokens, Times: times,
+		ObserverState: req.state})
 }
 
 func (h *harness) spans(name string) []sdktrace.ReadOnlySpan {

@@ -198,7 +198,7 @@ var hexDigits = func() (t [256]byte) {
 // with its events when they are (eventSink).
 type apiSpan struct {
 	t         *Telemetry
-	slot      int // in Telemetry.apiOpen
+	slot      int // in Telemetry.apiOpen (registrySlot)
 	span      trace.Span
 	direct    directSpan // span's memory when it is made directly
 	journey   bool       // events on; false: plain request span (endpoint only)
@@ -241,6 +241,8 @@ const maxAPIEvents = 4
 // code that ran since the last, and fetched its code, keys and buffer
 // from memory again (docs/tracing-overhead.md). The exported span is the
 // same: each event carries its own time.
+func (s *apiSpan) registrySlot() *int { return &s.slot }
+
 func (s *apiSpan) event(name string, at time.Time) {
 	s.hold(apiEvent{name: name, at: at})
 }

@@ -13,18 +13,21 @@ import (
 )
 
 // coreTracer owns the llm_core spans (scope vllm.scheduler). State exists
-// only for requests whose trace headers carry x-vllm-journey-sampled "1",
-// and one idempotent cleanup (take, then finish) releases it on every path.
+// only for requests whose trace headers carry x-vllm-journey-sampled "1":
+// start returns it, the engine hands it to the scheduler as the request's
+// observer state, and the hooks get it back from the request's view (or
+// RequestEnd), with no lookup by id. One idempotent cleanup (finish, or
+// Shutdown's end) releases it on every path.
 type coreTracer struct {
 	spans  *spanStarter
 	export *exportProcessor // see eventSink
 	now    func() time.Time // time.Now; tests make it deterministic
-	mu     sync.Mutex
-	states map[string]*coreState
+	open   registry[*coreState]
 }
 
 // coreState is one sampled request's journey. The engine goroutine drives
-// it; shutdown may end it concurrently, hence the mutex around its events.
+// it; shutdown may end it concurrently, hence the mutex around its events,
+// its status and its end.
 type coreState struct {
 	span        trace.Span
 	direct      directSpan            // span's memory when it is made directly
@@ -33,6 +36,8 @@ type coreState struct {
 	mu          sync.Mutex
 	events      eventSink
 	ended       bool
+	tracer      *coreTracer
+	slot        int // in tracer.open
 	promptLen   int
 	maxTokens   int
 	highWater   int
@@ -43,6 +48,8 @@ type coreState struct {
 	held        []journeyEvent // written when the span ends (see apiSpan.event)
 	heldArray   [4]journeyEvent
 }
+
+func (st *coreState) registrySlot() *int { return &st.slot }
 
 // journeyEvent is the content of one journey.<typ> event: the common keys
 // and at most one extra attribute (schedule.kind or finish.status).
@@ -91,41 +98,38 @@ func (e *journeyEvent) writeAttributes(w *eventAttrs) {
 }
 
 func newCoreTracer(spans *spanStarter, export *exportProcessor) *coreTracer {
-	return &coreTracer{spans: spans, export: export, now: time.Now, states: make(map[string]*coreState)}
+	return &coreTracer{spans: spans, export: export, now: time.Now}
 }
 
 // start creates llm_core iff headers[x-vllm-journey-sampled] is exactly "1",
-// as a child of the traceparent in headers.
-func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxTokens int, at time.Time) {
+// as a child of the traceparent in headers, and returns its state (nil
+// when there is none).
+func (c *coreTracer) start(id string, headers map[string]string, promptLen, maxTokens int, at time.Time) *coreState {
 	if headers[JourneySampledHeader] != "1" {
-		return
+		return nil
 	}
 	if at.IsZero() {
 		at = c.now()
 	}
 	parent := remoteParent(propagation.MapCarrier(headers))
-	st := &coreState{now: c.now, promptLen: promptLen, maxTokens: maxTokens}
+	st := &coreState{now: c.now, tracer: c, promptLen: promptLen, maxTokens: maxTokens}
 	st.attrs[0] = attribute.String(AttrRequestID, id)
 	st.span = c.spans.startIn(&st.direct, parent, at, st.attrs[:]...)
 	st.events = newEventSink(c.export, st.span)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old := c.states[id]; old != nil { // a reused id: never leak the old span
-		old.end()
-	}
-	c.states[id] = st
+	c.open.add(st)
+	return st
 }
 
-// lookup returns the state of a sampled live request, or nil.
-func (c *coreTracer) lookup(id string) *coreState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.states[id]
+// journeyOf returns the journey state a request carries (its observer
+// state, from start), or nil.
+func journeyOf(state any) *coreState {
+	st, _ := state.(*coreState)
+	return st
 }
 
 // observe updates the high-water mark and emits journey.<typ>.
 func (c *coreTracer) observe(r scheduler.RequestView, typ string, step uint64) {
-	st := c.lookup(r.RequestID())
+	st := journeyOf(r.ObserverState())
 	if st == nil {
 		return
 	}
@@ -178,19 +182,23 @@ func (st *coreState) emit(typ string, step uint64, phase string, outputTokens in
 	return now
 }
 
-// end ends the span once, with its events, now.
-func (st *coreState) end() { st.endAt(st.now()) }
-
-// endAt ends the span once, with its events, at time at.
-func (st *coreState) endAt(at time.Time) {
+// endAt ends the span once, with its events, at time at, with status
+// Error and description errDesc unless that is empty, and releases the
+// state's slot.
+func (st *coreState) endAt(at time.Time, errDesc string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !st.ended {
-		st.ended = true
-		st.events.finish(nil, st.span, st, journeySpanContent, at)
-		clear(st.held)
-		st.held = nil
+	if st.ended {
+		return
 	}
+	st.ended = true
+	if errDesc != "" {
+		st.span.SetStatus(codes.Error, errDesc)
+	}
+	st.events.finish(nil, st.span, st, journeySpanContent, at)
+	clear(st.held)
+	st.held = nil
+	st.tracer.open.remove(st)
 }
 
 // writeContent writes the held events, in order (spanContent).
@@ -226,7 +234,7 @@ func (c *coreTracer) queued(r scheduler.RequestView, step uint64) {
 }
 
 func (c *coreTracer) scheduled(r scheduler.RequestView, step uint64, resumed bool) {
-	st := c.lookup(r.RequestID())
+	st := journeyOf(r.ObserverState())
 	if st == nil {
 		return
 	}
@@ -240,7 +248,7 @@ func (c *coreTracer) scheduled(r scheduler.RequestView, step uint64, resumed boo
 }
 
 func (c *coreTracer) firstToken(r scheduler.RequestView, step uint64) {
-	st := c.lookup(r.RequestID())
+	st := journeyOf(r.ObserverState())
 	if st == nil || st.firstToken {
 		return
 	}
@@ -250,7 +258,7 @@ func (c *coreTracer) firstToken(r scheduler.RequestView, step uint64) {
 }
 
 func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
-	st := c.lookup(r.RequestID())
+	st := journeyOf(r.ObserverState())
 	if st == nil {
 		return
 	}
@@ -260,28 +268,17 @@ func (c *coreTracer) preempted(r scheduler.RequestView, step uint64) {
 }
 
 func (c *coreTracer) finishedView(r scheduler.RequestView, step uint64, reason scheduler.FinishReason) {
-	st := c.take(r.RequestID())
-	if st == nil {
+	st := journeyOf(r.ObserverState())
+	if st == nil || st.finished {
 		return
 	}
 	st.update(r)
 	st.finish(step, reason, st.phase(r), r.NumOutputTokens())
 }
 
-// take removes the state of a sampled live request from the tracer and
-// returns it, or nil.
-func (c *coreTracer) take(id string) *coreState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.states[id]
-	if st != nil {
-		delete(c.states, id)
-	}
-	return st
-}
-
-// finish is the one idempotent cleanup of a state taken from the tracer:
-// it emits journey.FINISHED unless it was emitted and ends the span.
+// finish is the one idempotent cleanup of a journey on the engine's
+// goroutine (Finished, then RequestEnd): it emits journey.FINISHED unless
+// it was emitted and ends the span (unless Shutdown did).
 func (st *coreState) finish(step uint64, reason scheduler.FinishReason, phase string, outputTokens int) {
 	if st.finished {
 		return
@@ -289,17 +286,18 @@ func (st *coreState) finish(step uint64, reason scheduler.FinishReason, phase st
 	st.finished = true
 	status := finishStatus(reason)
 	at := st.emit(JourneyFinished, step, phase, outputTokens, journeyEventKeys.finishStatus, status)
+	errDesc := ""
 	if reason == scheduler.FinishError {
-		st.span.SetStatus(codes.Error, "generation error")
+		errDesc = "generation error"
 	}
-	st.endAt(at) // the span ends with its last event
+	st.endAt(at, errDesc) // the span ends with its last event
 }
 
 // finishFromEnd finishes from the engine's RequestEnd: the path for requests
 // that ended without a scheduler Finished event (rejected, shut down).
-func (c *coreTracer) finishFromEnd(id string, step uint64, reason scheduler.FinishReason, outputTokens int) {
-	st := c.take(id)
-	if st == nil {
+func (c *coreTracer) finishFromEnd(state any, step uint64, reason scheduler.FinishReason, outputTokens int) {
+	st := journeyOf(state)
+	if st == nil || st.finished {
 		return
 	}
 	phase := string(scheduler.PhaseWaiting)
@@ -330,20 +328,11 @@ func finishStatus(r scheduler.FinishReason) string {
 }
 
 // live is the number of requests with journey state.
-func (c *coreTracer) live() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.states)
-}
+func (c *coreTracer) live() int { return c.open.live() }
 
 // shutdown ends every open llm_core span (status ERROR "shutdown").
 func (c *coreTracer) shutdown() {
-	c.mu.Lock()
-	states := c.states
-	c.states = make(map[string]*coreState)
-	c.mu.Unlock()
-	for _, st := range states {
-		st.span.SetStatus(codes.Error, "shutdown")
-		st.end()
+	for _, st := range c.open.takeAll() {
+		st.endAt(st.now(), "shutdown")
 	}
 }

@@ -504,11 +504,47 @@ func TestEverySubRequestGetsItsCoreSpan(t *testing.T) {
 	h.requireNoState()
 }
 
-// TestAPIRegistryReusesSlots: ended spans free their slots for later ones,
+// TestCollidingIDsKeepTheirOwnJourneys: journeys are not keyed by id
+// (spec §6, defect 6): two live requests with the same id each keep their
+// own llm_core, with all its events, under their own llm_request, whatever
+// order they end in.
+func TestCollidingIDsKeepTheirOwnJourneys(t *testing.T) {
+	h := newHarness(t, nil)
+	a := h.newFlow("same", 10, 2, nil)
+	b := h.newFlow("same", 20, 2, nil)
+	for _, f := range []*flow{a, b} {
+		f.schedule(1, false, f.req.prompt)
+		f.token(1)
+	}
+	for _, f := range []*flow{b, a} {
+		f.token(2)
+		f.finish(2, scheduler.FinishLength)
+		f.api.Departed(server.Outcome{CompletionTokens: 2, Times: f.times})
+		f.api.End()
+	}
+	core := h.spans(SpanCore)
+	require.Len(t, core, 2)
+	byParent := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, c := range core {
+		byParent[c.Parent().SpanID()] = c
+		assert.Equal(t, []string{"journey." + JourneyQueued, "journey." + JourneyScheduled,
+			"journey." + JourneyFirstToken, "journey." + JourneyFinished}, eventNames(c))
+		assert.Equal(t, codes.Unset, c.Status().Code)
+	}
+	for _, api := range h.spans(SpanRequest) {
+		c := byParent[api.SpanContext().SpanID()]
+		require.NotNil(t, c, "each llm_request has its own llm_core")
+		prompt := attrMap(api.Attributes())[AttrPromptTokens].AsInt64()
+		assert.Equal(t, prompt, event(t, c, "journey."+JourneyFinished)[AttrPrefillTotalTokens].AsInt64())
+	}
+	h.requireNoState()
+}
+
+// TestRegistryReusesSlots: ended spans free their slots for later ones,
 // takeAll returns exactly the live spans, and a span released after
 // takeAll leaves the emptied registry alone.
-func TestAPIRegistryReusesSlots(t *testing.T) {
-	var r apiRegistry
+func TestRegistryReusesSlots(t *testing.T) {
+	var r registry[*apiSpan]
 	a, b, c, d := &apiSpan{}, &apiSpan{}, &apiSpan{}, &apiSpan{}
 	r.add(a)
 	r.add(b)
@@ -517,7 +553,7 @@ func TestAPIRegistryReusesSlots(t *testing.T) {
 	require.Equal(t, 2, r.live())
 	r.add(d)
 	require.Equal(t, 1, d.slot, "the freed slot is reused")
-	require.Len(t, r.spans, 3, "no slot is added while one is free")
+	require.Len(t, r.items, 3, "no slot is added while one is free")
 	r.remove(d)
 	r.remove(d) // twice: the second finds the slot free
 	require.Equal(t, 2, r.live())

@@ -35,7 +35,7 @@ type Telemetry struct {
 	metrics        *metrics
 	lastStep       atomic.Uint64 // the scheduler's current counter, from StepBuilt
 
-	apiOpen apiRegistry
+	apiOpen registry[*apiSpan]
 
 	cfg Config
 	tp  *sdktrace.TracerProvider // nil: tracing off
@@ -122,15 +122,19 @@ func (t *Telemetry) EngineHooks() engine.Hooks {
 }
 
 // OnRequestStart creates the request's metric state and, when its trace
-// headers say x-vllm-journey-sampled "1", its llm_core span.
-func (t *Telemetry) OnRequestStart(rs engine.RequestStart) {
+// headers say x-vllm-journey-sampled "1", its llm_core span, whose state
+// it returns for the engine to hand back (engine.Hooks.OnRequestStart).
+func (t *Telemetry) OnRequestStart(rs engine.RequestStart) (observerState any) {
 	if t.closed.Load() {
-		return
+		return nil
 	}
 	t.metrics.requestStarted(rs)
 	if t.core != nil {
-		t.core.start(rs.ID, rs.TraceHeaders, rs.NumPromptTokens, rs.MaxTokens, rs.Arrival)
+		if st := t.core.start(rs.ID, rs.TraceHeaders, rs.NumPromptTokens, rs.MaxTokens, rs.Arrival); st != nil {
+			return st // never a nil *coreState in an interface
+		}
 	}
+	return nil
 }
 
 // OnRequestEnd records the request metrics and is the cleanup of every
@@ -138,7 +142,7 @@ func (t *Telemetry) OnRequestStart(rs engine.RequestStart) {
 func (t *Telemetry) OnRequestEnd(re engine.RequestEnd) {
 	t.metrics.requestEnded(re)
 	if t.core != nil {
-		t.core.finishFromEnd(re.ID, t.lastStep.Load(), re.Reason, re.NumOutputTokens)
+		t.core.finishFromEnd(re.ObserverState, t.lastStep.Load(), re.Reason, re.NumOutputTokens)
 	}
 }
 
@@ -155,59 +159,6 @@ func (t *Telemetry) OnStep(rec *engine.StepRecord) {
 func (t *Telemetry) openAPI(s *apiSpan) { t.apiOpen.add(s) }
 
 func (t *Telemetry) closeAPI(s *apiSpan) { t.apiOpen.remove(s) }
-
-// apiRegistry holds the live llm_request spans in slots that ended spans
-// free for later ones: registering and releasing a span writes a slot and
-// a free-list entry, where a map hashed, probed and rehashed.
-type apiRegistry struct {
-	mu    sync.Mutex
-	spans []*apiSpan // nil: free
-	free  []int      // free slots of spans
-}
-
-func (r *apiRegistry) add(s *apiSpan) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if n := len(r.free); n > 0 {
-		s.slot = r.free[n-1]
-		r.free = r.free[:n-1]
-		r.spans[s.slot] = s
-		return
-	}
-	s.slot = len(r.spans)
-	r.spans = append(r.spans, s)
-}
-
-// remove releases s's slot, unless takeAll took it.
-func (r *apiRegistry) remove(s *apiSpan) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s.slot < len(r.spans) && r.spans[s.slot] == s {
-		r.spans[s.slot] = nil
-		r.free = append(r.free, s.slot)
-	}
-}
-
-// takeAll empties the registry and returns the spans it held.
-func (r *apiRegistry) takeAll() []*apiSpan {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var live []*apiSpan
-	for _, s := range r.spans {
-		if s != nil {
-			live = append(live, s)
-		}
-	}
-	r.spans, r.free = nil, nil
-	return live
-}
-
-// live is the number of registered spans.
-func (r *apiRegistry) live() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.spans) - len(r.free)
-}
 
 // liveState counts per-request state held anywhere (tests assert 0).
 func (t *Telemetry) liveState() (api, core, metric int) {

@@ -61,7 +61,7 @@ func (s *simulator) request(id string, prompt, maxTokens int) {
 	headers := api.TraceHeaders()
 	times := engine.RequestTimes{Arrival: time.Now()}
 	r := &request{id: id, prompt: prompt, maxTokens: maxTokens, phase: scheduler.PhaseWaiting}
-	s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: headers, NumPromptTokens: prompt, MaxTokens: maxTokens, Arrival: times.Arrival})
+	r.state = s.tel.OnRequestStart(engine.RequestStart{ID: id, TraceHeaders: headers, NumPromptTokens: prompt, MaxTokens: maxTokens, Arrival: times.Arrival})
 	s.obs.Queued(r, s.step)
 	api.HandoffToCore(time.Time{})
 	for r.output < maxTokens {
@@ -96,7 +96,7 @@ func (s *simulator) request(id string, prompt, maxTokens int) {
 			Forward: 900 * time.Microsecond, Sample: 30 * time.Microsecond, NumScheduledTokens: scheduled, Outputs: ro})
 	}
 	s.tel.OnRequestEnd(engine.RequestEnd{ID: id, TraceHeaders: headers, Reason: scheduler.FinishLength,
-		NumPromptTokens: prompt, NumOutputTokens: r.output, MaxTokens: maxTokens, Times: times})
+		NumPromptTokens: prompt, NumOutputTokens: r.output, MaxTokens: maxTokens, Times: times, ObserverState: r.state})
 	api.Departed(server.Outcome{CompletionTokens: r.output, Times: times})
 }
 
@@ -105,9 +105,11 @@ type request struct {
 	id                                  string
 	prompt, computed, output, maxTokens int
 	phase                               scheduler.Phase
+	state                               any // from OnRequestStart
 }
 
 func (r *request) RequestID() string      { return r.id }
+func (r *request) ObserverState() any     { return r.state }
 func (r *request) NumPromptTokens() int   { return r.prompt }
 func (r *request) NumComputedTokens() int { return r.computed }
 func (r *request) NumOutputTokens() int   { return r.output }
