@@ -335,10 +335,29 @@ func (s *stepTracer) flushLocked(step uint64) {
 		if n > 0 {
 			end = s.pending[0].first
 		}
-		for range end - p.first {
-			s.admitEventLocked(p.step)
-		}
+		s.admitStepLocked(p.step, end-p.first)
 		s.closeIfDueLocked(p.step + 1)
+	}
+}
+
+// admitStepLocked moves the n held events of step past the open window's
+// into the window: the first one by one (admitEventLocked), which opens or
+// closes a window as needed, then as many as the window has room for at
+// once. Only the first event of a window needs its time (the window's
+// start or end); in a server the held events are evicted by the time the
+// step's timing arrives, and reading every event's time cost a cache miss
+// per few events.
+func (s *stepTracer) admitStepLocked(step uint64, n int) {
+	for n > 0 && !s.disabled {
+		s.admitEventLocked(step)
+		n--
+		if s.win == nil {
+			return // opening failed: step tracing is disabled
+		}
+		k := min(n, s.eventLimit-s.win.events)
+		s.held.inWindow += k
+		s.win.events += k
+		n -= k
 	}
 }
 
