@@ -123,7 +123,9 @@ func (t *Telemetry) EngineHooks() engine.Hooks {
 
 // OnRequestStart creates the request's metric state and, when its trace
 // headers say x-vllm-journey-sampled "1", its llm_core span, whose state
-// it returns for the engine to hand back (engine.Hooks.OnRequestStart).
+// it returns for the engine to hand back (engine.Hooks.OnRequestStart). A
+// hook that wraps it must return what it returns: the journey hooks find
+// llm_core only there.
 func (t *Telemetry) OnRequestStart(rs engine.RequestStart) (observerState any) {
 	if t.closed.Load() {
 		return nil
