@@ -109,9 +109,9 @@ wait_http() {
 	exit 1
 }
 
-check() { # service requests [core spans]
+check() { # service requests [core spans [step summaries at least]]
 	(cd "$ROOT" && go run ./tracing/e2e/checktraces -query "http://127.0.0.1:$JAEGER_QUERY_PORT" \
-		-service "$1" -requests "$2" -cores "${3:-$2}" -interval "$INTERVAL" -timeout 60s)
+		-service "$1" -requests "$2" -cores "${3:-$2}" -summaries "${4:-0}" -interval "$INTERVAL" -timeout 60s)
 }
 
 run_emit() {
@@ -119,9 +119,13 @@ run_emit() {
 		local endpoint="127.0.0.1:$OTLP_GRPC_PORT" service="vserve-emit-grpc"
 		if [ "$proto" = http/protobuf ]; then endpoint="127.0.0.1:$OTLP_HTTP_PORT" service="vserve-emit-http"; fi
 		say "emitting $REQUESTS requests over $proto as $service"
-		(cd "$ROOT" && OTEL_SERVICE_NAME=$service OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=$proto \
+		local out steps
+		out=$(cd "$ROOT" && OTEL_SERVICE_NAME=$service OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=$proto \
 			go run ./tracing/e2e/emit -endpoint "$endpoint" -requests "$REQUESTS" -interval "$INTERVAL")
-		check "$service" "$REQUESTS"
+		echo "$out"
+		steps=$(echo "$out" | sed -n 's/^emitted [0-9]* requests over \([0-9]*\) steps$/\1/p')
+		[ -n "$steps" ] || { echo "emit: no step count in its output" >&2; exit 1; }
+		check "$service" "$REQUESTS" "$REQUESTS" "$steps"
 	done
 }
 
@@ -156,10 +160,15 @@ run_vserve() {
 	grep -q '^vllm:e2e_request_latency_seconds_count{.*} '"$cores"'$' "$WORK/metrics.txt" ||
 		{ echo "metrics: want $cores engine requests in vllm:e2e_request_latency_seconds_count" >&2; grep '^vllm:' "$WORK/metrics.txt" >&2 || true; exit 1; }
 	check_export_metrics "$base"
-	say "stopping vserve (SIGTERM flushes the last spans)"
+	# Every executed step has its summary (step rate 1.0), the last window's
+	# only once shutdown has exported it.
+	local steps
+	steps=$(sed -n 's/^vllm:engine_steps_total{.*} \([0-9]*\)$/\1/p' "$WORK/metrics.txt")
+	[ -n "$steps" ] || { echo "metrics: no vllm:engine_steps_total" >&2; exit 1; }
+	say "stopping vserve (SIGTERM flushes the last spans) after $steps engine steps"
 	kill -TERM "$pid"
 	wait "$pid" || true
-	check "${OTEL_SERVICE_NAME:-vserve}" "$REQUESTS" "$cores"
+	check "${OTEL_SERVICE_NAME:-vserve}" "$REQUESTS" "$cores" "$steps"
 }
 
 # check_export_metrics BASE: within 30 s, /metrics counts spans exported to

@@ -25,6 +25,11 @@ type expectations struct {
 	cores    int // llm_core spans at least
 	interval int
 	steps    bool
+	// summaries is the number of step.BATCH_SUMMARY events expected at
+	// least: the steps the server executed (vllm:engine_steps), each with
+	// a summary at step rate 1.0. The last window is exported at
+	// shutdown, and the collector may show it after the rest.
+	summaries int
 }
 
 type summary struct {
@@ -65,6 +70,9 @@ func check(traces []jaegerTrace, exp expectations) (summary, []error) {
 	if exp.steps {
 		sum.windows = len(windows)
 		sum.summaries, sum.snapshots = checkWindows(windows, exp.interval, fail)
+		if sum.summaries < exp.summaries {
+			fail("%d step summaries in %d windows, want at least %d (one per executed step)", sum.summaries, sum.windows, exp.summaries)
+		}
 	}
 	return sum, errs
 }

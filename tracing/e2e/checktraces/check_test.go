@@ -100,4 +100,8 @@ func TestCheckFindsViolations(t *testing.T) {
 	}
 	_, errs := check(validTraces(), expectations{requests: 2, interval: 10, steps: true})
 	assert.Contains(t, fmt.Sprint(errs), "want 2 llm_request")
+	_, errs = check(validTraces(), expectations{requests: 1, interval: 10, steps: true, summaries: 3})
+	assert.Contains(t, fmt.Sprint(errs), "2 step summaries in 2 windows, want at least 3")
+	_, errs = check(validTraces(), expectations{requests: 1, interval: 10, steps: true, summaries: 2})
+	assert.Empty(t, errs)
 }

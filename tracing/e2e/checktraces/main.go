@@ -23,13 +23,14 @@ func main() {
 	cores := flag.Int("cores", 0, "llm_core spans expected at least (default: -requests)")
 	interval := flag.Int("interval", 10, "step closure interval of the run")
 	steps := flag.Bool("steps", true, "expect step windows")
+	summaries := flag.Int("summaries", 0, "step summaries expected at least (the steps the server executed, at step rate 1.0)")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long to wait for the traces")
 	flag.Parse()
 
 	if *cores == 0 {
 		*cores = *want
 	}
-	exp := expectations{requests: *want, cores: *cores, interval: *interval, steps: *steps}
+	exp := expectations{requests: *want, cores: *cores, interval: *interval, steps: *steps, summaries: *summaries}
 	deadline := time.Now().Add(*timeout)
 	var errs []error
 	for {
