@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vserve/vserve/scheduler"
-	"github.com/vserve/vserve/server"
 )
 
 // stalledCollector accepts connections and never answers.
@@ -103,9 +102,7 @@ func TestCollectorDownOrStalledNeverBlocks(t *testing.T) {
 					h.obs.StepBuilt(out, v)
 					f.schedule(uint64(i+1), false, 4)
 					f.token(uint64(i + 1))
-					f.finish(uint64(i+1), scheduler.FinishStop)
-					f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-					f.api.End()
+					f.complete(uint64(i+1), scheduler.FinishStop, 1)
 				}
 				h.requireNoState()
 				ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
@@ -155,9 +152,7 @@ func TestExportStateOnMetrics(t *testing.T) {
 				f := h.newFlow(fmt.Sprint(i), 4, 1, nil)
 				f.schedule(1, false, 4)
 				f.token(1)
-				f.finish(1, scheduler.FinishStop)
-				f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-				f.api.End()
+				f.complete(1, scheduler.FinishStop, 1)
 			}
 			fams := scrape(t, tel)
 			exporter := "otlp_grpc_span_exporter"

@@ -325,9 +325,7 @@ func TestShutdownDuringTrafficWithEncodedEvents(t *testing.T) {
 				f.schedule(uint64(i), false, 8)
 				f.token(uint64(i))
 				f.token(uint64(i + 1))
-				f.finish(uint64(i+1), scheduler.FinishLength)
-				f.api.Departed(server.Outcome{CompletionTokens: 2, Times: f.times})
-				f.api.End()
+				f.complete(uint64(i+1), scheduler.FinishLength, 2)
 			}
 		})
 	}
@@ -386,9 +384,7 @@ func TestSpanLimitsKeepEventsOnTheSDKPath(t *testing.T) {
 			h := &harness{t: t, tel: tel, obs: tel.SchedulerObserver()}
 			f := h.newFlow("req-limited", 8, 4, nil)
 			f.schedule(1, false, 8)
-			f.finish(2, scheduler.FinishStop)
-			f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-			f.api.End()
+			f.complete(2, scheduler.FinishStop, 1)
 			require.NoError(t, tel.Shutdown(context.Background()))
 			var queued *tracepb.Span_Event
 			var requestAttrs []*commonpb.KeyValue

@@ -89,6 +89,14 @@ func (f *flow) finish(step uint64, reason scheduler.FinishReason) {
 	f.h.end(f.req, f.headers, reason, f.times)
 }
 
+// complete finishes the request at step and ends its API span as a
+// handler does after the last of tokens.
+func (f *flow) complete(step uint64, reason scheduler.FinishReason, tokens int) {
+	f.finish(step, reason)
+	f.api.Departed(server.Outcome{CompletionTokens: tokens, Times: f.times})
+	f.api.End()
+}
+
 func TestJourneyNormal(t *testing.T) {
 	h := newHarness(t, nil)
 	f := h.newFlow("r1", 10, 3, nil)
@@ -96,9 +104,7 @@ func TestJourneyNormal(t *testing.T) {
 	f.token(1)
 	f.token(2)
 	f.token(3)
-	f.finish(3, scheduler.FinishStop)
-	f.api.Departed(server.Outcome{CompletionTokens: 3, Times: f.times})
-	f.api.End()
+	f.complete(3, scheduler.FinishStop, 3)
 
 	api, core := h.one(SpanRequest), h.one(SpanCore)
 	assert.Equal(t, trace.SpanKindServer, api.SpanKind())
@@ -169,9 +175,7 @@ func TestJourneyPreemptedKeepsHighWater(t *testing.T) {
 	f.schedule(5, true, 21)
 	f.token(5)
 	f.token(6)
-	f.finish(6, scheduler.FinishLength)
-	f.api.Departed(server.Outcome{CompletionTokens: 3, Times: f.times})
-	f.api.End()
+	f.complete(6, scheduler.FinishLength, 3)
 
 	core := h.one(SpanCore)
 	assert.Equal(t, []string{"journey.QUEUED", "journey.SCHEDULED", "journey.SCHEDULED", "journey.FIRST_TOKEN",
@@ -391,9 +395,7 @@ func TestSamplingAtomicity(t *testing.T) {
 					f.schedule(1, false, 4)
 					f.token(1)
 				}
-				f.finish(1, scheduler.FinishStop)
-				f.api.Departed(server.Outcome{CompletionTokens: f.req.output, Times: f.times})
-				f.api.End()
+				f.complete(1, scheduler.FinishStop, f.req.output)
 			}
 			api, core := h.spans(SpanRequest), h.spans(SpanCore)
 			require.Len(t, core, len(api), "never one span without the other")
@@ -428,9 +430,7 @@ func TestEndpointOnlyStillExportsRequestSpans(t *testing.T) {
 		assert.NotContains(t, f.headers, JourneySampledHeader)
 		f.schedule(1, false, 4)
 		f.token(1)
-		f.finish(1, scheduler.FinishStop)
-		f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-		f.api.End()
+		f.complete(1, scheduler.FinishStop, 1)
 	}
 	api := h.spans(SpanRequest)
 	require.Len(t, api, 5)
@@ -470,9 +470,7 @@ func TestUnsampledClientParent(t *testing.T) {
 	assert.Equal(t, "1", f.headers[JourneySampledHeader], "journey decision independent of the W3C flag")
 	f.schedule(1, false, 3)
 	f.token(1)
-	f.finish(1, scheduler.FinishStop)
-	f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-	f.api.End()
+	f.complete(1, scheduler.FinishStop, 1)
 	assert.Empty(t, h.spans(SpanRequest), "neither span is recorded")
 	assert.Empty(t, h.spans(SpanCore))
 	h.requireNoState()
@@ -518,9 +516,7 @@ func TestCollidingIDsKeepTheirOwnJourneys(t *testing.T) {
 	}
 	for _, f := range []*flow{b, a} {
 		f.token(2)
-		f.finish(2, scheduler.FinishLength)
-		f.api.Departed(server.Outcome{CompletionTokens: 2, Times: f.times})
-		f.api.End()
+		f.complete(2, scheduler.FinishLength, 2)
 	}
 	core := h.spans(SpanCore)
 	require.Len(t, core, 2)

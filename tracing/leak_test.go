@@ -86,9 +86,7 @@ func TestNoStateLeakWhenTracingOff(t *testing.T) {
 		require.Nil(t, f.headers)
 		f.schedule(1, false, 3)
 		f.token(1)
-		f.finish(1, scheduler.FinishStop)
-		f.api.Departed(server.Outcome{CompletionTokens: 1, Times: f.times})
-		f.api.End()
+		f.complete(1, scheduler.FinishStop, 1)
 	}
 	h.requireNoState()
 	_ = time.Now

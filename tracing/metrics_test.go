@@ -15,7 +15,6 @@ import (
 
 	"github.com/vserve/vserve/engine"
 	"github.com/vserve/vserve/scheduler"
-	"github.com/vserve/vserve/server"
 )
 
 // scrape fetches /metrics and parses it with Prometheus's own parser.
@@ -67,9 +66,7 @@ func driveTraffic(t *testing.T) *Telemetry {
 					KVBlocksTotal: 64, KVBlocksFree: 32, KVBlocksCachedFree: 16, NumResumes: step / 4}})
 			step++
 		}
-		f.finish(step, reason)
-		f.api.Departed(server.Outcome{CompletionTokens: 3, Times: f.times})
-		f.api.End()
+		f.complete(step, reason, 3)
 	}
 	h.requireNoState()
 	return tel
