@@ -101,10 +101,12 @@ type stepWindow struct {
 
 // pendingStep is a sampled step waiting for its timing: its events are
 // the events of heldEvents.order from first on, up to the next pending
-// step's.
+// step's. summary is its summary's index in heldEvents.steps, so that the
+// timing finds it without reading the held order, evicted by then.
 type pendingStep struct {
-	step  uint64
-	first int // in heldEvents.order
+	step    uint64
+	first   int // in heldEvents.order
+	summary int // in heldEvents.steps
 }
 
 // stepEvent is the content of one step.BATCH_SUMMARY. It keeps plain
@@ -173,7 +175,7 @@ func (s *stepTracer) stepBuilt(out *scheduler.Output, v scheduler.StepView) {
 	if len(s.pending) == maxPendingSteps {
 		s.flushLocked(s.pending[0].step)
 	}
-	s.pending = append(s.pending, pendingStep{step: step, first: len(s.held.order)})
+	s.pending = append(s.pending, pendingStep{step: step, first: len(s.held.order), summary: len(s.held.steps)})
 	s.visitor.build(&s.held, out, v, s.rich.SampleStep(step), s.now())
 }
 
@@ -315,7 +317,7 @@ func (s *stepTracer) stepTiming(step uint64, prepare, forward, sample time.Durat
 	}
 	for _, p := range s.pending {
 		if p.step == step {
-			e := &s.held.steps[s.held.order[p.first].i]
+			e := &s.held.steps[p.summary]
 			e.timed = true
 			e.summary.forwardUS, e.summary.sampleUS = forward.Microseconds(), sample.Microseconds()
 			e.summary.prepareUS = prepare.Microseconds()
@@ -439,6 +441,7 @@ func (s *stepTracer) dropWindowLocked() {
 	}
 	for i := range s.pending {
 		s.pending[i].first -= h.inWindow
+		s.pending[i].summary -= firstStep
 	}
 	h.order = keepTail(h.order, h.inWindow)
 	h.steps = keepTail(h.steps, firstStep)
